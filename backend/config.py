@@ -1,0 +1,420 @@
+"""ExperimentConfig: the typed, nested experiment description shared by CLI, trainer and GUI.
+
+Every field carries its help text and constraints as dataclass metadata (``spec(...)``), so one
+schema drives validation (with field paths), TOML/JSON round-trips and the GUI's generated forms.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
+
+BACKBONES = ("tiny_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small")
+OPTIMIZERS = ("sgd", "lars", "adamw")
+DATA_SOURCES = ("synthetic", "imagefolder:<path>", "cifar10", "cifar100", "stl10")
+
+
+def spec(default, help: str, *, choices=None, ge=None, gt=None, le=None, lt=None,
+         methods=None, factory=False):
+    """Declare a config field: default, one-line help, allowed values/range, owning methods."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt,
+            "methods": methods}
+    if factory:
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    source: str = spec("synthetic", "Data set: synthetic, imagefolder:<path>, cifar10, cifar100 or stl10.")
+    image_size: int = spec(32, "Side length (pixels) images are cached and trained at.", ge=8, le=512)
+    train_limit: int = spec(0, "Use at most this many training images (0 = all).", ge=0)
+    test_limit: int = spec(0, "Use at most this many held-out images for kNN (0 = all).", ge=0)
+    synthetic_train_size: int = spec(2000, "Synthetic source: number of training images.", ge=10)
+    synthetic_test_size: int = spec(500, "Synthetic source: number of held-out images.", ge=10)
+    val_fraction: float = spec(0.1, "Image folders without train/test subfolders: held-out fraction.",
+                               ge=0.0, lt=1.0)
+    download_root: str = spec("", "Where torchvision data sets are downloaded (empty = ~/.cache/sslwb/downloads).")
+    cache_dir: str = spec("", "Where decoded uint8 caches live (empty = ~/.cache/sslwb/cache).")
+
+
+@dataclass
+class AugmentConfig:
+    crop_scale: list = spec([0.08, 1.0], "Random resized crop: [min, max] area fraction.", factory=True)
+    crop_ratio: list = spec([0.75, 1.3333333], "Random resized crop: [min, max] aspect ratio.", factory=True)
+    hflip_prob: float = spec(0.5, "Probability of a horizontal flip.", ge=0.0, le=1.0)
+    jitter_prob: float = spec(0.8, "Probability of colour jitter.", ge=0.0, le=1.0)
+    brightness: float = spec(0.4, "Colour jitter: brightness strength.", ge=0.0)
+    contrast: float = spec(0.4, "Colour jitter: contrast strength.", ge=0.0)
+    saturation: float = spec(0.4, "Colour jitter: saturation strength.", ge=0.0)
+    hue: float = spec(0.1, "Colour jitter: hue strength.", ge=0.0, le=0.5)
+    grayscale_prob: float = spec(0.2, "Probability of converting to grayscale.", ge=0.0, le=1.0)
+    blur_prob: float = spec(0.0, "Probability of gaussian blur.", ge=0.0, le=1.0)
+    blur_sigma: list = spec([0.1, 2.0], "Gaussian blur: [min, max] sigma in pixels.", factory=True)
+    solarize_prob: float = spec(0.0, "Probability of solarisation.", ge=0.0, le=1.0)
+    solarize_threshold: float = spec(0.5, "Solarisation threshold (fraction of full scale).", ge=0.0, le=1.0)
+    num_global_crops: int = spec(2, "Number of global views per image.", ge=1, le=8)
+    num_local_crops: int = spec(0, "Number of small local views per image (multi-crop).", ge=0, le=16)
+    local_crop_size: int = spec(16, "Side length of local views (pixels).", ge=4)
+    local_crop_scale: list = spec([0.05, 0.4], "Local crops: [min, max] area fraction.", factory=True)
+    mean: list = spec([0.4914, 0.4822, 0.4465], "Per-channel normalisation mean.", factory=True)
+    std: list = spec([0.2470, 0.2435, 0.2616], "Per-channel normalisation std.", factory=True)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = spec("resnet18", "Encoder network.", choices=BACKBONES)
+    projector_hidden_dim: int = spec(2048, "Projection head hidden width.", ge=1)
+    projector_out_dim: int = spec(128, "Projection head output dimension.", ge=1)
+    projector_layers: int = spec(2, "Projection head depth (linear layers).", ge=1, le=4)
+    predictor_hidden_dim: int = spec(512, "Prediction head hidden width (methods with a predictor).",
+                                     ge=1, methods=("byol", "simsiam", "nnclr", "mocov3"))
+
+
+@dataclass
+class MethodConfig:
+    name: str = spec("simclr", "Self-supervised method.")
+    temperature: float = spec(0.5, "Softmax temperature of the contrastive loss.", gt=0.0,
+                              methods=("simclr", "moco", "mocov1", "mocov3", "nnclr", "dcl", "dclw"))
+    queue_size: int = spec(4096, "Number of negatives kept in the queue.", ge=1,
+                           methods=("moco", "mocov1", "nnclr", "swav"))
+    momentum: float = spec(0.99, "EMA momentum of the key/teacher encoder (base value).", ge=0.0, le=1.0,
+                           methods=("moco", "mocov1", "mocov3", "byol", "dino"))
+    momentum_final: float = spec(1.0, "EMA momentum at the end of training (cosine schedule).",
+                                 ge=0.0, le=1.0, methods=("mocov3", "byol", "dino"))
+    shuffle_bn: bool = spec(True, "Guard against BN leaking information: shuffle the key batch (MoCo).",
+                            methods=("moco", "mocov1"))
+    dclw_sigma: float = spec(0.5, "DCLW: width of the von Mises-Fisher positive weighting.", gt=0.0,
+                             methods=("dclw",))
+    barlow_lambda: float = spec(0.005, "Barlow Twins: weight of the off-diagonal redundancy term.", gt=0.0,
+                                methods=("barlow_twins",))
+    barlow_scale: float = spec(0.1, "Barlow Twins: overall loss scale (solo-learn uses 0.1 on CIFAR).",
+                               gt=0.0, methods=("barlow_twins",))
+    sim_weight: float = spec(25.0, "VICReg: invariance (MSE) weight.", ge=0.0, methods=("vicreg",))
+    var_weight: float = spec(25.0, "VICReg: variance weight.", ge=0.0, methods=("vicreg",))
+    cov_weight: float = spec(1.0, "VICReg: covariance weight.", ge=0.0, methods=("vicreg",))
+    out_dim: int = spec(4096, "DINO head output dimension / SwAV number of prototypes.", ge=2,
+                        methods=("dino", "swav"))
+    student_temp: float = spec(0.1, "DINO: student softmax temperature.", gt=0.0, methods=("dino",))
+    teacher_temp: float = spec(0.04, "DINO: final teacher temperature.", gt=0.0, methods=("dino",))
+    warmup_teacher_temp: float = spec(0.04, "DINO: initial teacher temperature.", gt=0.0, methods=("dino",))
+    teacher_temp_warmup_epochs: int = spec(30, "DINO: epochs of teacher temperature warm-up.", ge=0,
+                                           methods=("dino",))
+    center_momentum: float = spec(0.9, "DINO: momentum of the centre update.", ge=0.0, lt=1.0,
+                                  methods=("dino",))
+    norm_last_layer: bool = spec(True, "DINO: weight-normalise the last layer with a fixed norm.",
+                                 methods=("dino",))
+    sinkhorn_epsilon: float = spec(0.05, "SwAV: Sinkhorn entropy regularisation.", gt=0.0, methods=("swav",))
+    sinkhorn_iterations: int = spec(3, "SwAV: Sinkhorn-Knopp iterations.", ge=1, methods=("swav",))
+    freeze_prototypes_steps: int = spec(313, "SwAV: keep prototypes frozen for this many steps.", ge=0,
+                                        methods=("swav",))
+    queue_start_epoch: int = spec(0, "SwAV: epoch from which the queue is used (0 = never uses one "
+                                  "unless queue_size>0 and this is reached).", ge=0, methods=("swav",))
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = spec("sgd", "Optimiser.", choices=OPTIMIZERS)
+    lr: float = spec(0.06, "Base learning rate for a batch of 256 (scaled linearly by batch size).", gt=0.0)
+    weight_decay: float = spec(5e-4, "Weight decay.", ge=0.0)
+    momentum: float = spec(0.9, "SGD/LARS momentum.", ge=0.0, lt=1.0)
+    batch_size: int = spec(256, "Images per optimisation step (global, over all devices).", ge=2)
+    grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimisation step.", ge=1)
+    lars_eta: float = spec(0.02, "LARS trust coefficient.", gt=0.0)
+    grad_clip: float = spec(0.0, "Clip the gradient norm to this value (0 = off).", ge=0.0)
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = spec(100, "Training epochs.", ge=1)
+    warmup_epochs: float = spec(10.0, "Linear warm-up length in epochs.", ge=0.0)
+    min_lr_ratio: float = spec(0.0, "Final learning rate as a fraction of the peak.", ge=0.0, le=1.0)
+    max_steps: int = spec(0, "Stop after this many optimisation steps (0 = run all epochs).", ge=0)
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = spec(200, "kNN: number of neighbours.", ge=1)
+    knn_temperature: float = spec(0.1, "kNN: temperature of the similarity weights.", gt=0.0)
+    knn_every_epochs: int = spec(1, "Run kNN every this many epochs (0 = only at the end).", ge=0)
+    knn_train_limit: int = spec(10000, "kNN: at most this many training images in the bank (0 = all).", ge=0)
+    metrics_every_steps: int = spec(20, "Representation metrics on the probe batch every N steps.", ge=1)
+    probe_batch_size: int = spec(256, "Fixed probe batch size for alignment/uniformity/rank.", ge=16)
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = spec("auto", "Training device: auto, cpu, cuda or cuda:N.")
+    seed: int = spec(0, "Random seed.", ge=0)
+    amp: str = spec("auto", "Mixed precision: auto (bf16 on CUDA), bf16 or off.", choices=("auto", "bf16", "off"))
+    channels_last: bool = spec(True, "Use channels_last memory format on CUDA.")
+    compile: bool = spec(False, "torch.compile the model (CUDA; pays off on long runs).")
+    num_threads: int = spec(0, "CPU threads for torch (0 = torch's default).", ge=0)
+    checkpoint_every_epochs: int = spec(1, "Write checkpoints/last.pt every N epochs.", ge=1)
+    keep_epoch_checkpoints: bool = spec(False, "Also keep checkpoints/epoch-NNNN.pt for every checkpoint.")
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = spec("", "Free-form run name.")
+    data: DataConfig = spec(DataConfig(), "Data set and caching.", factory=True)
+    augment: AugmentConfig = spec(AugmentConfig(), "View generation.", factory=True)
+    model: ModelConfig = spec(ModelConfig(), "Backbone and heads.", factory=True)
+    method: MethodConfig = spec(MethodConfig(), "Method and its hyperparameters.", factory=True)
+    optim: OptimConfig = spec(OptimConfig(), "Optimiser.", factory=True)
+    schedule: ScheduleConfig = spec(ScheduleConfig(), "Epochs and learning-rate schedule.", factory=True)
+    eval: EvalConfig = spec(EvalConfig(), "Online evaluation.", factory=True)
+    runtime: RuntimeConfig = spec(RuntimeConfig(), "Device, precision, seed, checkpoints.", factory=True)
+
+    # ---- conversions -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain nested dict (JSON/TOML-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, validate: bool = True) -> "ExperimentConfig":
+        """Build from a (possibly partial) nested dict over the defaults; raises ConfigError listing
+        every unknown key, wrong type and out-of-range value with its field path."""
+        errors: list[str] = []
+        cfg = _build(cls, data or {}, "", errors)
+        if validate:
+            errors.extend(validation_errors(cfg))
+        if errors:
+            raise ConfigError(errors)
+        return cfg
+
+    def updated(self, overrides: dict) -> "ExperimentConfig":
+        """A copy with nested ``overrides`` applied (and validated)."""
+        return ExperimentConfig.from_dict(deep_merge(self.to_dict(), overrides))
+
+    def save(self, path) -> None:
+        """Write as JSON or TOML, chosen by the file suffix."""
+        path = Path(path)
+        if path.suffix == ".toml":
+            import tomli_w
+            text = tomli_w.dumps(self.to_dict())
+        else:
+            text = json.dumps(self.to_dict(), indent=2) + "\n"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """Recursively merge ``overrides`` into a copy of ``base``."""
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value, tp, path: str, errors: list):
+    """Check ``value`` against the annotated type; ints are accepted for floats."""
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is list:
+        if isinstance(value, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
+        errors.append(f"{path} must be a list of numbers, got {value!r}")
+        return None
+    errors.append(f"{path} must be of type {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return None
+
+
+def _build(cls, data, prefix: str, errors: list):
+    """Instantiate dataclass ``cls`` from ``data``, recording problems in ``errors``."""
+    if not isinstance(data, dict):
+        errors.append(f"{prefix.rstrip('.') or 'config'} must be a table/object, got {type(data).__name__}")
+        return cls()
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            errors.append(f"{prefix}{key} is not a known field (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        tp = hints[f.name]
+        path = prefix + f.name
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, data[f.name], path + ".", errors)
+        else:
+            value = _coerce(data[f.name], tp, path, errors)
+            if value is not None:
+                kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def iter_fields(obj, prefix: str = ""):
+    """Yield (path, dataclass field, value) for every leaf field of a config dataclass."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from iter_fields(value, prefix + f.name + ".")
+        else:
+            yield prefix + f.name, f, value
+
+
+def _range_errors(path: str, meta: dict, value) -> list[str]:
+    errs = []
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        errs.append(f"{path} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    numeric = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else (
+        value if isinstance(value, list) else [])
+    for v in numeric:
+        for key, op, word in (("gt", lambda a, b: a > b, ">"), ("ge", lambda a, b: a >= b, ">="),
+                              ("lt", lambda a, b: a < b, "<"), ("le", lambda a, b: a <= b, "<=")):
+            bound = meta.get(key)
+            if bound is not None and not op(v, bound):
+                errs.append(f"{path} must be {word} {bound:g}, got {value!r}")
+                break
+    return errs
+
+
+def validation_errors(cfg: ExperimentConfig) -> list[str]:
+    """Every problem with ``cfg`` as 'field.path must ..., got ...' sentences (empty when valid)."""
+    from .methods import METHODS  # late import: methods import config
+
+    errors: list[str] = []
+    for path, f, value in iter_fields(cfg):
+        errors.extend(_range_errors(path, f.metadata, value))
+    if cfg.method.name not in METHODS:
+        errors.append(f"method.name must be one of {', '.join(sorted(METHODS))}, got {cfg.method.name!r}")
+    for path in ("augment.crop_scale", "augment.crop_ratio", "augment.blur_sigma", "augment.local_crop_scale"):
+        value = _get_path(cfg, path)
+        if len(value) != 2 or value[0] > value[1]:
+            errors.append(f"{path} must be [min, max] with min <= max, got {value!r}")
+    for path in ("augment.crop_scale", "augment.local_crop_scale"):
+        value = _get_path(cfg, path)
+        if len(value) == 2 and not (0 < value[0] and value[1] <= 1):
+            errors.append(f"{path} must lie in (0, 1], got {value!r}")
+    for path in ("augment.mean", "augment.std"):
+        if len(_get_path(cfg, path)) != 3:
+            errors.append(f"{path} must have 3 values (R, G, B), got {_get_path(cfg, path)!r}")
+    if any(s <= 0 for s in cfg.augment.std):
+        errors.append(f"augment.std must be > 0 per channel, got {cfg.augment.std!r}")
+    if cfg.augment.local_crop_size > cfg.data.image_size:
+        errors.append(f"augment.local_crop_size must be <= data.image_size ({cfg.data.image_size}), "
+                      f"got {cfg.augment.local_crop_size}")
+    src = cfg.data.source
+    if not (src in ("synthetic", "cifar10", "cifar100", "stl10") or
+            (src.startswith("imagefolder:") and len(src) > len("imagefolder:"))):
+        errors.append(f"data.source must be one of {', '.join(DATA_SOURCES)}, got {src!r}")
+    if cfg.optim.batch_size % cfg.optim.grad_accum_steps:
+        errors.append(f"optim.batch_size must be divisible by optim.grad_accum_steps "
+                      f"({cfg.optim.grad_accum_steps}), got {cfg.optim.batch_size}")
+    if src == "synthetic" and cfg.optim.batch_size > cfg.data.synthetic_train_size:
+        errors.append(f"optim.batch_size must be <= data.synthetic_train_size "
+                      f"({cfg.data.synthetic_train_size}), got {cfg.optim.batch_size}")
+    if cfg.schedule.warmup_epochs > cfg.schedule.epochs:
+        errors.append(f"schedule.warmup_epochs must be <= schedule.epochs ({cfg.schedule.epochs}), "
+                      f"got {cfg.schedule.warmup_epochs}")
+    dev = cfg.runtime.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        errors.append(f"runtime.device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+    return errors
+
+
+def _get_path(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def field_meta(path: str) -> dict:
+    """Metadata (help, choices, bounds, methods) of the field at dotted ``path``."""
+    obj = ExperimentConfig()
+    *parents, leaf = path.split(".")
+    for part in parents:
+        obj = getattr(obj, part)
+    return next(f.metadata for f in dataclasses.fields(obj) if f.name == leaf)
+
+
+def read_config_dict(path) -> dict:
+    """Parse a TOML or JSON config file into a dict; errors name the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper() or 'JSON'}: {exc}") from None
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped in resources/presets."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def preset_dict(name: str) -> dict:
+    """The raw overrides of preset ``name`` (a preset may name a ``base`` preset it extends)."""
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"preset must be one of {', '.join(list_presets())}, got {name!r}")
+    data = read_config_dict(path)
+    base = data.pop("base", None)
+    return deep_merge(preset_dict(base), data) if base else data
+
+
+def load_preset(name: str) -> ExperimentConfig:
+    """The validated config of preset ``name``."""
+    return ExperimentConfig.from_dict(preset_dict(name))
+
+
+def load_config(path, overrides: dict | None = None) -> ExperimentConfig:
+    """Load a TOML/JSON config file (optionally naming a ``base`` preset) and validate it."""
+    data = read_config_dict(path)
+    base = data.pop("base", None)
+    if base:
+        data = deep_merge(preset_dict(base), data)
+    return ExperimentConfig.from_dict(deep_merge(data, overrides or {}))
+
+
+def parse_override(text: str) -> dict:
+    """Turn 'optim.lr=0.1' into {'optim': {'lr': 0.1}} (value parsed as TOML/JSON when possible)."""
+    if "=" not in text:
+        raise ConfigError(f"override must look like section.field=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out

@@ -1,0 +1,39 @@
+"""Device selection and mixed-precision policy."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import ConfigError
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` picks CUDA when present; an unavailable CUDA request is a config error with the fix."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"runtime.device is {spec!r} but CUDA is not available on this machine; "
+                              f"set runtime.device = 'cpu' (or 'auto') to train on the CPU")
+        index = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"runtime.device is {spec!r} but only {torch.cuda.device_count()} CUDA "
+                              f"device(s) exist")
+        return torch.device("cuda", index)
+    if spec == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"runtime.device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+
+
+def autocast_dtype(amp: str, device: torch.device):
+    """bf16 autocast on CUDA for ``auto``/``bf16``; on CPU only when ``bf16`` is asked for."""
+    if amp == "off":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if amp == "bf16" else None
+
+
+def available_devices() -> list[str]:
+    """'cpu' plus 'cuda:N' for every visible CUDA device (for the GUI's device picker)."""
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]

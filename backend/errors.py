@@ -1,0 +1,31 @@
+"""Error types that map to the trainer's exit codes (see DESIGN.md, trainer process contract)."""
+
+
+class WorkbenchError(Exception):
+    """Base class: a failure the user can act on, described in one sentence."""
+
+    exit_code = 1
+
+
+class ConfigError(WorkbenchError):
+    """One or more config fields are invalid; ``errors`` lists every problem with its field path."""
+
+    exit_code = 2
+
+    def __init__(self, errors):
+        if isinstance(errors, str):
+            errors = [errors]
+        self.errors = list(errors)
+        super().__init__("; ".join(self.errors))
+
+
+class DataError(WorkbenchError):
+    """A data source is missing, empty or unreadable; the message names the path or source."""
+
+    exit_code = 3
+
+
+class CheckpointError(WorkbenchError):
+    """A checkpoint or exported file cannot be used; the message names the file and why."""
+
+    exit_code = 1

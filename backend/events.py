@@ -1,0 +1,162 @@
+"""The event stream: JSON lines on stdout and appended to ``events.jsonl`` (DESIGN.md contract).
+
+Every event has ``kind`` (status | metric | log | error) and ``time``; metrics also carry ``step``,
+``epoch``, ``name`` and ``value``. Lines are flushed one by one so a killed trainer leaves every
+earlier line intact; readers skip a torn (unterminated or unparsable) last line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+EVENT_KINDS = ("status", "metric", "log", "error")
+# Status states the trainer reports; the last one of a run says how it ended.
+TERMINAL_STATES = ("finished", "stopped", "error")
+
+
+class EventWriter:
+    """Appends events to ``events.jsonl`` and, optionally, echoes them to stdout as JSON lines."""
+
+    def __init__(self, path, *, echo: bool = True, stream=None, on_event=None):
+        self.path = Path(path)
+        self.echo = echo
+        self.stream = stream or sys.stdout
+        self.on_event = on_event
+        self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+
+    def emit(self, kind: str, **fields) -> dict:
+        """Write one event and return it."""
+        event = {"kind": kind, "time": round(time.time(), 3), **fields}
+        line = json.dumps(event, default=_jsonable, allow_nan=True)
+        self._file.write(line + "\n")
+        if self.echo:
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                self.echo = False  # the reader went away; the file still has everything
+        if self.on_event is not None:
+            self.on_event(event)
+        return event
+
+    def metric(self, name: str, value: float, step: int, epoch: int, **extra) -> dict:
+        """A scalar metric at an optimisation step."""
+        return self.emit("metric", name=name, value=float(value), step=int(step), epoch=int(epoch), **extra)
+
+    def status(self, state: str, message: str = "", **extra) -> dict:
+        """A lifecycle change (started, running, paused, resumed, checkpoint, finished, stopped, ...)."""
+        return self.emit("status", state=state, message=message, **extra)
+
+    def log(self, message: str, level: str = "info", **extra) -> dict:
+        """A human-readable line (level: info or warning)."""
+        return self.emit("log", level=level, message=message, **extra)
+
+    def error(self, message: str, exit_code: int, **extra) -> dict:
+        """A fatal error in one sentence, with the exit code the process will return."""
+        return self.emit("error", message=message, exit_code=int(exit_code), **extra)
+
+    def sync(self) -> None:
+        """Force the events file to disk (called at checkpoints)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Close the events file."""
+        if not self._file.closed:
+            self._file.close()
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def parse_event_line(line: str) -> dict | None:
+    """Parse one JSON line; None for blank, torn or non-event lines."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(event, dict) or event.get("kind") not in EVENT_KINDS:
+        return None
+    return event
+
+
+class EventTail:
+    """Incremental reader of an events file: ``read_new()`` returns events appended since the last
+    call. A partial last line is left for the next call, so a line being written is never lost
+    and a torn line left by a killed writer is skipped. The file is opened read-only per call."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[dict]:
+        """Events completed since the previous call (empty if the file does not exist yet)."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # unterminated remainder (may be b"")
+        events = []
+        for raw in lines:
+            event = parse_event_line(raw.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+
+def read_events(path) -> list[dict]:
+    """Every complete event in an events file (a torn last line is skipped)."""
+    tail = EventTail(path)
+    events = tail.read_new()
+    if tail._partial:
+        last = parse_event_line(tail._partial.decode("utf-8", errors="replace"))
+        if last is not None:  # complete JSON without the newline: keep it
+            events.append(last)
+    return events
+
+
+def metric_series(events) -> dict[str, dict[str, list]]:
+    """Metric events as per-name columns {name: {step, epoch, value, time}}.
+
+    A ``resumed`` status event with ``step`` k drops every earlier point after step k, so a run
+    killed after its last checkpoint and resumed from it has no duplicated or stale steps."""
+    series: dict[str, dict[str, list]] = {}
+    for event in events:
+        if event.get("kind") == "status" and event.get("state") == "resumed" and "step" in event:
+            cut = event["step"]
+            for cols in series.values():
+                keep = [i for i, s in enumerate(cols["step"]) if s <= cut]
+                if len(keep) != len(cols["step"]):
+                    for key in cols:
+                        cols[key] = [cols[key][i] for i in keep]
+        elif event.get("kind") == "metric":
+            value = event.get("value")
+            if not isinstance(value, (int, float)) or "name" not in event:
+                continue
+            cols = series.setdefault(event["name"], {"step": [], "epoch": [], "value": [], "time": []})
+            cols["step"].append(int(event.get("step", 0)))
+            cols["epoch"].append(int(event.get("epoch", 0)))
+            cols["value"].append(float(value) if math.isfinite(value) else float("nan"))
+            cols["time"].append(float(event.get("time", 0.0)))
+    return series

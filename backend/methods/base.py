@@ -1,0 +1,89 @@
+"""The Method interface: a method declares its networks, its EMA pairs and its loss; the one
+training engine (backend/train.py) runs every method through this interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import ExperimentConfig
+from ..models.backbones import backbone_family, build_backbone
+from ..models.heads import mlp_head
+from .components import cosine_momentum, ema_update
+
+
+@dataclass
+class StepOutput:
+    """What one training step of a method returns."""
+
+    loss: torch.Tensor
+    # Projections of the first two global views (for alignment); may be None for label methods.
+    z1: torch.Tensor | None = None
+    z2: torch.Tensor | None = None
+    # Method-specific scalars for the event stream, e.g. {"queue_fill": tensor(0.5)}.
+    extras: dict = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``name``/``label``, build heads in ``__init__`` and implement
+    ``training_step``; they list (online, target) module pairs in ``momentum_pairs`` when they keep
+    an EMA copy, and the engine updates those after each optimiser step."""
+
+    name = ""
+    label = ""
+    families = ("cnn", "vit")      # backbone families the method supports
+    uses_labels = False            # supervised baselines need labelled data
+    cosine_momentum_schedule = False  # EMA momentum rises from method.momentum to momentum_final
+
+    def __init__(self, cfg: ExperimentConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone, self.feature_dim = build_backbone(cfg.model.backbone, cfg.data.image_size)
+        self.family = backbone_family(cfg.model.backbone)
+
+    # --- parts every method reuses -------------------------------------------------------------
+    def projector_head(self, in_dim: int | None = None, **kwargs) -> nn.Module:
+        """An MLP projection head sized from the model config."""
+        m = self.cfg.model
+        return mlp_head(in_dim or self.feature_dim, m.projector_hidden_dim, m.projector_out_dim,
+                        m.projector_layers, **kwargs)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) pairs whose targets follow the online weights by EMA."""
+        return []
+
+    def current_momentum(self, progress: float) -> float:
+        """EMA momentum at training progress in [0, 1]."""
+        m = self.cfg.method
+        if self.cosine_momentum_schedule:
+            return cosine_momentum(m.momentum, m.momentum_final, progress)
+        return m.momentum
+
+    @torch.no_grad()
+    def after_optimizer_step(self, progress: float) -> dict:
+        """Update EMA targets; returns extras for the event stream."""
+        pairs = self.momentum_pairs()
+        if not pairs:
+            return {}
+        momentum = self.current_momentum(progress)
+        for online, target in pairs:
+            ema_update(online, target, momentum)
+        return {"momentum": momentum}
+
+    # --- what subclasses implement -------------------------------------------------------------
+    def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None,
+                      progress: float) -> StepOutput:
+        """Loss (and projections) for one batch of views; ``progress`` in [0, 1]."""
+        raise NotImplementedError
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Projector output used for the representation metrics (default: ``self.projector``)."""
+        return self.projector(features)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(backbone features, projector output) of already-normalised images."""
+        features = self.backbone(x)
+        return features, self.project(features)

@@ -1,0 +1,92 @@
+"""Shared machinery that methods combine: EMA targets, momentum schedule, feature queue, and the
+shuffled/split forward pass that keeps BN from leaking the positive pair on one device."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+
+def make_target(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` to be updated by EMA (no gradients ever reach it)."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
+    """target = momentum * target + (1 - momentum) * online, for parameters; buffers are copied."""
+    online_params = [p.detach() for p in online.parameters()]
+    target_params = list(target.parameters())
+    torch._foreach_mul_(target_params, momentum)
+    torch._foreach_add_(target_params, online_params, alpha=1.0 - momentum)
+    for b_online, b_target in zip(online.buffers(), target.buffers()):
+        b_target.copy_(b_online)
+
+
+def cosine_momentum(base: float, final: float, progress: float) -> float:
+    """BYOL's schedule: momentum rises from ``base`` to ``final`` along a half cosine."""
+    progress = min(max(progress, 0.0), 1.0)
+    return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+class FeatureQueue(nn.Module):
+    """A FIFO of the most recent ``size`` embeddings (rows), kept as buffers so checkpoints hold it."""
+
+    def __init__(self, size: int, dim: int, *, normalize: bool = True):
+        super().__init__()
+        init = torch.randn(size, dim)
+        if normalize:
+            init = nn.functional.normalize(init, dim=1)
+        self.register_buffer("features", init)
+        self.register_buffer("labels", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+
+    @property
+    def size(self) -> int:
+        return self.features.shape[0]
+
+    @torch.no_grad()
+    def push(self, rows: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Insert ``rows`` (B, D) replacing the oldest entries (wraps around)."""
+        rows = rows.detach().to(self.features.dtype)
+        n = min(rows.shape[0], self.size)
+        rows = rows[-n:]
+        idx = (self.pointer + torch.arange(n, device=rows.device)) % self.size
+        self.features[idx] = rows
+        if labels is not None:
+            self.labels[idx] = labels[-n:].to(self.labels.device)
+        self.pointer.copy_((self.pointer + n) % self.size)
+        self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
+
+    def fill_fraction(self) -> torch.Tensor:
+        """Share of the queue holding real embeddings (starts at 0, reaches 1)."""
+        return self.filled.float() / self.size
+
+    def valid(self) -> torch.Tensor:
+        """The rows that hold real embeddings so far."""
+        return self.features[: int(self.filled)] if int(self.filled) < self.size else self.features
+
+
+def split_bn_forward(encoder: nn.Module, x: torch.Tensor, splits: int,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Forward ``x`` in ``splits`` shuffled groups so each group gets its own BN statistics.
+
+    On one device this emulates MoCo's shuffling BN: the key of sample i is normalised with the
+    statistics of a random subset, not of the batch that also holds its query, which removes the
+    shortcut BN would otherwise offer. Output rows are returned in the original order."""
+    n = x.shape[0]
+    splits = max(1, min(splits, n // 8))  # BN needs a handful of samples per group
+    if splits == 1:
+        return encoder(x)
+    perm = torch.randperm(n, generator=generator).to(x.device)
+    out = torch.cat([encoder(chunk) for chunk in x[perm].chunk(splits)])
+    restored = torch.empty_like(out)
+    restored[perm] = out
+    return restored

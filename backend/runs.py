@@ -1,0 +1,256 @@
+"""The run directory (DESIGN.md): create, list and read runs; used by trainer, CLI and GUI alike.
+
+Layout of ``<workspace>/runs/<run-id>/``: ``config.json`` (resolved config, seed, versions, device),
+``events.jsonl``, ``metrics.h5``, ``checkpoints/``, ``evaluations.jsonl``, ``inspect/``, ``export/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import ExperimentConfig
+from .errors import ConfigError
+from .events import TERMINAL_STATES, metric_series, read_events
+
+CONFIG_FILE = "config.json"
+EVENTS_FILE = "events.jsonl"
+METRICS_FILE = "metrics.h5"
+EVALUATIONS_FILE = "evaluations.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+
+
+def runs_root(workspace) -> Path:
+    """The folder holding a workspace's runs."""
+    return Path(workspace) / "runs"
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that decide a run's numbers."""
+    import numpy
+    import torch
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import torchvision
+        versions["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - torchvision is a hard dependency
+        pass
+    from . import __version__
+    versions["ssl_workbench"] = __version__
+    return versions
+
+
+def new_run_id(cfg: ExperimentConfig) -> str:
+    """A sortable, readable id: date-time, method, backbone (and name when given)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parts = [stamp, cfg.method.name, cfg.model.backbone]
+    if cfg.name:
+        parts.append(re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.name).strip("-")[:40])
+    return "-".join(p for p in parts if p)
+
+
+def create_run(workspace, cfg: ExperimentConfig, run_id: str | None = None) -> Path:
+    """Make a new run directory with its config.json and return its path."""
+    root = runs_root(workspace)
+    root.mkdir(parents=True, exist_ok=True)
+    base = run_id or new_run_id(cfg)
+    run_dir, n = root / base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{base}-{n}"
+    run_dir.mkdir()
+    (run_dir / CHECKPOINT_DIR).mkdir()
+    write_run_config(run_dir, cfg)
+    return run_dir
+
+
+def write_run_config(run_dir, cfg: ExperimentConfig, device: str | None = None) -> None:
+    """Write config.json atomically: the resolved config plus seed, versions and device."""
+    run_dir = Path(run_dir)
+    payload = {"config": cfg.to_dict(), "seed": cfg.runtime.seed, "versions": library_versions(),
+               "device": device or cfg.runtime.device, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    old = run_dir / CONFIG_FILE
+    if old.exists():
+        try:
+            payload["created"] = json.loads(old.read_text()).get("created", payload["created"])
+        except (OSError, json.JSONDecodeError):
+            pass
+    tmp = run_dir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, old)
+
+
+def read_run_config(run_dir) -> ExperimentConfig:
+    """The run's validated ExperimentConfig; ConfigError names config.json when it is bad."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: is {run_dir} a run directory?") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not readable JSON: {exc}") from None
+    data = payload.get("config", payload) if isinstance(payload, dict) else payload
+    try:
+        return ExperimentConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError([f"{path}: {e}" for e in exc.errors]) from None
+
+
+def run_events(run_dir) -> list[dict]:
+    """All complete events of a run."""
+    return read_events(Path(run_dir) / EVENTS_FILE)
+
+
+def load_metrics(run_dir) -> dict[str, dict[str, np.ndarray]]:
+    """Metric columns {name: {step, epoch, value, time}} from events.jsonl (the source of truth),
+    falling back to metrics.h5 when the events file is gone."""
+    run_dir = Path(run_dir)
+    events_path = run_dir / EVENTS_FILE
+    if events_path.exists():
+        series = metric_series(read_events(events_path))
+        return {name: {k: np.asarray(v) for k, v in cols.items()} for name, cols in series.items()}
+    return read_metrics_h5(run_dir / METRICS_FILE)
+
+
+def write_metrics_h5(run_dir) -> Path:
+    """(Re)build metrics.h5 from events.jsonl, atomically (temp file then os.replace)."""
+    import h5py
+
+    run_dir = Path(run_dir)
+    series = metric_series(read_events(run_dir / EVENTS_FILE))
+    target = run_dir / METRICS_FILE
+    tmp = run_dir / (METRICS_FILE + ".tmp")
+    with h5py.File(tmp, "w") as fh:
+        for name, cols in series.items():
+            group = fh.create_group(name.replace("/", "::"))
+            group.attrs["name"] = name
+            for key, values in cols.items():
+                dtype = np.int64 if key in ("step", "epoch") else np.float64
+                group.create_dataset(key, data=np.asarray(values, dtype=dtype))
+    os.replace(tmp, target)
+    return target
+
+
+def read_metrics_h5(path) -> dict[str, dict[str, np.ndarray]]:
+    """Read metrics.h5 into {name: {column: array}} (empty when missing)."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    out = {}
+    with h5py.File(path, "r") as fh:
+        for group in fh.values():
+            out[group.attrs.get("name", group.name)] = {k: group[k][()] for k in group}
+    return out
+
+
+def record_evaluation(run_dir, result: dict) -> None:
+    """Append one evaluation result (with the parameters that produced it) to evaluations.jsonl."""
+    line = json.dumps({"time": round(time.time(), 3), **result})
+    with open(Path(run_dir) / EVALUATIONS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_evaluations(run_dir) -> list[dict]:
+    """Every stored evaluation result of a run (torn lines skipped)."""
+    path = Path(run_dir) / EVALUATIONS_FILE
+    if not path.exists():
+        return []
+    results = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return results
+
+
+def checkpoint_path(run_dir, name: str = LAST_CHECKPOINT) -> Path:
+    """Path of a checkpoint file inside a run."""
+    return Path(run_dir) / CHECKPOINT_DIR / name
+
+
+def list_checkpoints(run_dir) -> list[Path]:
+    """Committed checkpoints of a run: last.pt first, then epoch checkpoints in order."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    epochs = sorted(folder.glob("epoch-*.pt"))
+    last = folder / LAST_CHECKPOINT
+    return ([last] if last.exists() else []) + epochs
+
+
+@dataclass
+class RunSummary:
+    """What the runs browser shows for one run, derived from its directory alone."""
+
+    run_dir: Path
+    run_id: str
+    name: str = ""
+    method: str = "?"
+    backbone: str = "?"
+    data: str = "?"
+    epochs: int = 0
+    epoch: int = 0
+    step: int = 0
+    state: str = "created"
+    message: str = ""
+    best_knn: float | None = None
+    last_time: float = 0.0
+    has_checkpoint: bool = False
+    evaluations: list = field(default_factory=list)
+
+
+def summarize_run(run_dir) -> RunSummary:
+    """Summarise a run from config.json and events.jsonl; a bad config shows as state 'invalid'."""
+    run_dir = Path(run_dir)
+    summary = RunSummary(run_dir=run_dir, run_id=run_dir.name)
+    try:
+        cfg = read_run_config(run_dir)
+        summary.name, summary.method, summary.backbone = cfg.name, cfg.method.name, cfg.model.backbone
+        summary.data, summary.epochs = cfg.data.source, cfg.schedule.epochs
+    except ConfigError as exc:
+        summary.state, summary.message = "invalid", str(exc)
+        return summary
+    summary.has_checkpoint = checkpoint_path(run_dir).exists()
+    events = run_events(run_dir)
+    state, message = "created", ""
+    for event in events:
+        kind = event["kind"]
+        if kind == "metric":
+            summary.step = max(summary.step, int(event.get("step", 0)))
+            summary.epoch = max(summary.epoch, int(event.get("epoch", 0)))
+            if event.get("name") == "knn_top1":
+                v = event.get("value")
+                if isinstance(v, (int, float)) and (summary.best_knn is None or v > summary.best_knn):
+                    summary.best_knn = float(v)
+        elif kind == "status":
+            state, message = event.get("state", state), event.get("message", "")
+        elif kind == "error":
+            state, message = "error", event.get("message", "")
+        summary.last_time = event.get("time", summary.last_time)
+    if events and state not in TERMINAL_STATES and state != "created":
+        state = "interrupted"  # no terminal event: running now, or killed; the GUI knows which
+    summary.state, summary.message = state, message
+    summary.evaluations = read_evaluations(run_dir)
+    return summary
+
+
+def list_runs(workspace) -> list[RunSummary]:
+    """Summaries of every run directory under ``<workspace>/runs``, newest first."""
+    root = runs_root(workspace)
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).exists()]
+    return sorted((summarize_run(p) for p in dirs), key=lambda s: s.run_id, reverse=True)
