@@ -1,0 +1,1 @@
+"""Data sources, the uint8 image cache and batched on-device view generation."""
