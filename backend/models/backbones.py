@@ -1,0 +1,124 @@
+"""Encoders: images (N, 3, H, W), already normalised, -> features (N, F).
+
+``build_backbone(name, image_size)`` is the one entry point; it returns the module and F.
+
+- ``tiny_cnn``: four conv-BN-ReLU stages (32-64-128-256 channels, strides 2-2-2-1) and global
+  average pooling, F = 256. Made for the quick preset on 2 CPU cores (a 32x32 training step on a
+  batch of 256 takes a few hundredths of a second); its last feature map is 4x4 at 32x32.
+- ``resnet18`` / ``resnet34`` / ``resnet50``: torchvision ResNets (random init), F = 512 / 512 /
+  2048, ``fc`` replaced by Identity. For images up to 64 px the CIFAR stem is used (conv1 3x3
+  stride 1 padding 1, no max-pool), as in SimCLR's CIFAR experiments; larger images keep the
+  ImageNet stem (7x7 stride 2 + max-pool). The last BN of every residual block starts at gamma = 0
+  (torchvision's ``zero_init_residual=True``, as in the SimSiam and MoCo v3 reference code), so
+  each block starts as the identity.
+- ``vit_tiny`` / ``vit_small``: see ``backend.models.vit`` (F = 192 / 384).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torchvision.models import ResNet, resnet18, resnet34, resnet50
+
+from ..errors import ConfigError
+from .vit import VIT_CONFIGS, ViTBackbone, build_vit
+
+BACKBONE_NAMES = ("tiny_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small")
+
+_RESNETS = {"resnet18": (resnet18, 512), "resnet34": (resnet34, 512), "resnet50": (resnet50, 2048)}
+CIFAR_STEM_MAX_SIZE = 64  # images up to this side length get the CIFAR ResNet stem
+
+
+def _check_name(name: str) -> None:
+    if name not in BACKBONE_NAMES:
+        raise ConfigError(f"model.backbone must be one of {', '.join(BACKBONE_NAMES)}, got {name!r}")
+
+
+def backbone_family(name: str) -> str:
+    """'vit' for the ViT backbones, 'cnn' for the others (ConfigError for an unknown name)."""
+    _check_name(name)
+    return "vit" if name in VIT_CONFIGS else "cnn"
+
+
+class TinyCNN(nn.Module):
+    """A small CPU-friendly conv net: 4 conv3x3-BN-ReLU stages, global average pool -> (N, 256)."""
+
+    def __init__(self, widths=(32, 64, 128, 256), strides=(2, 2, 2, 1)):
+        super().__init__()
+        layers, in_ch = [], 3
+        for width, stride in zip(widths, strides):
+            layers += [nn.Conv2d(in_ch, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = in_ch
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def feature_maps(self, x: Tensor) -> Tensor:
+        """Last conv feature map (N, 256, H/8, W/8)."""
+        return self.features(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pooled features (N, 256)."""
+        return self.pool(self.features(x)).flatten(1)
+
+
+def _build_resnet(name: str, image_size: int) -> tuple[nn.Module, int]:
+    factory, dim = _RESNETS[name]
+    model = factory(weights=None, zero_init_residual=True)
+    if image_size <= CIFAR_STEM_MAX_SIZE:
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+        model.maxpool = nn.Identity()
+    model.fc = nn.Identity()
+    model.num_features = dim
+    return model, dim
+
+
+def build_backbone(name: str, image_size: int) -> tuple[nn.Module, int]:
+    """Build encoder ``name`` for ``image_size`` px inputs: (module, feature dimension F).
+
+    The module maps normalised float images (N, 3, H, W) to features (N, F); it accepts
+    channels_last inputs and runs under ``torch.autocast``. Unknown names raise ConfigError
+    naming ``model.backbone``; a ViT image size without a fitting patch size raises ConfigError
+    naming ``data.image_size``.
+    """
+    _check_name(name)
+    if name == "tiny_cnn":
+        model = TinyCNN()
+        return model, model.num_features
+    if name in _RESNETS:
+        return _build_resnet(name, image_size)
+    model = build_vit(name, image_size)
+    return model, model.hidden_dim
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The module under torch.compile / DistributedDataParallel wrappers."""
+    while True:
+        inner = getattr(module, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(module, "module", None)
+        if not isinstance(inner, nn.Module):
+            return module
+        module = inner
+
+
+def feature_maps(backbone: nn.Module, x: Tensor) -> Tensor:
+    """Last conv feature map (N, C, h, w) of a CNN backbone (before global pooling).
+
+    Raises ValueError for a ViT (use ``ViTBackbone.last_attention`` there) or an unknown module.
+    """
+    model = _unwrap(backbone)
+    if isinstance(model, TinyCNN):
+        return model.feature_maps(x)
+    if isinstance(model, ResNet):
+        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    if isinstance(model, ViTBackbone):
+        raise ValueError("feature_maps needs a CNN backbone; a ViT has no conv feature map "
+                         "(use ViTBackbone.last_attention for its attention maps)")
+    raise ValueError(f"feature_maps does not know backbone type {type(model).__name__}; "
+                     f"expected one built by build_backbone with a CNN name")

@@ -1,0 +1,120 @@
+"""Vision Transformer backbones (ViT-Tiny / ViT-Small) built on torchvision's VisionTransformer.
+
+The wrapper drops torchvision's classification head and returns the CLS token after the final
+LayerNorm. Unlike torchvision's own forward it accepts any input size divisible by the patch size
+(DINO's small local crops): the patch position embeddings are resized bicubically to the input's
+grid, exactly as in DINO (Caron et al. 2021, ``interpolate_pos_encoding``). At the nominal image
+size the torchvision embedding is used unchanged, so the result equals torchvision's forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import VisionTransformer
+
+from ..errors import ConfigError
+
+# name -> (hidden_dim, num_layers, num_heads, mlp_dim), as in DeiT / DINO.
+VIT_CONFIGS = {
+    "vit_tiny": (192, 12, 3, 768),
+    "vit_small": (384, 12, 6, 1536),
+}
+
+
+def vit_patch_size(image_size: int) -> int:
+    """Patch size for a ViT trained at ``image_size``.
+
+    Rule: aim at a grid of roughly 7-16 patches a side. The preferred patch is 4 px for images up to
+    48 px (32 -> 8x8 grid), 8 px up to 128 px (64 -> 8x8, 96 -> 12x12) and 16 px above
+    (224 -> 14x14). If the preferred size does not divide ``image_size``, the divisor of
+    ``image_size`` in [preferred/2, 2*preferred] closest to it is used (ties go to the larger patch,
+    which means fewer tokens); if there is none, a ConfigError names ``data.image_size``.
+    """
+    size = int(image_size)
+    preferred = 4 if size <= 48 else 8 if size <= 128 else 16
+    low, high = max(2, preferred // 2), 2 * preferred
+    candidates = [p for p in range(low, high + 1) if size % p == 0 and p <= size]
+    if not candidates:
+        raise ConfigError(f"data.image_size must be divisible by a ViT patch size between {low} and "
+                          f"{high} (preferred {preferred}), got {size}")
+    return min(candidates, key=lambda p: (abs(p - preferred), -p))
+
+
+class ViTBackbone(nn.Module):
+    """ViT encoder: images (N, 3, H, W) -> CLS features (N, hidden_dim).
+
+    Holds a torchvision ``VisionTransformer`` (``self.vit``, head removed). ``patch_size`` and
+    ``grid_size`` (patches a side at the nominal ``image_size``) describe the token layout.
+    """
+
+    def __init__(self, image_size: int, patch_size: int, hidden_dim: int, num_layers: int,
+                 num_heads: int, mlp_dim: int):
+        super().__init__()
+        self.vit = VisionTransformer(image_size=image_size, patch_size=patch_size,
+                                     num_layers=num_layers, num_heads=num_heads,
+                                     hidden_dim=hidden_dim, mlp_dim=mlp_dim)
+        self.vit.heads = nn.Identity()  # no classifier: the backbone ends at the CLS token
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.grid_size = image_size // patch_size
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.num_features = hidden_dim
+
+    # ---- token pipeline ------------------------------------------------------------------------
+    def _pos_embedding(self, grid_h: int, grid_w: int) -> Tensor:
+        """Position embeddings (1, 1 + grid_h*grid_w, D), resized when the grid differs."""
+        pos = self.vit.encoder.pos_embedding
+        if grid_h == self.grid_size and grid_w == self.grid_size:
+            return pos
+        cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
+        d = patch_pos.shape[-1]
+        patch_pos = patch_pos.reshape(1, self.grid_size, self.grid_size, d).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos.float(), size=(grid_h, grid_w), mode="bicubic",
+                                  align_corners=False).to(pos.dtype)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, d)
+        return torch.cat([cls_pos, patch_pos], dim=1)
+
+    def _embed(self, x: Tensor) -> tuple[Tensor, int, int]:
+        """Patchify, prepend the CLS token, add position embeddings: (N, 1 + h*w, D), h, w."""
+        x = self.vit.conv_proj(x)                       # (N, D, h, w)
+        n, _, grid_h, grid_w = x.shape
+        x = x.permute(0, 2, 3, 1).flatten(1, 2)         # (N, h*w, D), row-major like torchvision
+        cls = self.vit.class_token.expand(n, -1, -1).to(x.dtype)
+        x = torch.cat([cls, x], dim=1)
+        x = x + self._pos_embedding(grid_h, grid_w)
+        return self.vit.encoder.dropout(x), grid_h, grid_w
+
+    def forward(self, x: Tensor) -> Tensor:
+        """CLS token after the final LayerNorm: (N, hidden_dim)."""
+        tokens, _, _ = self._embed(x)
+        tokens = self.vit.encoder.layers(tokens)
+        return self.vit.encoder.ln(tokens)[:, 0]
+
+    def last_attention(self, x: Tensor) -> Tensor:
+        """Last block's CLS-to-patch attention, (N, heads, grid_h, grid_w), float32.
+
+        The softmax runs over all tokens (as in the forward pass); the CLS->CLS entry is then
+        dropped and each head's map renormalised to sum to 1 over the patches. The last block's
+        attention is recomputed with its own ``MultiheadAttention`` (need_weights=True), so no
+        torchvision module is altered.
+        """
+        tokens, grid_h, grid_w = self._embed(x)
+        blocks = list(self.vit.encoder.layers)
+        for block in blocks[:-1]:
+            tokens = block(tokens)
+        last = blocks[-1]
+        y = last.ln_1(tokens)
+        _, weights = last.self_attention(y, y, y, need_weights=True, average_attn_weights=False)
+        cls_to_patches = weights[:, :, 0, 1:].float()   # (N, heads, h*w)
+        cls_to_patches = cls_to_patches / cls_to_patches.sum(dim=-1, keepdim=True)
+        return cls_to_patches.reshape(x.shape[0], -1, grid_h, grid_w)
+
+
+def build_vit(name: str, image_size: int) -> ViTBackbone:
+    """ViT-Tiny or ViT-Small for ``image_size`` with the patch size from ``vit_patch_size``."""
+    hidden_dim, num_layers, num_heads, mlp_dim = VIT_CONFIGS[name]
+    return ViTBackbone(image_size, vit_patch_size(image_size), hidden_dim, num_layers, num_heads,
+                       mlp_dim)
