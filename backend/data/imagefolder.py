@@ -1,0 +1,353 @@
+"""``imagefolder:<path>``: a folder of image files, decoded with PIL into S x S RGB uint8.
+
+Layouts, checked in this order:
+
+1. ``<path>/train/`` and ``<path>/test/`` (or ``val/``): those folders are the splits;
+2. class subfolders (``<path>/<class>/**/<image>``): labelled; ``data.val_fraction`` of every
+   class is held out as the test split, chosen by the seed (a lone ``train/`` folder is treated
+   as the root of this layout);
+3. images directly in ``<path>``: unlabelled (``labels`` None, no class names), split the same way.
+
+Classes are the names of subfolders that contain images, sorted; hidden files and folders are
+ignored; extensions: jpg jpeg png bmp webp gif tif tiff (any case).
+
+Decoding (``decode_image``): EXIF orientation applied; palette, grey, CMYK and the like converted to
+RGB; transparent images composited on WHITE (cut-outs and icons are usually drawn for a white
+page); 16-bit and 32-bit grey scaled to 8 bits rather than clipped; the centred square of side
+min(width, height) resized to S x S with Pillow's antialiased bilinear filter (the usual
+"shorter side to S, centre crop"); JPEGs are DCT-downscaled while decoding when much larger than S.
+ICC profiles are not applied. Files that fail (truncated, not an image, above PIL's
+``Image.MAX_IMAGE_PIXELS`` - the decompression-bomb guard) are skipped and reported.
+A thread pool decodes in parallel (PIL releases the GIL while decoding and resizing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+ALPHA_BACKGROUND = (255, 255, 255)   # transparent pixels become white
+_CHUNK = 128                          # files per thread-pool task
+_EXTS = "jpg, jpeg, png, bmp, webp, gif, tif, tiff"
+
+
+# ---------------------------------------------------------------------------------------------
+# Scanning
+
+@dataclass
+class _Tree:
+    """Image files under one folder: per class (subfolder) and loose (directly inside)."""
+
+    root: Path
+    classes: dict = field(default_factory=dict)   # class name -> [(relpath, DirEntry)]
+    loose: list = field(default_factory=list)     # [(relpath, DirEntry)]
+
+    @property
+    def empty(self) -> bool:
+        return not self.classes and not self.loose
+
+
+def _is_image_name(name: str) -> bool:
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
+def _file_record(entry: os.DirEntry, rel: str):
+    """(relative path, DirEntry): the stat is taken later, only for the files a split uses."""
+    return rel, entry
+
+
+def _walk_images(folder: str, rel_prefix: str, *, any_only: bool = False) -> list:
+    """Every image below ``folder`` (recursive, symlinked subfolders not followed), sorted.
+
+    With ``any_only``, stop at the first image and skip the stat (to learn whether a class exists)."""
+    found, stack = [], [(folder, rel_prefix)]
+    while stack:
+        path, rel = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append((e.path, f"{rel}/{e.name}"))
+            elif _is_image_name(e.name) and e.is_file():
+                if any_only:
+                    return [(f"{rel}/{e.name}", None)]
+                found.append(_file_record(e, f"{rel}/{e.name}"))
+    found.sort(key=lambda record: record[0])
+    return found
+
+
+def _scan(folder: Path, rel_to: Path, *, classes_only: bool = False) -> _Tree:
+    """Scan one split folder; paths are recorded relative to ``rel_to`` (the source root).
+
+    ``classes_only``: just find which class folders hold images (no file lists, no stats)."""
+    tree = _Tree(folder)
+    prefix = os.path.relpath(folder, rel_to).replace(os.sep, "/")
+    prefix = "" if prefix == "." else prefix + "/"
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"cannot read image folder {folder}: {exc.strerror or exc}") from None
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        if e.is_dir():
+            files = _walk_images(e.path, prefix + e.name, any_only=classes_only)
+            if files:
+                tree.classes[e.name] = files
+        elif _is_image_name(e.name) and e.is_file():
+            tree.loose.append(_file_record(e, prefix + e.name))
+    return tree
+
+
+def _flatten(tree: _Tree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
+    """(records, labels) of a tree: labelled by class folder, or unlabelled loose files."""
+    if tree.classes:
+        if tree.loose:
+            warn(f"ignored {len(tree.loose)} images directly in {tree.root} because it has class "
+                 f"subfolders")
+        records, labels = [], []
+        for name in sorted(tree.classes):
+            records.extend(tree.classes[name])
+            labels.extend([class_names.index(name)] * len(tree.classes[name]))
+        return records, np.asarray(labels, dtype=np.int64)
+    return list(tree.loose), None
+
+
+def _fingerprint(records: list, chosen: np.ndarray, extra) -> str:
+    """Hash of every file name (the split and subset depend on them), the sizes and modification
+    times of the ``chosen`` files (their pixels are what we cache) and ``extra``."""
+    h = hashlib.sha256(repr(extra).encode())
+    h.update("\0".join(rel for rel, _ in records).encode())
+    for i in chosen:
+        rel, entry = records[i]
+        try:
+            st = entry.stat()
+            h.update(f"\n{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(f"\n{rel}\0missing".encode())
+    return h.hexdigest()[:24]
+
+
+def _subdirs(root: Path) -> dict:
+    """Lower-cased name -> real name of the visible subfolders of ``root``."""
+    with os.scandir(root) as it:
+        return {e.name.lower(): e.name for e in it if not e.name.startswith(".") and e.is_dir()}
+
+
+def _check_root(arg: str) -> Path:
+    root = Path(arg).expanduser()
+    root = root.resolve() if root.exists() else root.absolute()
+    if not root.exists():
+        raise DataError(f"image folder {root} does not exist (data.source = 'imagefolder:{arg}')")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder (data.source = 'imagefolder:{arg}')")
+    return root
+
+
+def plan(cfg, arg: str, split: str, seed: int, limit: int, warn):
+    """Scan the folder, pick this split's files (and the limit subset) and key the cache on them."""
+    from .sources import Decoded, Plan, balanced_subset, derive_rng, holdout_split
+
+    root = _check_root(arg)
+    try:
+        subdirs = _subdirs(root)
+    except OSError as exc:
+        raise DataError(f"cannot read image folder {root}: {exc.strerror or exc}") from None
+    test_dir = subdirs.get("test") or subdirs.get("val")
+    size = int(cfg.image_size)
+    if "train" in subdirs and test_dir:
+        layout = "train/test"
+        dirs = {"train": root / subdirs["train"], "test": root / test_dir}
+        other = "test" if split == "train" else "train"
+        trees = {split: _scan(dirs[split], root), other: _scan(dirs[other], root, classes_only=True)}
+        tree = trees[split]
+        if tree.empty:
+            raise DataError(f"image folder {tree.root} contains no images ({_EXTS})")
+        class_names = sorted(set(trees["train"].classes) | set(trees["test"].classes))
+        records, labels = _flatten(tree, class_names, warn)
+        if labels is None:
+            class_names = []
+        index = np.arange(len(records))
+    else:
+        layout = "holdout"
+        base = root / subdirs["train"] if list(subdirs) == ["train"] else root
+        tree = _scan(base, root)
+        if tree.empty:
+            raise DataError(f"image folder {root} contains no images ({_EXTS}), neither directly "
+                            f"nor in class subfolders")
+        class_names = sorted(tree.classes)
+        records, labels = _flatten(tree, class_names, warn)
+        train_idx, test_idx = holdout_split(labels, len(records), float(cfg.val_fraction),
+                                            derive_rng(seed, "holdout"))
+        index = train_idx if split == "train" else test_idx
+        if index.size == 0:
+            raise DataError(f"image folder {root} leaves no images for the {split} split "
+                            f"(data.val_fraction = {cfg.val_fraction:g}, {len(records)} images)")
+    split_labels = None if labels is None else labels[index]
+    index = index[balanced_subset(split_labels, index.size, limit, derive_rng(seed, "limit", split))]
+    seeded = layout == "holdout" or 0 < limit < len(records)
+    key = {"source": "imagefolder", "path": str(root), "layout": layout, "split": split,
+           "size": size, "limit": limit, "seed": int(seed) if seeded else None,
+           "val_fraction": float(cfg.val_fraction) if layout == "holdout" else None,
+           "fingerprint": _fingerprint(records, index, class_names)}
+    chosen = [records[i][0] for i in index]
+    chosen_labels = None if labels is None else labels[index]
+
+    def build():
+        images, errors = decode_files([str(root / rel) for rel in chosen], size)
+        ok = np.array([e is None for e in errors], dtype=bool)
+        skipped = [(rel, err) for rel, err in zip(chosen, errors) if err is not None]
+        if not ok.any():
+            raise DataError(f"none of the {len(chosen)} images of the {split} split in {root} could "
+                            f"be read (first: {skipped[0][0]}: {skipped[0][1]})")
+        kept_labels = chosen_labels
+        if not ok.all():
+            images = np.ascontiguousarray(images[ok])
+            kept_labels = None if chosen_labels is None else chosen_labels[ok]
+        return Decoded(images, kept_labels, list(class_names), skipped)
+
+    return Plan(key=key, label=f"imagefolder-{root.name or 'root'}", build=build)
+
+
+def describe(arg: str) -> str:
+    """One line about an image-folder source (cheap: looks at the top level only)."""
+    root = Path(arg).expanduser()
+    if not root.is_dir():
+        return f"Image folder {root} (missing)"
+    try:
+        subdirs = _subdirs(root)
+    except OSError:
+        return f"Image folder {root} (unreadable)"
+    if "train" in subdirs and ("test" in subdirs or "val" in subdirs):
+        return f"Image folder {root}: train/ and {'test' if 'test' in subdirs else 'val'}/ splits"
+    if subdirs:
+        return (f"Image folder {root}: {len(subdirs)} class subfolders, held-out split by "
+                f"data.val_fraction")
+    return f"Image folder {root}: unlabelled images, held-out split by data.val_fraction"
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+def decode_files(paths: list[str], size: int, *, workers: int | None = None):
+    """Decode ``paths`` into uint8 (N, 3, size, size) plus a per-file error (None when decoded).
+
+    Failed files leave zeros in their slot. Uses a thread pool of ``workers`` (default: the CPUs
+    this process may use, at most 8) when there is enough work."""
+    n = len(paths)
+    out = np.zeros((n, 3, size, size), dtype=np.uint8)
+    errors: list[str | None] = [None] * n
+    max_pixels = Image.MAX_IMAGE_PIXELS
+
+    def work(start: int) -> None:
+        for i in range(start, min(n, start + _CHUNK)):
+            try:
+                out[i] = decode_image(paths[i], size, max_pixels=max_pixels).transpose(2, 0, 1)
+            except Exception as exc:  # noqa: BLE001 - any failure skips this one file
+                errors[i] = error_reason(exc)
+
+    if workers is None:
+        workers = min(8, _usable_cpus())
+    with warnings.catch_warnings():
+        # PIL only warns between 1x and 2x MAX_IMAGE_PIXELS; we refuse those files too.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        if workers <= 1 or n <= 2 * _CHUNK:
+            for start in range(0, n, _CHUNK):
+                work(start)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+                list(pool.map(work, range(0, n, _CHUNK)))
+    return out, errors
+
+
+def decode_image(path, size: int, *, max_pixels: int | None = None) -> np.ndarray:
+    """One file -> uint8 (size, size, 3) RGB: oriented, converted, shorter side resized, centred."""
+    with Image.open(path) as im:
+        w, h = im.size
+        if max_pixels and w * h > max_pixels:
+            raise Image.DecompressionBombError(f"{w}x{h} pixels is above the limit of {max_pixels}")
+        if im.format == "JPEG" and min(w, h) >= 2 * size:
+            im.draft(None, (size, size))    # DCT-domain downscale; keeps both sides >= size
+        im = _apply_exif_orientation(im)
+        rgb = to_rgb(im)
+        return np.asarray(resize_center_crop(rgb, size), dtype=np.uint8)
+
+
+def _apply_exif_orientation(im: Image.Image) -> Image.Image:
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - broken EXIF: keep the pixels as stored
+        return im
+    return ImageOps.exif_transpose(im) if orientation in (2, 3, 4, 5, 6, 7, 8) else im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> 'RGB' (alpha composited on ALPHA_BACKGROUND, high bit depths scaled)."""
+    mode = im.mode
+    has_alpha = (mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info
+                 or (mode == "P" and im.palette is not None and im.palette.mode == "RGBA"))
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(im).astype(np.float64)
+        if mode.startswith("I;16"):
+            values = values / 257.0                          # 0..65535 -> 0..255
+        elif mode == "I":
+            values = values / 257.0 if values.max(initial=0) > 255 else values
+        elif values.max(initial=0) <= 1.0:                   # 'F': 0..1 floats
+            values = values * 255.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return im.convert("RGB")
+
+
+def resize_center_crop(im: Image.Image, size: int) -> Image.Image:
+    """Resize the centred min(w, h) square to size x size (antialiased bilinear)."""
+    w, h = im.size
+    if (w, h) == (size, size):
+        return im
+    m = min(w, h)
+    box = ((w - m) / 2, (h - m) / 2, (w + m) / 2, (h + m) / 2)
+    return im.resize((size, size), Image.Resampling.BILINEAR, box=box)
+
+
+def error_reason(exc: Exception) -> str:
+    """A short reason for a file that could not be decoded."""
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"refused as a possible decompression bomb: {str(exc).split(',')[0]}"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a readable image"
+    if isinstance(exc, FileNotFoundError):
+        return "file disappeared"
+    text = str(exc).strip() or type(exc).__name__
+    if "truncated" in text.lower():
+        return "truncated"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
