@@ -1,0 +1,67 @@
+"""Shared helpers for trainer tests: tiny configs, run dirs, subprocess trainers, event waits."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from backend.config import ExperimentConfig, deep_merge, preset_dict
+from backend.events import read_events
+from backend.runs import create_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = {"data": {"synthetic_train_size": 256, "synthetic_test_size": 128},
+        "optim": {"batch_size": 64}, "schedule": {"epochs": 2, "warmup_epochs": 0},
+        "eval": {"probe_batch_size": 64, "metrics_every_steps": 2, "knn_k": 10}}
+
+
+def tiny_config(**overrides) -> ExperimentConfig:
+    """The quick preset shrunk to a few seconds of CPU work, with nested overrides."""
+    data = deep_merge(preset_dict("quick"), TINY)
+    return ExperimentConfig.from_dict(deep_merge(data, overrides))
+
+
+def make_run(tmp_path, **overrides) -> Path:
+    return create_run(tmp_path / "ws", tiny_config(**overrides))
+
+
+def losses_by_step(run_dir) -> dict[int, float]:
+    return {e["step"]: e["value"] for e in read_events(Path(run_dir) / "events.jsonl")
+            if e["kind"] == "metric" and e["name"] == "loss"}
+
+
+def start_trainer(*args, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "backend", "train", *map(str, args)], cwd=ROOT, env=env,
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_cli(*args, timeout=240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "backend", *map(str, args)], cwd=ROOT, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for_event(run_dir, predicate, timeout=120.0) -> dict:
+    deadline = time.time() + timeout
+    path = Path(run_dir) / "events.jsonl"
+    while time.time() < deadline:
+        if path.exists():
+            for event in read_events(path):
+                if predicate(event):
+                    return event
+        time.sleep(0.1)
+    raise AssertionError(f"no matching event within {timeout}s in {path}")
+
+
+def stdout_events(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
