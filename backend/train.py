@@ -345,6 +345,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
             state.bad_steps = 0
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.optim.grad_clip)
+            method.before_optimizer_step(progress)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             extras = method.after_optimizer_step(progress)

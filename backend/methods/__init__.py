@@ -1,6 +1,14 @@
-"""Registry of self-supervised methods: name -> Method subclass (also fills the GUI's picker)."""
+"""Registry of self-supervised methods: name -> Method subclass (also fills the GUI's picker).
+
+Every module in this package that defines a method registers it with ``@register``; the modules
+are imported here once, so adding a method means adding one file."""
+
+import importlib
+import pkgutil
 
 METHODS: dict = {}
+
+_SHARED_MODULES = {"base", "components"}
 
 
 def register(cls):
@@ -8,5 +16,11 @@ def register(cls):
     METHODS[cls.name] = cls
     return cls
 
-# Importing the method modules fills METHODS (each class registers itself).
-from . import moco, simclr  # noqa: E402,F401
+
+def _discover() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in _SHARED_MODULES and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()

@@ -61,6 +61,9 @@ class Method(nn.Module):
             return cosine_momentum(m.momentum, m.momentum_final, progress)
         return m.momentum
 
+    def before_optimizer_step(self, progress: float) -> None:
+        """Hook between backward and the optimiser step (e.g. cancel gradients of frozen parts)."""
+
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> dict:
         """Update EMA targets; returns extras for the event stream."""
