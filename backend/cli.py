@@ -29,6 +29,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--exit-on-stdin-eof", action="store_true",
                        help="stop (after a checkpoint) when stdin closes: used by the GUI")
     train.add_argument("--no-stdin", action="store_true", help="do not read control commands from stdin")
+    train.add_argument("--nproc", type=int, default=1,
+                       help="processes (GPUs) to train on: relaunches itself under torchrun with DDP")
 
     ev = sub.add_parser("eval", help="kNN top-1 of a run's checkpoint")
     ev.add_argument("--run-dir", type=Path, required=True)
@@ -95,10 +97,27 @@ def cmd_train(args) -> int:
             print(f"run directory: {run_dir}", file=sys.stderr)
     except WorkbenchError as exc:
         return _report_error(exc, args.run_dir)
+    if args.nproc > 1:
+        return _relaunch_with_torchrun(args, run_dir)
     control = TrainerControl(read_stdin=not args.no_stdin,
                              exit_on_eof=args.exit_on_stdin_eof)
     control.install_signal_handlers()
     return run_training(run_dir, resume=args.resume, control=control, tty=sys.stdout.isatty())
+
+
+def _relaunch_with_torchrun(args, run_dir: Path) -> int:
+    """Run ``python -m backend train`` under torchrun (one process per device, DDP)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "backend", "train", "--run-dir", str(run_dir)]
+    if args.resume:
+        cmd.append("--resume")
+    if args.exit_on_stdin_eof:
+        cmd.append("--exit-on-stdin-eof")
+    if args.no_stdin:
+        cmd.append("--no-stdin")
+    return subprocess.call(cmd)
 
 
 def cmd_eval(args) -> int:

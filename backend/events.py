@@ -71,6 +71,22 @@ class EventWriter:
             self._file.close()
 
 
+class NullEventWriter(EventWriter):
+    """The writer of non-zero ranks under torchrun: accepts events and writes nothing."""
+
+    def __init__(self):  # noqa: D107 - deliberately opens no file
+        self.echo, self.on_event = False, None
+
+    def emit(self, kind: str, **fields) -> dict:
+        return {"kind": kind, **fields}
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _jsonable(value):
     if hasattr(value, "item"):
         return value.item()

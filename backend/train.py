@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed as D
 from . import metrics as M
 from .checkpoint import clean_stale_temp_files, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
@@ -26,7 +27,7 @@ from .data.sources import ImageDataset, load_dataset
 from .devices import autocast_dtype, resolve_device
 from .errors import CheckpointError, ConfigError, DataError, WorkbenchError
 from .evaluate import extract_features, knn_top1, subset_indices
-from .events import EventWriter
+from .events import EventWriter, NullEventWriter
 from .methods import METHODS
 from .optim import build_optimizer, lr_at, peak_lr, set_lr
 from .progress import ProgressPrinter
@@ -62,12 +63,16 @@ def run_training(run_dir, *, resume: bool = False, control: TrainerControl | Non
     if not run_dir.is_dir():
         print(f"error: run directory {run_dir} does not exist", file=sys.stderr)
         return 2
-    printer = ProgressPrinter() if tty else None
-    events = EventWriter(run_dir / EVENTS_FILE, echo=echo and not tty,
-                         on_event=printer.on_event if printer else None)
+    dist_info = _join_process_group(run_dir)
+    printer = ProgressPrinter() if tty and dist_info.is_main else None
+    if dist_info.is_main:  # only rank 0 writes events, metrics and checkpoints
+        events = EventWriter(run_dir / EVENTS_FILE, echo=echo and not tty,
+                             on_event=printer.on_event if printer else None)
+    else:
+        events = NullEventWriter()
     control = control or TrainerControl(read_stdin=False)
     try:
-        return _train(run_dir, resume, control, events)
+        return _train(run_dir, resume, control, events, dist_info)
     except WorkbenchError as exc:
         events.error(str(exc), exc.exit_code)
         return exc.exit_code
@@ -79,6 +84,19 @@ def run_training(run_dir, *, resume: bool = False, control: TrainerControl | Non
         if printer:
             printer.close()
         events.close()
+        D.cleanup()
+
+
+def _join_process_group(run_dir: Path) -> D.DistInfo:
+    """Under torchrun, join the group (NCCL when the run trains on CUDA, gloo otherwise)."""
+    if not D.launched_by_torchrun():
+        return D.DistInfo()
+    try:
+        device = read_run_config(run_dir).runtime.device
+    except WorkbenchError:
+        device = "cpu"
+    wants_cuda = device != "cpu" and torch.cuda.is_available()
+    return D.init_distributed("cuda" if wants_cuda else "cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -175,6 +193,24 @@ def _flush(state: LoopState, events: EventWriter, force: bool = False) -> None:
     state.flush_time = now
 
 
+def _agree_on_requests(control: TrainerControl) -> tuple[bool, bool]:
+    """(stop, checkpoint) requests; under torchrun every rank acts if any rank was asked."""
+    flags = torch.tensor([control.stop_requested.is_set(), control.checkpoint_requested.is_set()],
+                         dtype=torch.float32)
+    if D.is_enabled():
+        flags = D.all_reduce_sum(flags.to(_sync_device()))
+    stop, ckpt = bool(flags[0] > 0), bool(flags[1] > 0)
+    if stop and not control.stop_requested.is_set():
+        control.request("stop", reason="another rank was asked to stop")
+    control.checkpoint_requested.clear()
+    return stop, ckpt
+
+
+def _sync_device() -> torch.device:
+    import torch.distributed as dist
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def _checkpoint_state(method, optimizer, aug_gen, state: LoopState, cfg: ExperimentConfig) -> dict:
     extras = method.state_extras() if hasattr(method, "state_extras") else {}
     rng = {"torch": torch.get_rng_state(), "augment": aug_gen.get_state()}
@@ -202,16 +238,25 @@ def _save(run_dir: Path, payload: dict, events: EventWriter, reason: str, keep_e
     events.status("checkpoint", f"checkpoint saved ({reason})", step=payload["step"], epoch=payload["epoch"])
 
 
-def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWriter) -> int:
+def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWriter,
+           dist_info: D.DistInfo) -> int:
     # ---- configuration and device ------------------------------------------------------------
     cfg = read_run_config(run_dir)
     if cfg.method.name not in METHODS:
         raise ConfigError(f"method.name must be one of {', '.join(sorted(METHODS))}, got {cfg.method.name!r}")
     device = resolve_device(cfg.runtime.device)
+    world, rank = dist_info.world_size, dist_info.rank
+    if device.type == "cuda" and dist_info.enabled:
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.optim.batch_size % (world * cfg.optim.grad_accum_steps):
+        raise ConfigError(f"optim.batch_size must be divisible by the number of ranks x grad_accum_steps "
+                          f"({world} x {cfg.optim.grad_accum_steps}), got {cfg.optim.batch_size}")
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
-    write_run_config(run_dir, cfg, device=str(device))
-    removed = clean_stale_temp_files(run_dir / CHECKPOINT_DIR)
+    if dist_info.is_main:
+        write_run_config(run_dir, cfg, device=f"{device}" + (f" x {world} ranks" if world > 1 else ""))
+    removed = clean_stale_temp_files(run_dir / CHECKPOINT_DIR) if dist_info.is_main else []
     if removed:
         events.log(f"removed {len(removed)} stale temporary checkpoint file(s) from an interrupted save")
     events.status("started", f"{cfg.method.name} / {cfg.model.backbone} on {device}", device=str(device))
@@ -224,10 +269,13 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
     train_images = train_set.images.to(device) if on_gpu else train_set.images
     train_labels = train_set.labels.to(device) if (train_set.labels is not None and on_gpu) else train_set.labels
     views = ViewGenerator(cfg.augment, cfg.data.image_size)
-    aug_gen = torch.Generator().manual_seed(cfg.runtime.seed + 1)
+    aug_gen = torch.Generator().manual_seed(cfg.runtime.seed + 1 + 1000 * rank)
 
     # ---- model, optimiser, schedule ----------------------------------------------------------
-    method = method_cls(cfg).to(device)
+    method = method_cls(cfg)
+    if dist_info.enabled and device.type == "cuda":
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN statistics of the global batch
+    method = method.to(device)
     if method.family not in method_cls.families:
         raise ConfigError(f"model.backbone {cfg.model.backbone!r} is not supported by {cfg.method.name} "
                           f"(supports {', '.join(method_cls.families)} backbones)")
@@ -236,7 +284,11 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
         method = method.to(memory_format=torch.channels_last)
     amp_dtype = autocast_dtype(cfg.runtime.amp, device)
     optimizer = build_optimizer(method, cfg, fused=on_gpu and cfg.optim.optimizer != "lars")
-    step_fn = torch.compile(method.training_step) if (cfg.runtime.compile and on_gpu) else method.training_step
+    model = method
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        model = DDP(method, device_ids=[device.index] if on_gpu else None, broadcast_buffers=False)
+    step_fn = torch.compile(model) if (cfg.runtime.compile and on_gpu) else model
     batch, accum = cfg.optim.batch_size, cfg.optim.grad_accum_steps
     steps_per_epoch = len(train_set) // batch
     total_steps = cfg.schedule.epochs * steps_per_epoch
@@ -257,6 +309,8 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         aug_gen.set_state(ckpt["rng"]["augment"])
+        if rank:  # the checkpoint holds rank 0's stream; other ranks derive theirs from it
+            aug_gen.manual_seed(cfg.runtime.seed + 1 + 1000 * rank + ckpt["step"])
         if on_gpu and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         if hasattr(method, "load_state_extras"):
@@ -271,7 +325,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
 
     def evaluate_knn() -> float | None:
         """kNN top-1 of backbone features: bank = (subset of) train split, queries = test split."""
-        if not (train_set.labelled and test_set.labelled):
+        if not (train_set.labelled and test_set.labelled) or not dist_info.is_main:
             return None
         bank_idx = subset_indices(len(train_set), cfg.eval.knn_train_limit, cfg.runtime.seed + 4)
         kw = dict(device=device, autocast_dtype=amp_dtype, channels_last=channels_last)
@@ -283,8 +337,10 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
 
     def checkpoint(reason: str) -> None:
         _flush(state, events, force=True)
-        _save(run_dir, _checkpoint_state(method, optimizer, aug_gen, state, cfg), events, reason,
-              cfg.runtime.keep_epoch_checkpoints and reason.startswith("epoch"))
+        if dist_info.is_main:
+            _save(run_dir, _checkpoint_state(method, optimizer, aug_gen, state, cfg), events, reason,
+                  cfg.runtime.keep_epoch_checkpoints and reason.startswith("epoch"))
+        D.barrier()
 
     def stopped() -> int:
         checkpoint(control.stop_reason or "stop requested")
@@ -307,13 +363,15 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
                 break
             control.wait_while_paused(lambda: events.status("paused", f"paused at step {state.step}"),
                                       lambda: events.status("running", "resumed after pause"))
-            if control.stop_requested.is_set():
+            stop_now, checkpoint_now = _agree_on_requests(control)
+            if stop_now:
                 return stopped()
-            if control.checkpoint_requested.is_set():
-                control.checkpoint_requested.clear()
+            if checkpoint_now:
                 checkpoint("requested")
 
             idx = order[batch_index * batch:(batch_index + 1) * batch]
+            share = batch // world  # this rank's slice of the global batch
+            idx = idx[rank * share:(rank + 1) * share]
             lr = lr_at(state.step, total_steps, warmup_steps, peak, cfg.schedule.min_lr_ratio)
             set_lr(optimizer, lr)
             progress = state.step / max(1, total_steps)
@@ -331,7 +389,9 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
                 loss_sum = loss_sum + out.loss.detach() / accum
 
             # A non-finite loss skips the update (weights stay finite); many in a row stop the run.
-            if not math.isfinite(float(loss_sum)):
+            finite_check = D.all_reduce_sum(torch.as_tensor(loss_sum).detach().float().reshape(1).to(
+                _sync_device())) if dist_info.enabled else loss_sum
+            if not math.isfinite(float(finite_check)):
                 optimizer.zero_grad(set_to_none=True)
                 state.bad_steps += 1
                 state.skipped_steps += 1
@@ -357,7 +417,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
             if probe is not None and (state.step % cfg.eval.metrics_every_steps == 0 or state.step == 1):
                 scalars.update(probe_metrics(method, probe, amp_dtype))
             state.pending.append((state.step, epoch, scalars))
-            state.images_since_flush += len(idx)
+            state.images_since_flush += len(idx) * world
             _flush(state, events)
 
         # ---- end of epoch: kNN, checkpoint ---------------------------------------------------
@@ -370,6 +430,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
             if last or (every and (epoch + 1) % every == 0):
                 t0 = time.perf_counter()
                 knn = evaluate_knn()
+                D.barrier()
                 if knn is not None:
                     state.last_knn = knn
                     events.metric("knn_top1", knn, state.step, epoch, k=cfg.eval.knn_k,

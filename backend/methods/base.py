@@ -50,6 +50,12 @@ class Method(nn.Module):
         return mlp_head(in_dim or self.feature_dim, m.projector_hidden_dim, m.projector_out_dim,
                         m.projector_layers, **kwargs)
 
+    def predictor_head(self, **kwargs) -> nn.Module:
+        """The 2-layer prediction MLP of BYOL, SimSiam, NNCLR and MoCo v3: projector_out_dim ->
+        predictor_hidden_dim -> projector_out_dim (a bottleneck when the hidden width is smaller)."""
+        m = self.cfg.model
+        return mlp_head(m.projector_out_dim, m.predictor_hidden_dim, m.projector_out_dim, 2, **kwargs)
+
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) pairs whose targets follow the online weights by EMA."""
         return []
@@ -74,6 +80,10 @@ class Method(nn.Module):
         for online, target in pairs:
             ema_update(online, target, momentum)
         return {"momentum": momentum}
+
+    def forward(self, views, labels=None, progress: float = 0.0) -> StepOutput:
+        """The training step as ``forward`` so DistributedDataParallel can wrap the method."""
+        return self.training_step(views, labels, progress)
 
     # --- what subclasses implement -------------------------------------------------------------
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None,

@@ -90,3 +90,47 @@ def split_bn_forward(encoder: nn.Module, x: torch.Tensor, splits: int,
     restored = torch.empty_like(out)
     restored[perm] = out
     return restored
+
+
+@torch.no_grad()
+def global_sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
+    """SwAV codes computed over the global batch: under torchrun the scores of every rank are
+    gathered, Sinkhorn-Knopp runs on the whole batch (its marginals are batch-wide), and this
+    rank's rows are returned. Identical to ``losses.sinkhorn`` in one process."""
+    from ..distributed import gather_no_grad, is_enabled
+    from ..losses import sinkhorn
+
+    if not is_enabled():
+        return sinkhorn(scores, epsilon=epsilon, iterations=iterations)
+    import torch.distributed as dist
+
+    every = gather_no_grad(scores)
+    codes = sinkhorn(every, epsilon=epsilon, iterations=iterations)
+    n = scores.shape[0]
+    return codes[dist.get_rank() * n:(dist.get_rank() + 1) * n]
+
+
+@torch.no_grad()
+def global_center_update(center: torch.Tensor, teacher_out, momentum: float) -> torch.Tensor:
+    """DINO's centre update with the teacher-output mean taken over every rank's batch."""
+    from ..distributed import all_reduce_mean
+
+    batch_mean = all_reduce_mean(torch.cat([t.float() for t in teacher_out]).mean(dim=0, keepdim=True))
+    return center * momentum + batch_mean.reshape(center.shape) * (1 - momentum)
+
+
+def multicrop_forward(encoder, views: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``encoder`` applied to every view, one forward pass per run of same-sized views.
+
+    Consecutive views of equal resolution (the global crops, then the local crops) are
+    concatenated into one batch, as DINO's ``MultiCropWrapper`` and SwAV's multi-resolution
+    forward do; the output is split back into one tensor per view, in order."""
+    outputs: list[torch.Tensor] = []
+    start = 0
+    while start < len(views):
+        end = start + 1
+        while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
+            end += 1
+        outputs.extend(encoder(torch.cat(views[start:end])).chunk(end - start))
+        start = end
+    return outputs

@@ -1,11 +1,13 @@
 """MoCo v2 (He et al. 2020; Chen et al. 2020): query encoder, momentum key encoder, a queue of
-negatives, InfoNCE, MLP projector; key BN computed in shuffled groups (see split_bn_forward)."""
+negatives, InfoNCE, MLP projector; key BN computed in shuffled groups (see split_bn_forward).
+MoCo v1 (mocov1.py) is this class with a linear head and the one-way loss."""
 
 from __future__ import annotations
 
 import torch
 
 from .. import losses
+from ..distributed import gather_no_grad
 from . import register
 from .base import Method, StepOutput
 from .components import FeatureQueue, make_target, split_bn_forward
@@ -17,14 +19,21 @@ SHUFFLE_BN_GROUPS = 4
 class MoCoV2(Method):
     name = "moco"
     label = "MoCo v2"
+    # (query view, key view) pairs of the loss: symmetrised, each view is the query for the other's
+    # key (MoCo v1 overrides this with the original one-way pair).
+    query_key_views = ((0, 1), (1, 0))
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.projector = self.projector_head()
+        self.projector = self.build_projector()
         self.key_backbone = make_target(self.backbone)
         self.key_projector = make_target(self.projector)
         self.queue = FeatureQueue(cfg.method.queue_size, cfg.model.projector_out_dim)
         self._shuffle_gen = torch.Generator().manual_seed(cfg.runtime.seed + 7)
+
+    def build_projector(self):
+        """The query head (its EMA copy is the key head)."""
+        return self.projector_head()
 
     def momentum_pairs(self):
         return [(self.backbone, self.key_backbone), (self.projector, self.key_projector)]
@@ -37,15 +46,17 @@ class MoCoV2(Method):
                                     self._shuffle_gen)
 
     def training_step(self, views, labels, progress):
-        x1, x2 = views[:2]
-        q1, q2 = (self.projector(self.backbone(v)) for v in (x1, x2))
-        k1, k2 = self.keys(x1), self.keys(x2)
+        pairs = self.query_key_views
+        queries = {i: self.projector(self.backbone(views[i])) for i in sorted({a for a, _ in pairs})}
+        keys = {i: self.keys(views[i]) for i in sorted({b for _, b in pairs})}
         negatives = self.queue.features.clone()
-        # Symmetrised loss: each view is the query for the other's key.
         t = self.cfg.method.temperature
-        loss = 0.5 * (losses.info_nce(q1, k2, negatives, t) + losses.info_nce(q2, k1, negatives, t))
-        self.queue.push(torch.nn.functional.normalize(torch.cat([k1, k2]).float(), dim=1))
-        return StepOutput(loss=loss, z1=q1, z2=q2, extras={"queue_fill": self.queue.fill_fraction()})
+        loss = sum(losses.info_nce(queries[a], keys[b], negatives, t) for a, b in pairs) / len(pairs)
+        # Keys of every rank enter the queue, so all ranks keep the same negatives.
+        new_keys = torch.cat([keys[i] for i in sorted(keys)]).float()
+        self.queue.push(gather_no_grad(torch.nn.functional.normalize(new_keys, dim=1)))
+        z1, z2 = queries[0], queries.get(1, keys.get(1))
+        return StepOutput(loss=loss, z1=z1, z2=z2, extras={"queue_fill": self.queue.fill_fraction()})
 
     def state_extras(self) -> dict:
         """Non-module state the checkpoint must hold for exact resume."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import losses
+from ..distributed import gather_with_grad
 from . import register
 from .base import Method, StepOutput
 
@@ -19,5 +20,10 @@ class SimCLR(Method):
     def training_step(self, views, labels, progress):
         # Global views only (multi-crop locals, if configured, are extra positives we do not use).
         z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])
-        loss = losses.nt_xent(z1, z2, temperature=self.cfg.method.temperature)
+        # Under torchrun every rank scores the global batch: negatives come from all ranks.
+        loss = self.loss(gather_with_grad(z1), gather_with_grad(z2))
         return StepOutput(loss=loss, z1=z1, z2=z2)
+
+    def loss(self, z1, z2):
+        """The contrastive loss over the batch (DCL/DCLW override only this)."""
+        return losses.nt_xent(z1, z2, temperature=self.cfg.method.temperature)
