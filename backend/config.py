@@ -84,7 +84,7 @@ class ModelConfig:
 class MethodConfig:
     name: str = spec("simclr", "Self-supervised method.")
     temperature: float = spec(0.5, "Softmax temperature of the contrastive loss.", gt=0.0,
-                              methods=("simclr", "moco", "mocov1", "mocov3", "nnclr", "dcl", "dclw"))
+                              methods=("simclr", "moco", "mocov1", "mocov3", "nnclr", "dcl", "dclw", "swav"))
     queue_size: int = spec(4096, "Number of negatives kept in the queue.", ge=1,
                            methods=("moco", "mocov1", "nnclr", "swav"))
     momentum: float = spec(0.99, "EMA momentum of the key/teacher encoder (base value).", ge=0.0, le=1.0,
@@ -113,6 +113,9 @@ class MethodConfig:
                                   methods=("dino",))
     norm_last_layer: bool = spec(True, "DINO: weight-normalise the last layer with a fixed norm.",
                                  methods=("dino",))
+    freeze_last_layer_epochs: float = spec(1.0, "DINO: epochs at the start during which the head's last "
+                                           "layer gets no updates (stabilises early training).", ge=0.0,
+                                           methods=("dino",))
     sinkhorn_epsilon: float = spec(0.05, "SwAV: Sinkhorn entropy regularisation.", gt=0.0, methods=("swav",))
     sinkhorn_iterations: int = spec(3, "SwAV: Sinkhorn-Knopp iterations.", ge=1, methods=("swav",))
     freeze_prototypes_steps: int = spec(313, "SwAV: keep prototypes frozen for this many steps.", ge=0,
@@ -156,7 +159,7 @@ class RuntimeConfig:
     device: str = spec("auto", "Training device: auto, cpu, cuda or cuda:N.")
     seed: int = spec(0, "Random seed.", ge=0)
     amp: str = spec("auto", "Mixed precision: auto (bf16 on CUDA), bf16 or off.", choices=("auto", "bf16", "off"))
-    channels_last: bool = spec(True, "Use channels_last memory format on CUDA.")
+    channels_last: bool = spec(True, "Use channels_last memory format for CNN backbones.")
     compile: bool = spec(False, "torch.compile the model (CUDA; pays off on long runs).")
     num_threads: int = spec(0, "CPU threads for torch (0 = torch's default).", ge=0)
     checkpoint_every_epochs: int = spec(1, "Write checkpoints/last.pt every N epochs.", ge=1)
