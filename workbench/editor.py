@@ -1,0 +1,332 @@
+"""The experiment editor: method and preset pickers, the generated config form, the data source
+picker, config files, inline validation, the device picker and the Launch button."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QScrollArea, QSizePolicy, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from backend.config import list_presets
+from backend.errors import ConfigError
+
+from . import settings, workers
+from .config_form import Combo, ConfigForm
+from .config_model import DEFAULTS, ConfigModel, preset_method
+from .process import warm_up
+
+SOURCES = [("Synthetic shapes", "synthetic"), ("Image folder…", "imagefolder"),
+           ("CIFAR-10", "cifar10"), ("CIFAR-100", "cifar100"), ("STL-10", "stl10")]
+CONFIG_FILTER = "Experiment configs (*.toml *.json);;All files (*)"
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered method; preset methods when the registry is empty."""
+    try:
+        from backend.methods import METHODS
+        found = {name: getattr(cls, "label", name) for name, cls in METHODS.items()}
+    except Exception:  # the registry failed to import: still offer what the presets train
+        found = {}
+    if not found:
+        found = {m: m for m in (preset_method(p) for p in list_presets()) if m}
+    return sorted(((label, name) for name, label in found.items()), key=lambda x: x[0].lower())
+
+
+class SourcePicker(QWidget):
+    """Edits ``data.source``: a kind (synthetic, image folder, CIFAR, STL) and a folder path."""
+
+    def __init__(self, model: ConfigModel, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.path = "data.source"
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.kind = Combo()
+        self.kind.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        for label, kind in SOURCES:
+            self.kind.addItem(label, kind)
+        self.kind.setToolTip("Data set: procedurally drawn shapes (no files), a folder of images "
+                             "(one sub-folder per class, or train/ and test/), or a torchvision "
+                             "download.<br><i>data.source</i>")
+        layout.addWidget(self.kind)
+        row = QHBoxLayout()
+        row.setSpacing(4)
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText("folder with one sub-folder per class")
+        self.browse = QToolButton()
+        self.browse.setText("Browse…")
+        row.addWidget(self.folder, 1)
+        row.addWidget(self.browse)
+        self.folder_row = QWidget()
+        self.folder_row.setLayout(row)
+        row.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.folder_row)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #c62828; font-size: 11px;")
+        self.error_label.hide()
+        layout.addWidget(self.error_label)
+        self.kind.currentIndexChanged.connect(self._edited)
+        self.folder.textEdited.connect(self._edited)
+        self.browse.clicked.connect(self.choose_folder)
+        model.valueChanged.connect(lambda p, _v: p == self.path and self.refresh())
+        model.reset.connect(self.refresh)
+        self.refresh()
+
+    def spec(self) -> str:
+        """The source spec shown ('synthetic', 'imagefolder:/data/x', 'cifar10', ...)."""
+        kind = self.kind.currentData()
+        return f"imagefolder:{self.folder.text().strip()}" if kind == "imagefolder" else kind
+
+    def refresh(self) -> None:
+        """Show the model's data.source."""
+        spec = self.model.value(self.path)
+        kind, folder = ("imagefolder", spec[len("imagefolder:"):]) if spec.startswith("imagefolder:") else (spec, "")
+        self.kind.blockSignals(True)
+        idx = self.kind.findData(kind)
+        self.kind.setCurrentIndex(idx if idx >= 0 else 0)
+        self.kind.blockSignals(False)
+        if kind == "imagefolder" and self.folder.text() != folder:
+            self.folder.setText(folder)
+        self.folder_row.setVisible(kind == "imagefolder")
+
+    def set_errors(self, errors: list[str]) -> None:
+        """Show validation sentences about data.source."""
+        self.error_label.setText("\n".join(errors))
+        self.error_label.setVisible(bool(errors))
+
+    def choose_folder(self) -> None:
+        """Pick the image folder with a dialog."""
+        folder = QFileDialog.getExistingDirectory(self, "Image folder", self.folder.text() or str(Path.home()))
+        if folder:
+            self.folder.setText(folder)
+            self._edited()
+
+    def _edited(self, *_):
+        self.folder_row.setVisible(self.kind.currentData() == "imagefolder")
+        self.model.set_value(self.path, self.spec())
+
+
+class ExperimentEditor(QWidget):
+    """The whole editor. ``launchRequested(ExperimentConfig, device)`` when Launch is pressed;
+    ``message(str)`` for the status bar (file loaded, saved, errors)."""
+
+    launchRequested = Signal(object, str)
+    message = Signal(str)
+
+    def __init__(self, model: ConfigModel | None = None, parent=None):
+        super().__init__(parent)
+        self.model = model or ConfigModel(parent=self)
+        self.setMinimumWidth(360)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        outer.setSpacing(6)
+
+        head = QFormLayout()
+        head.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.method_combo = Combo()
+        for label, name in method_choices():
+            self.method_combo.addItem(label, name)
+        self.method_combo.setToolTip("Self-supervised method. Fields that do not apply to it are hidden."
+                                     "<br><i>method.name</i>")
+        self.preset_combo = Combo()
+        self.preset_combo.setToolTip("Fill the form from a preset of the shipped recipes (resources/presets).")
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("optional; becomes part of the run id")
+        self.name_edit.setToolTip("Free-form run name.<br><i>name</i>")
+        self.open_button = QToolButton()
+        self.open_button.setText("Open…")
+        self.open_button.setToolTip("Load a TOML/JSON config file (or a run's config.json)")
+        self.save_button = QToolButton()
+        self.save_button.setText("Save…")
+        self.save_button.setToolTip("Save this config as TOML or JSON")
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(self.preset_combo, 1)
+        preset_row.addWidget(self.open_button)
+        preset_row.addWidget(self.save_button)
+        head.addRow("Method", self.method_combo)
+        head.addRow("Preset", preset_row)
+        head.addRow("Run name", self.name_edit)
+        outer.addLayout(head)
+
+        self.form = ConfigForm(self.model, skip=("method.name", "runtime.device"),
+                               custom={"data.source": SourcePicker},
+                               collapsed=("eval", "runtime"))
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.form)
+        outer.addWidget(scroll, 1)
+
+        self.problems = QLabel()
+        self.problems.setObjectName("problems")
+        self.problems.setWordWrap(True)
+        self.problems.setTextFormat(Qt.TextFormat.RichText)
+        self.problems.linkActivated.connect(self.form.focus_field)
+        outer.addWidget(self.problems)
+        foot = QHBoxLayout()
+        self.device_combo = Combo()
+        self.device_combo.setToolTip("Where the trainer runs (sets runtime.device)")
+        self.device_combo.addItem("CPU", "cpu")
+        self.launch_button = QPushButton("Launch")
+        self.launch_button.setObjectName("launchButton")
+        self.launch_button.setToolTip("Create a run in the workspace and start training it")
+        self.launch_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        foot.addWidget(QLabel("Device"))
+        foot.addWidget(self.device_combo)
+        foot.addWidget(self.launch_button, 1)
+        outer.addLayout(foot)
+
+        self.method_combo.currentIndexChanged.connect(self._method_picked)
+        self.preset_combo.activated.connect(self._preset_picked)
+        self.name_edit.textEdited.connect(lambda t: self.model.set_value("name", t))
+        self.open_button.clicked.connect(self.open_dialog)
+        self.save_button.clicked.connect(self.save_dialog)
+        self.launch_button.clicked.connect(self.launch)
+        self.model.valueChanged.connect(self._on_value)
+        self.model.reset.connect(self._sync_header)
+        self.model.validated.connect(self._show_validation)
+        self._sync_header()
+        self._show_validation()
+        workers.submit(warm_up, on_result=self._fill_devices, owner=self)
+
+    # ---- header -------------------------------------------------------------------------
+    def _sync_header(self) -> None:
+        method = self.model.method
+        idx = self.method_combo.findData(method)
+        if idx < 0:
+            self.method_combo.addItem(method, method)
+            idx = self.method_combo.count() - 1
+        self.method_combo.blockSignals(True)
+        self.method_combo.setCurrentIndex(idx)
+        self.method_combo.blockSignals(False)
+        if self.name_edit.text() != self.model.value("name"):
+            self.name_edit.setText(self.model.value("name"))
+        self._fill_presets()
+
+    def _fill_presets(self) -> None:
+        method = self.model.method
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.clear()
+        self.preset_combo.addItem("Choose a preset…", None)
+        self.preset_combo.addItem("defaults", "")
+        for name in list_presets():
+            if preset_method(name) == method:
+                self.preset_combo.addItem(name, name)
+        self.preset_combo.setCurrentIndex(0)
+        self.preset_combo.blockSignals(False)
+
+    def _method_picked(self, _index: int) -> None:
+        self.model.set_value("method.name", self.method_combo.currentData())
+
+    def _preset_picked(self, index: int) -> None:
+        name = self.preset_combo.itemData(index)
+        if name is None:
+            return
+        self.apply_preset(name)
+
+    def apply_preset(self, name: str) -> None:
+        """Fill the form from a preset ('' = the defaults, keeping the current method)."""
+        if name:
+            self.model.apply_preset(name)
+        else:
+            method = self.model.method
+            self.model.set_data({**DEFAULTS, "method": {**DEFAULTS["method"], "name": method}})
+        idx = self.preset_combo.findData(name)
+        if idx >= 0:
+            self.preset_combo.setCurrentIndex(idx)  # show what the form was filled from
+        self.message.emit(f"applied preset {name or 'defaults'}")
+
+    def _on_value(self, path: str, _value) -> None:
+        if path in ("method.name", "name"):
+            self._sync_header()
+
+    def _fill_devices(self, devices) -> None:
+        remembered = settings.value("device", "")
+        self.device_combo.clear()
+        for label, device in devices:
+            self.device_combo.addItem(label, device)
+        choice = remembered if self.device_combo.findData(remembered) >= 0 else devices[min(1, len(devices) - 1)][1]
+        self.device_combo.setCurrentIndex(self.device_combo.findData(choice))
+
+    def source_picker(self) -> SourcePicker:
+        """The data source picker inside the Data section."""
+        return self.form.custom_widgets["data.source"]
+
+    # ---- validation ---------------------------------------------------------------------
+    def _show_validation(self) -> None:
+        errors = self.model.errors
+        self.launch_button.setEnabled(not errors)
+        if not errors:
+            self.problems.setText("<span style='color:#2e7d32'>✓ config is valid</span>")
+            return
+        items = []
+        for sentence in errors[:6]:
+            head = sentence.split(" ", 1)[0]
+            text = sentence.replace("<", "&lt;")
+            items.append(f"• <a href='{head}'>{head}</a>{text[len(head):]}" if head in self.form.editors
+                         or head in self.form.custom_widgets else f"• {text}")
+        more = f"<br>… and {len(errors) - 6} more" if len(errors) > 6 else ""
+        noun = "problem" if len(errors) == 1 else "problems"
+        self.problems.setText(f"<span style='color:#c62828'><b>{len(errors)} {noun}</b> — fix to launch:"
+                              f"<br>{'<br>'.join(items)}{more}</span>")
+
+    # ---- files and launch ---------------------------------------------------------------
+    def device(self) -> str:
+        """The chosen runtime.device."""
+        return self.device_combo.currentData() or "cpu"
+
+    def load_file(self, path) -> bool:
+        """Load a config file into the form; a file the form cannot show is reported, not raised."""
+        try:
+            self.model.load(path)
+        except ConfigError as exc:
+            self.message.emit(f"could not open {path}: {exc}")
+            return False
+        settings.add_recent_config(path)
+        self.message.emit(f"loaded {path}")
+        return True
+
+    def save_file(self, path) -> bool:
+        """Save the form to ``path`` (.toml or .json)."""
+        path = Path(path)
+        if path.suffix not in (".toml", ".json"):
+            path = path.with_suffix(".toml")
+        try:
+            self.model.save(path)
+        except (ConfigError, OSError) as exc:
+            self.message.emit(f"could not save {path}: {exc}")
+            return False
+        settings.add_recent_config(path)
+        self.message.emit(f"saved {path}")
+        return True
+
+    def open_dialog(self) -> None:
+        """Ask for a config file and load it."""
+        start = str(self.model.source_path or settings.workspace())
+        path, _ = QFileDialog.getOpenFileName(self, "Open experiment config", start, CONFIG_FILTER)
+        if path:
+            self.load_file(path)
+
+    def save_dialog(self) -> None:
+        """Ask for a file name and save the config."""
+        start = str(self.model.source_path or settings.workspace() / "experiment.toml")
+        path, _ = QFileDialog.getSaveFileName(self, "Save experiment config", start, CONFIG_FILTER)
+        if path:
+            self.save_file(path)
+
+    def launch(self) -> None:
+        """Emit ``launchRequested`` with the validated config and chosen device."""
+        try:
+            cfg = self.model.config()
+        except ConfigError as exc:
+            self.message.emit(f"cannot launch: {exc}")
+            return
+        settings.set_value("device", self.device())
+        cfg.runtime.device = self.device()
+        self.launchRequested.emit(cfg, self.device())

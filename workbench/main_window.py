@@ -1,0 +1,394 @@
+"""The main window: editor, augmentation preview, runs browser and log as docks around a tab per
+run (or comparison); File / Run / View / Help menus; the workspace folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from backend import __version__
+from backend.config import ExperimentConfig
+from backend.errors import ConfigError, WorkbenchError
+
+from . import settings, workers
+from .aug_preview import AugPreview
+from .config_model import ConfigModel
+from .editor import ExperimentEditor
+from .log_view import LogView
+from .run_manager import RunManager, run_key
+from .run_panel import ComparePanel, RunPanel
+from .runs_browser import RunsBrowser
+
+WELCOME = """
+<h2>SSL Workbench</h2>
+<p style='color:#555'>Self-supervised representation learning, from config to comparison.</p>
+<ol style='color:#333; line-height:150%'>
+<li>Pick a <b>method</b> and a <b>preset</b> in the Experiment panel. The <i>quick</i> preset trains a
+tiny network on synthetic shapes in about a minute on a CPU.</li>
+<li>Check the augmentations in the <b>Augmentation preview</b>; fix anything marked in red.</li>
+<li>Press <b>Launch</b>. Each run gets a tab here with live curves, progress and controls.</li>
+<li>In <b>Runs</b>, double-click a run to reopen it, select several to <b>Compare</b>, or
+<b>Resume</b> a stopped one.</li>
+</ol>
+<p style='color:#777'>Workspace: {workspace}</p>
+"""
+
+
+class MainWindow(QMainWindow):
+    """The application window. ``confirm_close``: ask before stopping live runs on close."""
+
+    def __init__(self, workspace=None, *, restore_layout: bool = True):
+        super().__init__()
+        self.confirm_close = True
+        self.workspace = Path(workspace) if workspace else settings.workspace()
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # shown as an empty workspace; File > Open workspace picks another
+        self.setWindowTitle("SSL Workbench")
+        self.resize(1500, 940)
+        self.manager = RunManager(self.workspace, self)
+        self.config_model = ConfigModel(parent=self)
+        self.panels: dict[str, RunPanel] = {}
+
+        self.tabs = QTabWidget()
+        self.tabs.setTabsClosable(True)
+        self.tabs.setMovable(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.currentChanged.connect(lambda _i: self._update_actions())
+        self.welcome_text = QLabel()
+        self.welcome_text.setObjectName("welcome")
+        self.welcome_text.setWordWrap(True)
+        self.welcome_text.setFixedWidth(600)
+        self.welcome = QWidget()
+        box = QVBoxLayout(self.welcome)
+        box.addStretch(1)
+        box.addWidget(self.welcome_text, 0, Qt.AlignmentFlag.AlignHCenter)
+        box.addStretch(2)
+        self.central = QStackedWidget()
+        self.central.addWidget(self.welcome)
+        self._restore_editor()
+        self.central.addWidget(self.tabs)
+        self.setCentralWidget(self.central)
+
+        self.editor = ExperimentEditor(self.config_model)
+        self.preview = AugPreview(self.config_model)
+        self.browser = RunsBrowser(self.workspace, self.manager)
+        self.log = LogView()
+        self.editor_dock = self._dock("Experiment", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.runs_dock = self._dock("Runs", self.browser, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.preview_dock = self._dock("Augmentation preview", self.preview, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_dock = self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
+        # Bottom row: runs (with the log as a second tab) and the preview beside them, so the
+        # centre keeps the width the plots need and the preview stays visible while editing.
+        self.splitDockWidget(self.runs_dock, self.preview_dock, Qt.Orientation.Horizontal)
+        self.tabifyDockWidget(self.runs_dock, self.log_dock)
+        self.runs_dock.raise_()
+        self._layout_pending = True  # default dock sizes are set once the window has its size
+
+        self.workspace_label = QLabel()
+        self.live_label = QLabel()
+        self.statusBar().addPermanentWidget(self.live_label)
+        self.statusBar().addPermanentWidget(self.workspace_label)
+        self._build_actions()
+        self._build_menus()
+
+        self.editor.launchRequested.connect(self.launch)
+        self.editor.message.connect(self.show_message)
+        self.browser.openRequested.connect(self.open_run)
+        self.browser.compareRequested.connect(self.compare_runs)
+        self.browser.resumeRequested.connect(self.resume_run)
+        self.browser.configRequested.connect(lambda run_dir: self.editor.load_file(Path(run_dir) / "config.json"))
+        self.browser.message.connect(self.show_message)
+        self.manager.logLine.connect(self.log.append_line)
+        self.manager.runChanged.connect(lambda _s: self._update_actions())
+        self.config_model.validated.connect(self._update_actions)
+        self._show_workspace()
+        if restore_layout:
+            geometry, state = settings.window_state()
+            if geometry is not None:
+                self.restoreGeometry(geometry)
+            if state is not None and self.restoreState(state):
+                self._layout_pending = False
+        self._update_actions()
+
+    # ---- construction -------------------------------------------------------------------
+    def _dock(self, title: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.replace(" ", "_") + "_dock")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(slot)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        return action
+
+    def _build_actions(self) -> None:
+        self.new_config_action = self._action("&New config", self.new_config, QKeySequence.StandardKey.New,
+                                               "Reset the editor to the quick preset")
+        self.open_config_action = self._action("&Open config…", self.editor.open_dialog, QKeySequence.StandardKey.Open)
+        self.save_config_action = self._action("&Save config as…", self.editor.save_dialog, QKeySequence.StandardKey.Save)
+        self.open_workspace_action = self._action("Open &workspace…", self.choose_workspace, "Ctrl+Shift+O",
+                                                  "Choose the folder whose runs/ holds the runs")
+        self.open_run_action = self._action("Open &run folder…", self.choose_run_dir, "Ctrl+R",
+                                            "Open a run directory (finished, crashed or running)")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.launch_action = self._action("&Launch", self.editor.launch, "Ctrl+Return",
+                                          "Create a run from the editor and start training it")
+        self.stop_action = self._action("&Stop", lambda: self.command_current("stop"), "Ctrl+.",
+                                        "Checkpoint and stop the current run")
+        self.pause_action = self._action("&Pause", lambda: self.command_current("pause"), None)
+        self.resume_action = self._action("Res&ume", self.resume_current, None,
+                                          "Continue a paused run or restart a stopped one from its checkpoint")
+        self.checkpoint_action = self._action("&Checkpoint now", lambda: self.command_current("checkpoint"), None)
+        self.about_action = self._action("&About SSL Workbench", self.about)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.new_config_action)
+        file_menu.addAction(self.open_config_action)
+        self.recent_menu = file_menu.addMenu("Open &recent config")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        for action in (self.save_config_action, None, self.open_workspace_action, self.open_run_action, None,
+                       self.quit_action):
+            file_menu.addSeparator() if action is None else file_menu.addAction(action)
+        run_menu = bar.addMenu("&Run")
+        for action in (self.launch_action, None, self.stop_action, self.pause_action, self.resume_action,
+                       self.checkpoint_action):
+            run_menu.addSeparator() if action is None else run_menu.addAction(action)
+        view_menu = bar.addMenu("&View")
+        for dock in (self.editor_dock, self.preview_dock, self.runs_dock, self.log_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+        toolbar = self.addToolBar("Run")
+        toolbar.setObjectName("run_toolbar")
+        toolbar.setMovable(False)
+        for action in (self.launch_action, self.stop_action, self.pause_action, self.resume_action,
+                       self.checkpoint_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.open_workspace_action)
+
+    def apply_default_layout(self) -> None:
+        """Size the docks in proportion to the window: editor ~27% wide, bottom row ~27% high."""
+        w, h = self.width(), self.height()
+        editor = max(340, min(460, int(0.27 * w)))
+        bottom = max(170, min(300, int(0.27 * h)))
+        self.resizeDocks([self.editor_dock], [editor], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.runs_dock], [bottom], Qt.Orientation.Vertical)
+        rest = w - 10
+        self.resizeDocks([self.runs_dock, self.preview_dock], [int(0.58 * rest), int(0.42 * rest)],
+                         Qt.Orientation.Horizontal)
+        self._layout_pending = False
+
+    def showEvent(self, event):  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._layout_pending:
+            self.apply_default_layout()
+
+    # ---- workspace ----------------------------------------------------------------------
+    def set_workspace(self, path) -> None:
+        """Switch to another workspace folder (remembered for next time)."""
+        path = Path(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.show_message(f"cannot use {path} as workspace: {exc.strerror or exc}")
+            return
+        self.workspace = path
+        self.manager.workspace = path
+        settings.set_workspace(path)
+        self.browser.set_workspace(path)
+        self._show_workspace()
+
+    def _show_workspace(self) -> None:
+        self.workspace_label.setText(f"Workspace: {self.workspace}")
+        self.welcome_text.setText(WELCOME.format(workspace=self.workspace))
+
+    def choose_workspace(self) -> None:
+        """Ask for a workspace folder."""
+        path = QFileDialog.getExistingDirectory(self, "Workspace folder", str(self.workspace))
+        if path:
+            self.set_workspace(path)
+
+    def choose_run_dir(self) -> None:
+        """Ask for a run directory and open it."""
+        path = QFileDialog.getExistingDirectory(self, "Run folder", str(self.workspace / "runs"))
+        if path:
+            self.open_run(Path(path))
+
+    def _restore_editor(self) -> None:
+        """Start from the config edited last time, or the quick preset."""
+        saved = settings.value("editor/config", "")
+        try:
+            data = json.loads(saved) if saved else None
+            if data is not None:
+                ExperimentConfig.from_dict(data, validate=False)  # same schema as now?
+                self.config_model.set_data(data)
+                return
+        except (ValueError, TypeError, ConfigError):
+            pass
+        try:
+            self.config_model.apply_preset("quick")
+            self.config_model.modified = False
+        except ConfigError:
+            pass
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = settings.recent_configs()
+        for path in recent:
+            self.recent_menu.addAction(path, lambda p=path: self.editor.load_file(p))
+        if not recent:
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    def new_config(self) -> None:
+        """Reset the editor to the quick preset."""
+        self.editor.apply_preset("quick")
+
+    # ---- runs ---------------------------------------------------------------------------
+    def launch(self, cfg, device: str) -> RunPanel | None:
+        """Create a run from ``cfg`` and start its trainer; returns its tab."""
+        try:
+            state = self.manager.launch(cfg, device)
+        except (WorkbenchError, OSError) as exc:
+            self.show_message(f"could not create the run: {workers.describe_error(exc)}")
+            return None
+        self.log.append_line(state.run_id, "status", f"launched on {device}: {state.run_dir}")
+        self.show_message(f"launched {state.run_id}")
+        return self._panel(state, history=False)
+
+    def open_run(self, run_dir) -> RunPanel | None:
+        """Show a run in its tab (re-reading its history when the tab is new)."""
+        run_dir = Path(run_dir)
+        panel = self.panels.get(run_key(run_dir))
+        if panel is not None:
+            self.tabs.setCurrentWidget(panel)
+            return panel
+        if not (run_dir / "config.json").exists():
+            self.show_message(f"{run_dir} is not a run directory (no config.json)")
+            return None
+        state = self.manager.open(run_dir, self.browser.summary_of(run_dir))
+        return self._panel(state, history=True)
+
+    def resume_run(self, run_dir) -> RunPanel | None:
+        """Restart a stopped/crashed run from its checkpoint, in its tab."""
+        panel = self.open_run(run_dir)
+        if panel is None:
+            return None
+        self.manager.resume(run_dir)
+        self.show_message(f"resuming {Path(run_dir).name}")
+        return panel
+
+    def compare_runs(self, run_dirs) -> ComparePanel:
+        """Open a tab overlaying the curves of ``run_dirs``."""
+        panel = ComparePanel(run_dirs)
+        self._add_tab(panel, panel.title(), ", ".join(Path(p).name for p in run_dirs))
+        return panel
+
+    def _panel(self, state, history: bool) -> RunPanel:
+        panel = RunPanel(state)
+        panel.commandRequested.connect(lambda run_dir, cmd: self.manager.command(run_dir, cmd))
+        panel.resumeRequested.connect(self.resume_run)
+        if history:
+            panel.load_history()
+        else:
+            panel.dashboard.set_run(state.run_dir)
+        self.panels[run_key(state.run_dir)] = panel
+        self._add_tab(panel, panel.title(), str(state.run_dir))
+        return panel
+
+    def _add_tab(self, widget, title: str, tip: str) -> None:
+        index = self.tabs.addTab(widget, title)
+        self.tabs.setTabToolTip(index, tip)
+        self.tabs.setCurrentIndex(index)
+        self.central.setCurrentWidget(self.tabs)
+
+    def close_tab(self, index: int) -> None:
+        """Close a tab (a live run keeps training; reopen it from the Runs panel)."""
+        widget = self.tabs.widget(index)
+        self.tabs.removeTab(index)
+        if isinstance(widget, RunPanel):
+            self.panels.pop(run_key(widget.run_dir), None)
+        widget.deleteLater()
+        if self.tabs.count() == 0:
+            self.central.setCurrentWidget(self.welcome)
+
+    def current_panel(self) -> RunPanel | None:
+        """The run tab in front, if any."""
+        widget = self.tabs.currentWidget() if self.central.currentWidget() is self.tabs else None
+        return widget if isinstance(widget, RunPanel) else None
+
+    def command_current(self, command: str) -> None:
+        """Send a control command to the run in front."""
+        panel = self.current_panel()
+        if panel is not None:
+            self.manager.command(panel.run_dir, command)
+
+    def resume_current(self) -> None:
+        """Resume the run in front (paused: continue; stopped/crashed: restart from checkpoint)."""
+        panel = self.current_panel()
+        if panel is None:
+            return
+        if panel.state.live:
+            self.manager.command(panel.run_dir, "resume")
+        elif panel.state.resumable:
+            self.resume_run(panel.run_dir)
+
+    def _update_actions(self) -> None:
+        panel = self.current_panel()
+        s = panel.state if panel else None
+        live = bool(s and s.live)
+        self.launch_action.setEnabled(self.config_model.is_valid)
+        self.stop_action.setEnabled(live and s.state != "stopping")
+        self.pause_action.setEnabled(live and s.state == "running")
+        self.checkpoint_action.setEnabled(live and s.state in ("running", "paused"))
+        self.resume_action.setEnabled(bool(s and ((live and s.state == "paused") or s.resumable)))
+        n = len(self.manager.live_runs())
+        self.live_label.setText(f"{n} run{'s' if n != 1 else ''} training" if n else "")
+
+    # ---- misc ---------------------------------------------------------------------------
+    def show_message(self, text: str) -> None:
+        """A transient status bar message (also logged)."""
+        self.statusBar().showMessage(text, 8000)
+        self.log.append_line("gui", "error" if text.startswith(("could not", "cannot")) else "info", text)
+
+    def about(self) -> None:
+        """The about box."""
+        QMessageBox.about(self, "About SSL Workbench",
+                          f"<b>SSL Workbench</b> {__version__}<br>A workbench for self-supervised visual "
+                          "representation learning: configure, train, watch and compare runs.")
+
+    def closeEvent(self, event):  # noqa: N802 - Qt override
+        live = self.manager.live_runs()
+        if live and self.confirm_close:
+            answer = QMessageBox.question(
+                self, "Runs are training",
+                f"{len(live)} run(s) are training. Stop them (a checkpoint is saved) and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        settings.save_window_state(self.saveGeometry(), self.saveState())
+        settings.set_value("editor/config", json.dumps(self.config_model.data()))
+        self.browser.timer.stop()
+        self.manager.shutdown()
+        workers.wait_all(5.0)
+        super().closeEvent(event)

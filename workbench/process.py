@@ -1,0 +1,238 @@
+"""The trainer process controller: one QProcess per run (never threads or multiprocessing).
+
+``TrainerController`` starts ``python -m backend train --run-dir DIR [--resume]
+--exit-on-stdin-eof``, parses its stdout JSON lines into events, forwards control commands on
+stdin, and decides how the run ended from the events and the exit code. A crash (a signal, or a
+non-zero exit without an error event) becomes state ``crashed`` with the last lines of stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+
+from backend.events import parse_event_line
+
+from .run_state import RunState
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXIT_MEANINGS = {2: "config error", 3: "data error", 1: "training error"}
+COMMANDS = ("stop", "pause", "resume", "checkpoint")
+
+
+@functools.lru_cache(maxsize=1)
+def available_devices() -> list[tuple[str, str]]:
+    """(label, runtime.device) for the CPU and each CUDA device; queried once per process."""
+    devices = [("CPU", "cpu")]
+    try:
+        import torch
+        for i in range(torch.cuda.device_count()):
+            devices.append((f"CUDA:{i}  {torch.cuda.get_device_name(i)}", f"cuda:{i}"))
+    except Exception:  # no torch / broken driver: the CPU still works
+        pass
+    return devices
+
+
+def warm_up(ctx=None) -> list[tuple[str, str]]:
+    """Worker: import the heavy libraries a launch needs (so the GUI thread never waits on them)
+    and return ``available_devices()``."""
+    try:
+        import torchvision  # noqa: F401 - create_run records its version
+    except Exception:
+        pass
+    return available_devices()
+
+
+def trainer_arguments(run_dir, resume: bool = False) -> list[str]:
+    """Arguments (after the interpreter) that train ``run_dir``."""
+    args = ["-m", "backend", "train", "--run-dir", str(run_dir), "--exit-on-stdin-eof"]
+    if resume:
+        args.append("--resume")
+    return args
+
+
+class TrainerController(QObject):
+    """Runs and controls the trainer of one run. Signals arrive on the GUI thread:
+    ``eventsReceived(list)`` batches of event dicts, ``outputLine(str, str)`` (stream, text) for
+    non-event output, ``exited(str, str)`` (final state, message) once the process is gone."""
+
+    eventsReceived = Signal(list)
+    outputLine = Signal(str, str)
+    exited = Signal(str, str)
+
+    def __init__(self, state: RunState, parent: QObject | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.run_dir = state.run_dir
+        self.process: QProcess | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self._stdout_buf = b""
+        self._stderr_buf = b""
+        self._error_event: dict | None = None
+        self._last_status = ""
+        self._stop_requested = False
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self, resume: bool = False) -> None:
+        """Start the trainer (``resume``: continue from checkpoints/last.pt)."""
+        if self.is_running():
+            return
+        self._error_event, self._last_status, self._stop_requested = None, "", False
+        self.stderr_tail.clear()
+        proc = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        path = env.value("PYTHONPATH", "")
+        env.insert("PYTHONPATH", str(PROJECT_ROOT) + (os.pathsep + path if path else ""))
+        env.remove("QT_QPA_PLATFORM")
+        proc.setProcessEnvironment(env)
+        proc.setProgram(sys.executable)
+        proc.setArguments(trainer_arguments(self.run_dir, resume))
+        proc.readyReadStandardOutput.connect(self._read_stdout)
+        proc.readyReadStandardError.connect(self._read_stderr)
+        proc.finished.connect(self._on_finished)
+        proc.errorOccurred.connect(self._on_error)
+        self.process = proc
+        self.state.exit_code = None
+        self.state.live = True
+        self.state.set_state("starting", "resuming from the last checkpoint" if resume else "starting the trainer")
+        proc.start()
+
+    def is_running(self) -> bool:
+        """True while the trainer process exists."""
+        return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
+
+    def send(self, command: str) -> bool:
+        """Write one control command (stop, pause, resume, checkpoint) to the trainer's stdin."""
+        if command not in COMMANDS or not self.is_running():
+            return False
+        if command == "stop":
+            self._stop_requested = True
+            self.state.set_state("stopping", "stopping after the current step (a checkpoint is saved)")
+        self.process.write((command + "\n").encode())
+        return True
+
+    def stop(self) -> bool:
+        """Ask the trainer to checkpoint and exit."""
+        return self.send("stop")
+
+    def pause(self) -> bool:
+        """Pause between steps."""
+        return self.send("pause")
+
+    def resume(self) -> bool:
+        """Continue a paused trainer."""
+        return self.send("resume")
+
+    def checkpoint(self) -> bool:
+        """Save a checkpoint now."""
+        return self.send("checkpoint")
+
+    def kill(self) -> None:
+        """Kill the process at once (it ends as ``crashed``)."""
+        if self.is_running():
+            self.process.kill()
+
+    def shutdown(self, timeout_ms: int = 15000) -> None:
+        """Stop gracefully (stop command, then stdin closed), kill after ``timeout_ms``."""
+        if not self.is_running():
+            return
+        if not self._stop_requested:
+            self.send("stop")
+        self.process.closeWriteChannel()
+        if not self.process.waitForFinished(timeout_ms):
+            self.process.kill()
+            self.process.waitForFinished(3000)
+
+    # ---- output -------------------------------------------------------------------------
+    def _read_stdout(self) -> None:
+        data = self._stdout_buf + bytes(self.process.readAllStandardOutput().data())
+        lines = data.split(b"\n")
+        self._stdout_buf = lines.pop()
+        self._handle_stdout(lines)
+
+    def _handle_stdout(self, lines) -> None:
+        events = []
+        for raw in lines:
+            text = raw.decode("utf-8", errors="replace").rstrip("\r")
+            event = parse_event_line(text)
+            if event is None:
+                if text.strip():
+                    self.outputLine.emit("stdout", text)
+                continue
+            if event["kind"] == "error":
+                self._error_event = event
+            elif event["kind"] == "status":
+                self._last_status = event.get("state", self._last_status)
+            events.append(event)
+        if events:
+            self.state.apply_events(events)
+            self.eventsReceived.emit(events)
+            self.state.eventsArrived.emit(events)
+
+    def _read_stderr(self) -> None:
+        data = self._stderr_buf + bytes(self.process.readAllStandardError().data())
+        lines = data.split(b"\n")
+        self._stderr_buf = lines.pop()
+        self._handle_stderr(lines)
+
+    def _handle_stderr(self, lines) -> None:
+        for raw in lines:
+            text = raw.decode("utf-8", errors="replace").rstrip("\r")
+            if text.strip():
+                self.stderr_tail.append(text)
+                self.outputLine.emit("stderr", text)
+
+    def _flush(self) -> None:
+        if self.process is None:
+            return
+        self._read_stdout()
+        self._read_stderr()
+        if self._stdout_buf:
+            self._handle_stdout([self._stdout_buf])
+            self._stdout_buf = b""
+        if self._stderr_buf:
+            self._handle_stderr([self._stderr_buf])
+            self._stderr_buf = b""
+
+    # ---- ending -------------------------------------------------------------------------
+    def outcome(self, exit_code: int, crashed: bool) -> tuple[str, str]:
+        """(state, message) for a process that ended with ``exit_code`` / by a signal."""
+        tail = " | ".join(list(self.stderr_tail)[-3:])
+        if self._error_event is not None and not crashed:
+            meaning = EXIT_MEANINGS.get(exit_code, f"exit code {exit_code}")
+            return "error", f"{meaning}: {self._error_event.get('message', '')}"
+        if crashed:
+            return "crashed", "the trainer process was killed or crashed (no clean exit)" + (f"; last output: {tail}" if tail else "")
+        if exit_code == 0:
+            if self._last_status in ("finished", "stopped"):
+                return self._last_status, self.state.message
+            return "stopped", "the trainer exited before finishing; resume to continue"
+        return "crashed", f"the trainer exited with code {exit_code} without an error report" + (
+            f"; last output: {tail}" if tail else "")
+
+    def _on_finished(self, exit_code: int, exit_status) -> None:
+        self._flush()
+        crashed = exit_status == QProcess.ExitStatus.CrashExit
+        state, message = self.outcome(exit_code, crashed)
+        self.state.exit_code = None if crashed else exit_code
+        self.state.live = False
+        self.state.has_checkpoint = (self.run_dir / "checkpoints" / "last.pt").exists()
+        self.state.set_state(state, message)
+        if state == "crashed":  # the trainer could not say so itself: tell the dashboard
+            self.state.eventsArrived.emit([{"kind": "status", "time": round(time.time(), 3),
+                                            "state": "crashed", "message": message}])
+        self.exited.emit(state, message)
+
+    def _on_error(self, error) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.state.live = False
+            message = f"could not start the trainer ({sys.executable}): {self.process.errorString()}"
+            self.state.set_state("crashed", message)
+            self.exited.emit("crashed", message)

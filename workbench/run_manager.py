@@ -1,0 +1,134 @@
+"""All runs the GUI knows about in this session: their states and trainer controllers (model side).
+
+The main window and runs browser observe it; it creates run directories with ``backend.runs``,
+starts/resumes trainers through ``TrainerController`` and relays their output as log lines.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from backend.config import ExperimentConfig
+from backend.runs import create_run, summarize_run
+
+from .process import TrainerController
+from .run_state import RunState
+
+
+def run_key(run_dir) -> str:
+    """A stable dictionary key for a run directory."""
+    return str(Path(run_dir).resolve())
+
+
+class RunManager(QObject):
+    """Signals: ``runAdded(RunState)`` when a run becomes known, ``runChanged(RunState)`` on any
+    state change, ``logLine(run_id, level, text)`` for log events and trainer output."""
+
+    runAdded = Signal(object)
+    runChanged = Signal(object)
+    logLine = Signal(str, str, str)
+
+    def __init__(self, workspace, parent: QObject | None = None):
+        super().__init__(parent)
+        self.workspace = Path(workspace)
+        self.states: dict[str, RunState] = {}
+        self.controllers: dict[str, TrainerController] = {}
+
+    # ---- queries ------------------------------------------------------------------------
+    def state(self, run_dir) -> RunState | None:
+        """The known state of a run, if any."""
+        return self.states.get(run_key(run_dir))
+
+    def controller(self, run_dir) -> TrainerController | None:
+        """The run's current trainer controller, if one was started in this session."""
+        return self.controllers.get(run_key(run_dir))
+
+    def live_runs(self) -> list[RunState]:
+        """Runs whose trainer is running now."""
+        return [s for s in self.states.values() if s.live]
+
+    def live_states(self) -> dict[str, RunState]:
+        """run key -> state for every run this session has seen (the browser shows these live)."""
+        return dict(self.states)
+
+    # ---- actions ------------------------------------------------------------------------
+    def launch(self, cfg: ExperimentConfig, device: str | None = None) -> RunState:
+        """Create a run directory for ``cfg`` (on ``device``) and start its trainer."""
+        if device:
+            cfg.runtime.device = device
+        run_dir = create_run(self.workspace, cfg)
+        state = self._add(run_dir)
+        state.epochs = cfg.schedule.epochs
+        self._start(state, resume=False)
+        return state
+
+    def open(self, run_dir, summary=None) -> RunState:
+        """Make a run known from its directory alone (history only; nothing is started).
+        ``summary``: an up-to-date ``RunSummary`` when the caller has one (saves re-reading)."""
+        state = self.state(run_dir)
+        if state is None:
+            state = self._add(run_dir)
+            state.load_summary(summary or summarize_run(run_dir))
+        return state
+
+    def resume(self, run_dir) -> RunState:
+        """Restart the trainer of a stopped/crashed run from its last checkpoint."""
+        state = self.open(run_dir)
+        if not state.live:
+            self._start(state, resume=True)
+        return state
+
+    def command(self, run_dir, command: str) -> bool:
+        """Send stop/pause/resume/checkpoint to a run's trainer."""
+        ctl = self.controller(run_dir)
+        return ctl.send(command) if ctl is not None else False
+
+    def kill(self, run_dir) -> None:
+        """Kill a run's trainer at once."""
+        ctl = self.controller(run_dir)
+        if ctl is not None:
+            ctl.kill()
+
+    def shutdown(self, timeout_ms: int = 15000) -> None:
+        """Stop every running trainer (checkpointing), killing those that do not exit in time.
+        All are asked first, so they checkpoint in parallel."""
+        live = [ctl for ctl in self.controllers.values() if ctl.is_running()]
+        for ctl in live:
+            ctl.send("stop")
+        deadline = time.monotonic() + timeout_ms / 1000
+        for ctl in live:
+            ctl.shutdown(max(100, int(1000 * (deadline - time.monotonic()))))
+
+    # ---- internals ----------------------------------------------------------------------
+    def _add(self, run_dir) -> RunState:
+        state = RunState(Path(run_dir), self)
+        self.states[run_key(run_dir)] = state
+        state.changed.connect(lambda s=state: self.runChanged.emit(s))
+        self.runAdded.emit(state)
+        return state
+
+    def _start(self, state: RunState, resume: bool) -> None:
+        old = self.controllers.get(run_key(state.run_dir))
+        if old is not None:
+            old.deleteLater()
+        ctl = TrainerController(state, self)
+        self.controllers[run_key(state.run_dir)] = ctl
+        ctl.eventsReceived.connect(lambda events, s=state: self._log_events(s, events))
+        ctl.outputLine.connect(lambda stream, text, s=state: self.logLine.emit(
+            s.run_id, "stderr" if stream == "stderr" else "info", text))
+        ctl.exited.connect(lambda st, msg, s=state: self.logLine.emit(
+            s.run_id, "error" if st in ("error", "crashed") else "info", f"{st}: {msg}"))
+        ctl.start(resume=resume)
+
+    def _log_events(self, state: RunState, events: list[dict]) -> None:
+        for event in events:
+            kind = event.get("kind")
+            if kind == "log":
+                self.logLine.emit(state.run_id, event.get("level", "info"), event.get("message", ""))
+            elif kind == "status":
+                self.logLine.emit(state.run_id, "status", f"{event.get('state')}: {event.get('message', '')}")
+            elif kind == "error":
+                self.logLine.emit(state.run_id, "error", event.get("message", ""))

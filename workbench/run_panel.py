@@ -1,0 +1,187 @@
+"""One run's tab: state badge and message, progress bar with ETA, run controls, and the live
+dashboard (``workbench.dashboard.RunDashboard``, or a placeholder when that module is missing)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout,
+                               QWidget)
+
+from .run_state import ACTIVE, RunState
+from .runs_model import STATE_COLOURS
+
+
+class PlaceholderDashboard(QWidget):
+    """Stands in for RunDashboard when it cannot be imported (same API, shows a note)."""
+
+    def __init__(self, reason: str = "", parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        label = QLabel(f"Live plots are unavailable: {reason}")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setWordWrap(True)
+        layout.addWidget(label)
+        self.events: list[dict] = []
+
+    def set_run(self, run_dir):  # noqa: D102 - same API as RunDashboard
+        self.events = []
+
+    def add_events(self, events):  # noqa: D102
+        self.events.extend(events)
+
+    def load_history(self, run_dir):  # noqa: D102
+        from backend.runs import run_events
+        self.events = run_events(run_dir)
+
+    def clear(self):  # noqa: D102
+        self.events = []
+
+    def overlay_runs(self, run_dirs):  # noqa: D102
+        self.events = []
+
+
+def make_dashboard(parent=None) -> QWidget:
+    """A RunDashboard, or a placeholder explaining why it is missing."""
+    try:
+        from .dashboard import RunDashboard
+    except Exception as exc:  # the plots module is optional for the shell
+        return PlaceholderDashboard(f"{type(exc).__name__}: {exc}", parent)
+    return RunDashboard(parent)
+
+
+class RunPanel(QWidget):
+    """The tab of one run. Emits ``commandRequested(run_dir, command)`` for stop / pause / resume /
+    checkpoint and ``resumeRequested(run_dir)`` to restart a dead run from its checkpoint."""
+
+    commandRequested = Signal(object, str)
+    resumeRequested = Signal(object)
+
+    def __init__(self, state: RunState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.run_dir = state.run_dir
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+
+        bar = QWidget()
+        bar.setObjectName("runBar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(8, 6, 8, 6)
+        self.badge = QLabel()
+        self.badge.setObjectName("stateBadge")
+        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.badge.setMinimumWidth(84)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.progress.setMinimumWidth(240)
+        self.progress.setMaximumWidth(420)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Checkpoint and stop after the current step (resume later)")
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue a paused run, or restart a stopped/crashed run from its checkpoint")
+        self.checkpoint_button = QPushButton("Checkpoint")
+        self.checkpoint_button.setToolTip("Save checkpoints/last.pt now")
+        self.folder_button = QPushButton("Folder")
+        self.folder_button.setToolTip(str(self.run_dir))
+        row.addWidget(self.badge)
+        row.addWidget(self.progress, 1)
+        for b in (self.stop_button, self.pause_button, self.resume_button, self.checkpoint_button,
+                  self.folder_button):
+            row.addWidget(b)
+        layout.addWidget(bar)
+        self.message = QLabel()
+        self.message.setObjectName("runMessage")
+        self.message.setWordWrap(True)
+        self.message.setContentsMargins(10, 0, 10, 4)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        layout.addWidget(self.message)
+        self.dashboard = make_dashboard()
+        layout.addWidget(self.dashboard, 1)
+
+        self.stop_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "stop"))
+        self.pause_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "pause"))
+        self.checkpoint_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "checkpoint"))
+        self.resume_button.clicked.connect(self._resume_clicked)
+        self.folder_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.run_dir))))
+        state.changed.connect(self.refresh)
+        state.eventsArrived.connect(self.dashboard.add_events)
+        self._eta_timer = QTimer(self)  # the ETA counts down between events
+        self._eta_timer.setInterval(1000)
+        self._eta_timer.timeout.connect(self.refresh)
+        self._eta_timer.start()
+        self.refresh()
+
+    def load_history(self) -> None:
+        """Show everything the run's events file holds so far."""
+        if (Path(self.run_dir) / "events.jsonl").exists():
+            self.dashboard.load_history(self.run_dir)
+        else:
+            self.dashboard.set_run(self.run_dir)
+        info = getattr(self.dashboard, "progress_info", None)  # totals the summary does not hold
+        if info is not None and getattr(info, "total_steps", 0) and not self.state.total_steps:
+            self.state.total_steps = int(info.total_steps)
+            self.refresh()
+
+    def _resume_clicked(self) -> None:
+        if self.state.live:
+            self.commandRequested.emit(self.run_dir, "resume")
+        elif self.state.resumable:
+            self.resumeRequested.emit(self.run_dir)
+
+    def refresh(self) -> None:
+        """Redraw the bar from the run state."""
+        s = self.state
+        colour = STATE_COLOURS.get(s.state, "#616161")
+        self.badge.setText(s.state)
+        self.badge.setStyleSheet(f"QLabel#stateBadge {{ background: {colour}; color: white; border-radius: 4px;"
+                                 " padding: 3px 8px; font-weight: bold; }")
+        frac = s.progress()
+        if frac is None and s.live:
+            self.progress.setRange(0, 0)  # busy indicator
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * (frac or 0.0)))
+        self.progress.setFormat(s.progress_text())
+        bad = s.state in ("error", "crashed", "invalid", "interrupted")
+        text = html.escape(s.message or "")
+        self.message.setText(f"<span style='color:{'#c62828' if bad else '#616161'}'>"
+                             f"{'<b>' + s.state + ':</b> ' if bad else ''}{text}</span>")
+        self.message.setVisible(bool(s.message))
+        live = s.live
+        self.stop_button.setEnabled(live and s.state not in ("stopping",))
+        self.pause_button.setEnabled(live and s.state in ("running",))
+        self.checkpoint_button.setEnabled(live and s.state in ("running", "paused"))
+        self.resume_button.setEnabled((live and s.state == "paused") or s.resumable)
+        if not live and s.state not in ACTIVE:
+            self._eta_timer.stop()
+        elif not self._eta_timer.isActive():
+            self._eta_timer.start()
+
+    def title(self) -> str:
+        """Tab title: the run id."""
+        return self.state.run_id
+
+
+class ComparePanel(QWidget):
+    """A tab overlaying the curves of several runs."""
+
+    def __init__(self, run_dirs, parent=None):
+        super().__init__(parent)
+        self.run_dirs = [Path(p) for p in run_dirs]
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.dashboard = make_dashboard()
+        layout.addWidget(self.dashboard)
+        self.dashboard.overlay_runs(self.run_dirs)
+
+    def title(self) -> str:
+        """Tab title."""
+        return f"Compare {len(self.run_dirs)} runs"

@@ -1,0 +1,227 @@
+"""The runs browser: a sortable, filterable table of every run in the workspace.
+
+Summaries are read from the run directories (``backend.runs.summarize_run``) in a worker, only for
+runs whose files changed; runs trained in this session show their live state from the
+``RunManager``. Double-click opens a run, several selected rows can be overlaid, stopped or
+crashed runs with a checkpoint can be resumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QFileSystemWatcher, QSortFilterProxyModel, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
+                               QPushButton, QTableView, QVBoxLayout, QWidget)
+
+from backend.runs import runs_root
+
+from . import workers
+from .run_manager import RunManager
+from .run_state import RESUMABLE
+from .runs_model import COLUMNS, SORT_ROLE, STATE_COLOURS, SUMMARY_ROLE, RunsTableModel, scan_runs, signature
+
+__all__ = ["RunsBrowser", "RunsTableModel", "COLUMNS", "STATE_COLOURS", "scan_runs"]
+REFRESH_MS = 3000  # also woken by a file system watcher on runs/ when a run appears
+
+
+class RunsBrowser(QWidget):
+    """The table plus its actions. Signals carry run directories."""
+
+    openRequested = Signal(object)
+    compareRequested = Signal(list)
+    resumeRequested = Signal(object)
+    configRequested = Signal(object)
+    message = Signal(str)
+
+    def __init__(self, workspace, manager: RunManager | None = None, parent=None):
+        super().__init__(parent)
+        self.workspace = Path(workspace)
+        self.manager = manager
+        self.model = RunsTableModel(manager, self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setFilterKeyColumn(-1)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self._cache: dict = {}
+        self._task = None
+        self._again = False
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        bar = QHBoxLayout()
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter runs (id, method, data, status)…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.textChanged.connect(self.proxy.setFilterFixedString)
+        self.open_button = QPushButton("Open")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Overlay the curves of the selected runs")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue a stopped or crashed run from its last checkpoint")
+        self.refresh_button = QPushButton("Refresh")
+        for w in (self.filter_edit, self.open_button, self.compare_button, self.resume_button, self.refresh_button):
+            bar.addWidget(w, 1 if w is self.filter_edit else 0)
+        layout.addLayout(bar)
+
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        for col, width in enumerate((250, 80, 70, 80, 90, 60, 70)):
+            self.table.setColumnWidth(col, width)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.doubleClicked.connect(lambda _i: self.open_selected())
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        layout.addWidget(self.table, 1)
+        self.empty_label = QLabel()
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setStyleSheet("color: #757575;")
+        layout.addWidget(self.empty_label)
+
+        self.open_button.clicked.connect(self.open_selected)
+        self.compare_button.clicked.connect(self.compare_selected)
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.directoryChanged.connect(lambda _p: self.refresh())
+        if manager is not None:
+            manager.runChanged.connect(self.model.live_changed)
+            manager.runChanged.connect(lambda _s: self._update_buttons())
+            manager.runAdded.connect(lambda _s: self.refresh())
+        self.set_workspace(workspace)
+
+    # ---- data ---------------------------------------------------------------------------
+    def set_workspace(self, workspace) -> None:
+        """Show the runs of another workspace."""
+        self.workspace = Path(workspace)
+        self._cache = {}
+        if self.watcher.directories():
+            self.watcher.removePaths(self.watcher.directories())
+        root = runs_root(self.workspace)
+        for path in (self.workspace, root):
+            if path.is_dir():
+                self.watcher.addPath(str(path))
+        self.model.set_summaries([])
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the workspace's runs in a worker (coalesced while one scan runs)."""
+        if self._task is not None and not self._task.done:
+            self._again = True
+            return
+        root = runs_root(self.workspace)
+        if root.is_dir() and str(root) not in self.watcher.directories():
+            self.watcher.addPath(str(root))
+        self._task = workers.submit(scan_runs, self.workspace, dict(self._cache), owner=self,
+                                    on_result=self._apply, on_error=lambda m: self.message.emit(
+                                        f"could not read the runs: {m}"),
+                                    on_finished=self._scan_done)
+
+    def _apply(self, result) -> None:
+        summaries, self._cache = result
+        self.model.set_summaries(summaries)
+        self.empty_label.setText("" if summaries else
+                                 f"No runs yet in {self.workspace}. Configure an experiment and press Launch.")
+        self.empty_label.setVisible(not summaries)
+        self._update_buttons()
+
+    def _scan_done(self) -> None:
+        if self._again:
+            self._again = False
+            QTimer.singleShot(0, self.refresh)
+
+    def summaries(self) -> list:
+        """The listed run summaries (model order)."""
+        return list(self.model.summaries)
+
+    def summary_of(self, run_dir):
+        """The cached summary of a run if it is listed and unchanged on disk since, else None."""
+        entry = self._cache.get(str(run_dir))
+        if entry is None or entry[0] != signature(Path(run_dir)):
+            return None
+        return entry[1]
+
+    def view_of(self, run_dir) -> dict | None:
+        """What the table shows for ``run_dir`` (state, epoch, kNN...), or None if not listed."""
+        row = self.model.row_of(run_dir)
+        return None if row < 0 else self.model.view_of(self.model.summaries[row])
+
+    # ---- selection and actions -------------------------------------------------------------
+    def selected_dirs(self) -> list[Path]:
+        """Run directories of the selected rows (table order)."""
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [self.proxy.index(r, 0).data(SUMMARY_ROLE).run_dir for r in rows]
+
+    def select(self, run_dirs) -> None:
+        """Select the rows of ``run_dirs``."""
+        sel = self.table.selectionModel()
+        sel.clearSelection()
+        for run_dir in run_dirs:
+            row = self.model.row_of(run_dir)
+            if row >= 0:
+                idx = self.proxy.mapFromSource(self.model.index(row, 0))
+                sel.select(idx, sel.SelectionFlag.Select | sel.SelectionFlag.Rows)
+
+    def _resumable(self, run_dir) -> bool:
+        view = self.view_of(run_dir)
+        return bool(view and not view["live"] and view["has_checkpoint"] and view["state"] in RESUMABLE)
+
+    def _update_buttons(self) -> None:
+        dirs = self.selected_dirs()
+        self.open_button.setEnabled(len(dirs) >= 1)
+        self.compare_button.setEnabled(len(dirs) >= 2)
+        self.resume_button.setEnabled(len(dirs) == 1 and self._resumable(dirs[0]))
+
+    def open_selected(self) -> None:
+        """Open each selected run in its own tab."""
+        for run_dir in self.selected_dirs():
+            self.openRequested.emit(run_dir)
+
+    def compare_selected(self) -> None:
+        """Overlay the selected runs' curves."""
+        dirs = self.selected_dirs()
+        if len(dirs) >= 2:
+            self.compareRequested.emit(dirs)
+
+    def resume_selected(self) -> None:
+        """Resume the selected run from its checkpoint."""
+        dirs = self.selected_dirs()
+        if len(dirs) == 1 and self._resumable(dirs[0]):
+            self.resumeRequested.emit(dirs[0])
+
+    def _context_menu(self, pos) -> None:
+        dirs = self.selected_dirs()
+        if not dirs:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", self.open_selected)
+        act = menu.addAction("Compare selected", self.compare_selected)
+        act.setEnabled(len(dirs) >= 2)
+        act = menu.addAction("Resume from checkpoint", self.resume_selected)
+        act.setEnabled(len(dirs) == 1 and self._resumable(dirs[0]))
+        act = menu.addAction("Load its config into the editor", lambda: self.configRequested.emit(dirs[0]))
+        act.setEnabled(len(dirs) == 1)
+        menu.addSeparator()
+        menu.addAction("Show folder", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(dirs[0]))))
+        copy = QAction("Copy path", menu)
+        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText("\n".join(map(str, dirs))))
+        menu.addAction(copy)
+        menu.exec(self.table.viewport().mapToGlobal(pos))

@@ -1,0 +1,158 @@
+"""The runs table's model: run summaries read from the workspace in a worker (only runs whose
+files changed are re-read), overlaid with the live states the ``RunManager`` knows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QColor
+
+from backend.runs import CONFIG_FILE, EVALUATIONS_FILE, EVENTS_FILE, checkpoint_path, runs_root, summarize_run
+
+from .run_manager import RunManager, run_key
+
+COLUMNS = ("Run", "Status", "Method", "Backbone", "Data", "Epoch", "Best kNN")
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+SUMMARY_ROLE = Qt.ItemDataRole.UserRole
+STATE_COLOURS = {"finished": "#2e7d32", "running": "#1565c0", "starting": "#1565c0",
+                 "loading data": "#1565c0", "paused": "#ef6c00", "stopping": "#ef6c00",
+                 "stopped": "#6d4c41", "error": "#c62828", "crashed": "#c62828",
+                 "interrupted": "#ad1457", "invalid": "#c62828"}
+
+
+def short_source(spec: str) -> str:
+    """'imagefolder:/data/pets' -> 'pets/ (folder)'; other specs unchanged."""
+    if spec.startswith("imagefolder:"):
+        return f"{Path(spec[len('imagefolder:'):]).name}/ (folder)"
+    return spec
+
+
+def signature(run_dir: Path) -> tuple:
+    """What changes when a run's summary may change (sizes and modification times)."""
+    sig = []
+    for path in (run_dir / CONFIG_FILE, run_dir / EVENTS_FILE, run_dir / EVALUATIONS_FILE, checkpoint_path(run_dir)):
+        try:
+            st = os.stat(path)
+            sig.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            sig.append(None)
+    return tuple(sig)
+
+
+def scan_runs(ctx, workspace, cache: dict) -> tuple[list, dict]:
+    """Worker: summaries of every run under the workspace, newest first, re-reading only runs whose
+    files changed since ``cache`` ({run_dir: (signature, summary)}). Returns (summaries, cache)."""
+    root = runs_root(workspace)
+    if not root.is_dir():
+        return [], {}
+    fresh = {}
+    dirs = sorted((p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).exists()),
+                  key=lambda p: p.name, reverse=True)
+    for i, run_dir in enumerate(dirs):
+        ctx.check()
+        sig = signature(run_dir)
+        old = cache.get(str(run_dir))
+        summary = old[1] if old and old[0] == sig else summarize_run(run_dir)
+        fresh[str(run_dir)] = (sig, summary)
+        ctx.progress((i + 1) / len(dirs), "")
+    return [fresh[str(d)][1] for d in dirs], fresh
+
+
+class RunsTableModel(QAbstractTableModel):
+    """Rows of ``RunSummary``; live states from a ``RunManager`` override the files' view."""
+
+    def __init__(self, manager: RunManager | None = None, parent=None):
+        super().__init__(parent)
+        self.summaries: list = []
+        self.manager = manager
+
+    def rowCount(self, parent=QModelIndex()):  # noqa: N802 - Qt override
+        return 0 if parent.isValid() else len(self.summaries)
+
+    def columnCount(self, parent=QModelIndex()):  # noqa: N802 - Qt override
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def set_summaries(self, summaries: list) -> None:
+        """Replace the rows (in place when the same runs are listed, so selection survives)."""
+        if [s.run_dir for s in summaries] == [s.run_dir for s in self.summaries]:
+            self.summaries = list(summaries)
+            if summaries:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(summaries) - 1, len(COLUMNS) - 1))
+            return
+        self.beginResetModel()
+        self.summaries = list(summaries)
+        self.endResetModel()
+
+    def row_of(self, run_dir) -> int:
+        """Row of a run directory (-1 if not listed)."""
+        key = run_key(run_dir)
+        return next((i for i, s in enumerate(self.summaries) if run_key(s.run_dir) == key), -1)
+
+    def live_changed(self, state) -> None:
+        """A live run changed: redraw its row."""
+        row = self.row_of(state.run_dir)
+        if row >= 0:
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def view_of(self, summary) -> dict:
+        """The values shown for a run: its summary, overridden by the live state when known."""
+        live = self.manager.state(summary.run_dir) if self.manager else None
+        view = {"state": summary.state, "message": summary.message, "epoch": summary.epoch,
+                "epochs": summary.epochs, "step": summary.step, "knn": summary.best_knn, "has_checkpoint": summary.has_checkpoint,
+                "live": False}
+        if live is not None and (live.live or live.state != "created"):
+            knn = live.latest.get("knn_top1")
+            view.update(state=live.state, message=live.message, live=live.live,
+                        epoch=max(live.epoch, summary.epoch) if live.live else summary.epoch,
+                        step=max(live.step, summary.step) if live.live else summary.step,
+                        has_checkpoint=live.has_checkpoint or summary.has_checkpoint,
+                        epochs=live.epochs or summary.epochs)
+            if knn is not None and (view["knn"] is None or knn > view["knn"]):
+                view["knn"] = knn
+        return view
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        s = self.summaries[index.row()]
+        col = index.column()
+        if role == SUMMARY_ROLE:
+            return s
+        v = self.view_of(s)
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            if col == 0:
+                return s.run_id
+            if col == 1:
+                return v["state"]
+            if col == 2:
+                return s.method
+            if col == 3:
+                return s.backbone
+            if col == 4:
+                return short_source(s.data)
+            if col == 5:
+                if role == SORT_ROLE:
+                    return v["epoch"]
+                done = v["epochs"] if v["state"] == "finished" else (v["epoch"] + 1 if v["step"] else 0)
+                return f"{min(done, v['epochs'])}/{v['epochs']}" if v["epochs"] else ""
+            if col == 6:
+                if role == SORT_ROLE:
+                    return -1.0 if v["knn"] is None else v["knn"]
+                return "" if v["knn"] is None else f"{100 * v['knn']:.1f} %"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            lines = [str(s.run_dir), f"{v['state']}: {v['message']}" if v["message"] else v["state"]]
+            if v["has_checkpoint"]:
+                lines.append("has a checkpoint")
+            return "\n".join(lines)
+        if role == Qt.ItemDataRole.ForegroundRole and col == 1:
+            return QColor(STATE_COLOURS.get(v["state"], "#424242"))
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (5, 6):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
