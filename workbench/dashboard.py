@@ -1,0 +1,444 @@
+"""The live run dashboard: curves of a training run (or several, overlaid), a header with the latest
+values, progress and a collapse warning, and a log pane.
+
+Model/view: events go into a ``MetricStore`` per shown run (``add_events`` only appends); a timer
+redraws at ``REFRESH_HZ`` with one ``setData`` per changed curve, and stops when nothing changed.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from backend.errors import ConfigError
+from backend.events import read_events
+from backend.runs import EVENTS_FILE, read_run_config
+
+from . import plots
+from .metric_store import MetricStore, Progress, collapse_reason, projector_dim
+
+REFRESH_HZ = 10  # redraws per second: smooth enough for training curves, light on 2 cores
+LOG_MAX_LINES = 2000
+GRID_COLUMNS = 3
+OTHER_HINT = "Method-specific metrics (e.g. moco/queue_fill) appear here."
+
+
+@dataclass
+class _Binding:
+    """A live curve and how to feed it from its series."""
+
+    item: pg.PlotDataItem
+    x: str
+    follower: plots.XFollower
+
+    def update(self, series) -> None:
+        x = series.steps if self.x == "step" else series.epochs + 1
+        self.item.setData(x, series.values)
+        if len(x):
+            self.follower.note(float(x[-1]))
+
+
+@dataclass
+class _Run:
+    """One run on show: its store, identity and curves."""
+
+    store: MetricStore
+    label: str = ""
+    run_dir: Path | None = None
+    color: int = 0
+    configured_dim: int | None = None
+    title: str = ""
+    bindings: dict = field(default_factory=dict)  # metric name -> [_Binding]
+    plane: plots.PlaneView | None = None
+
+
+class RunDashboard(QWidget):
+    """Live and historical curves of training runs.
+
+    ``progress`` is emitted (epoch in progress, step, total epochs or 0, ETA seconds or -1) when it
+    changes; ``progress_info`` holds the same as a ``Progress`` tuple (with total steps).
+    """
+
+    progress = Signal(int, int, int, float)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.theme = plots.theme_for(self)
+        self.progress_info = Progress(0, 0, 0, None, 0)
+        self.redraw_ms: deque = deque(maxlen=2000)  # duration of each redraw tick (for benchmarks)
+        self._overlay = False
+        self._runs: list[_Run] = []
+        self._plots: dict[str, pg.PlotItem] = {}
+        self._other: dict[str, pg.PlotItem] = {}
+        self._followers: dict[str, plots.XFollower] = {}  # by plot key or Other metric name
+        self._collapse = ""
+        self._build()
+        self._timer = QTimer(self)
+        self._timer.setInterval(int(1000 / REFRESH_HZ))
+        self._timer.timeout.connect(self._tick)
+        self.clear()
+
+    # ---- construction ----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.title_label = QLabel()
+        self.title_label.setTextFormat(Qt.TextFormat.PlainText)
+        font = self.title_label.font()
+        font.setBold(True)
+        self.title_label.setFont(font)
+        self.stats_label = QLabel()
+        self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.collapse_label = QLabel()
+        self.collapse_label.setStyleSheet(f"QLabel {{ background: {plots.WARNING_COLOR}; color: white; "
+                                          "padding: 2px 8px; border-radius: 3px; font-weight: bold; }")
+        self.collapse_label.hide()
+        for label in (self.title_label, self.stats_label, self.collapse_label):
+            # Long texts are clipped rather than forcing the dashboard (and its window) wider.
+            label.setMinimumWidth(1)
+        for label in (self.stats_label, self.collapse_label):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        header = QVBoxLayout()
+        header.setContentsMargins(6, 4, 6, 2)
+        header.setSpacing(2)
+        top = QHBoxLayout()
+        top.addWidget(self.title_label)
+        top.addSpacing(12)
+        top.addWidget(self.stats_label, 1)
+        header.addLayout(top)
+        header.addWidget(self.collapse_label)
+
+        self.grid = pg.GraphicsLayoutWidget()
+        self.other_grid = pg.GraphicsLayoutWidget()
+        for widget in (self.grid, self.other_grid):
+            widget.ci.setContentsMargins(2, 2, 2, 2)
+            widget.ci.setSpacing(4)
+        for i, key in enumerate(plots.GRID_ORDER):
+            row, col = divmod(i, GRID_COLUMNS)
+            self._plots[key] = plots.make_plot(self.grid, row, col, "", "", "", self.theme)
+            if key != "plane":
+                self._followers[key] = plots.XFollower(self._plots[key])
+        for i in range(GRID_COLUMNS):  # equal columns whatever the title lengths
+            self.grid.ci.layout.setColumnStretchFactor(i, 1)
+            self.grid.ci.layout.setColumnPreferredWidth(i, 300)
+        # Single run: the plot titles name the curves; comparing runs: this legend names the runs.
+        self.legend = plots.add_legend(self._plots["loss"], self.theme)
+        self._plots["knn"].setYRange(0.0, 1.0, padding=0.02)  # pinned: accuracies are 0..1
+        self._plots["knn"].enableAutoRange(axis="y", enable=False)
+        self.collapse_band = plots.CollapseBand(self._plots["std"], self.theme)
+        self._other_hint = self.other_grid.addLabel(OTHER_HINT, color=self.theme.muted)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.grid, "Curves")
+        self.tabs.addTab(self.other_grid, "Other")
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(LOG_MAX_LINES)
+        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log_view.setPlaceholderText("Trainer log")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.tabs)
+        splitter.addWidget(self.log_view)
+        splitter.setStretchFactor(0, 5)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([600, 110])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(header)
+        layout.addWidget(splitter, 1)
+        self._apply_theme()
+
+    def _apply_theme(self) -> None:
+        for widget in (self.grid, self.other_grid):
+            widget.setBackground(self.theme.background)
+        for key, plot in self._plots.items():
+            if key == "plane":
+                plots.style_plot(plot, plots.PLANE_TITLE, plots.plane_xlabel(self.theme, self._overlay), "uniformity",
+                                 self.theme)
+            else:
+                spec = plots.plot_spec(key)
+                title = plots.plot_title(spec, self.theme, self._overlay)
+                plots.style_plot(plot, title, spec.x, spec.ylabel, self.theme)
+        for name, plot in self._other.items():
+            plots.style_plot(plot, name, "step", "value", self.theme)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Follow a switch between light and dark palettes."""
+        if event.type() == QEvent.Type.PaletteChange:
+            theme = plots.theme_for(self)
+            if theme != self.theme:
+                self.theme = theme
+                self._apply_theme()
+        super().changeEvent(event)
+
+    # ---- public API ------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Forget every run and curve; show an empty dashboard."""
+        self._reset(overlay=False)
+
+    def _reset(self, overlay: bool) -> None:
+        self._timer.stop()
+        for plot in self._plots.values():  # curves, plane scatters (bands and lines stay)
+            for item in list(plot.listDataItems()):
+                plot.removeItem(item)
+        self.legend.clear()
+        self.legend.setVisible(False)
+        for name, plot in self._other.items():
+            self.other_grid.removeItem(plot)
+            del self._followers[name]
+        self._other.clear()
+        for follower in self._followers.values():
+            follower.reset()
+        if self._other_hint is None:
+            self._other_hint = self.other_grid.addLabel(OTHER_HINT, color=self.theme.muted)
+        self.tabs.setTabText(1, "Other")
+        self._overlay = overlay
+        run = _Run(MetricStore())
+        self._runs = [run]
+        if not overlay:  # the live run's curves are made now, not in its first (busy) tick
+            for name in sorted(plots.KNOWN_METRICS, key=plots.metric_order):
+                run.bindings[name] = self._make_bindings(run, name)
+        self._collapse = ""
+        self.collapse_label.hide()
+        self.collapse_band.set_dim(None)
+        self.log_view.clear()
+        self.title_label.setText("No run")
+        self.stats_label.setText("")
+        self._set_progress(Progress(0, 0, 0, None, 0))
+        self._apply_theme()
+
+    def set_run(self, run_dir: Path | None) -> None:
+        """Show ``run_dir`` (its id as title, its config for totals and projector size); clears."""
+        self.clear()
+        if run_dir is None:
+            return
+        run = self._runs[0]
+        self._open(run, Path(run_dir), 0)
+        self.title_label.setText(run.label)  # the run id names method and backbone already
+        self.title_label.setToolTip(f"{run.title}\n{run.run_dir}")
+        self.collapse_band.set_dim(run.configured_dim)
+
+    def add_events(self, events: list[dict]) -> None:
+        """Append trainer events to the (first) shown run; the redraw follows on the next tick."""
+        self._runs[0].store.add_events(events)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def load_history(self, run_dir: Path) -> None:
+        """Show a run from its directory alone (finished, crashed or still running)."""
+        self.set_run(run_dir)
+        self.add_events(read_events(Path(run_dir) / EVENTS_FILE))
+        self._draw_all()
+
+    def overlay_runs(self, run_dirs: list[Path]) -> None:
+        """Compare runs: every plot overlays one curve per run, one colour per run."""
+        run_dirs = [Path(p) for p in run_dirs]
+        if len(run_dirs) <= 1:
+            return self.load_history(run_dirs[0]) if run_dirs else self.clear()
+        self._reset(overlay=True)
+        self._runs = []
+        for i, run_dir in enumerate(run_dirs):
+            run = _Run(MetricStore(), color=i)
+            self._open(run, run_dir, i)
+            run.store.add_events(read_events(run_dir / EVENTS_FILE))
+            self._runs.append(run)
+        self.title_label.setText(f"Comparing {len(run_dirs)} runs")
+        self.stats_label.setText("  ".join(
+            f"<span style='color:{plots.series_color(r.color)}'>\u25a0</span> {html.escape(r.label)}"
+            for r in self._runs))
+        self._apply_theme()
+        self._draw_all()
+
+    def collapse_message(self) -> str:
+        """The current collapse warning ('' when the representation looks healthy)."""
+        return self._collapse
+
+    def curves(self, key: str) -> list[pg.PlotDataItem]:
+        """The live curves of a plot (by ``PlotSpec.key``, or an Other metric's name)."""
+        plot = self._plots.get(key, self._other.get(key))
+        return list(plot.listDataItems()) if plot is not None else []
+
+    def other_metrics(self) -> list[str]:
+        """Names shown in the Other grid."""
+        return list(self._other)
+
+    # ---- internals -------------------------------------------------------------------------
+    def _open(self, run: _Run, run_dir: Path, color: int) -> None:
+        run.run_dir, run.label, run.color, run.title = run_dir, run_dir.name, color, run_dir.name
+        try:
+            cfg = read_run_config(run_dir)
+        except ConfigError:
+            return  # curves still show; totals and D stay unknown
+        run.configured_dim = cfg.model.projector_out_dim
+        run.store.total_epochs = cfg.schedule.epochs
+        run.title = f"{run_dir.name}\n{cfg.method.name} / {cfg.model.backbone} on {cfg.data.source}, " \
+                    f"{cfg.schedule.epochs} epochs"
+
+    def _tick(self) -> None:
+        """Redraw what changed: one setData per changed curve; stop the timer when idle."""
+        start = time.perf_counter()
+        changed, new_plot = False, False
+        for run in self._runs:
+            dirty = run.store.take_dirty()
+            if dirty:
+                changed = True
+                for name in sorted(dirty, key=plots.metric_order):
+                    bindings = run.bindings.get(name)
+                    if bindings is None:
+                        if name not in self._other and name not in plots.KNOWN_METRICS:
+                            if new_plot:  # building a plot is costly: one per tick, the rest next time
+                                run.store.mark_dirty(name)
+                                continue
+                            new_plot = True
+                        bindings = run.bindings[name] = self._make_bindings(run, name)
+                    series = run.store.series[name]
+                    for b in bindings:
+                        b.update(series)
+                if dirty.intersection(plots.PLANE_METRICS):
+                    self._update_plane(run)
+        logs = self._runs[0].store.take_logs() if not self._overlay else []
+        if logs:
+            self._append_logs(logs)
+        if changed or logs:
+            self._update_header()
+            self.redraw_ms.append(1000 * (time.perf_counter() - start))
+        pending = any(run.store.has_dirty() for run in self._runs)
+        if pending and not self._timer.isActive():
+            self._timer.start()
+        elif not (changed or logs or pending):
+            self._timer.stop()
+
+    def _draw_all(self) -> None:
+        """Redraw everything now (loading a finished run: no need to spread the work)."""
+        self._tick()
+        while any(run.store.has_dirty() for run in self._runs):
+            self._tick()
+        for follower in self._followers.values():
+            follower.fit()
+
+    def _make_bindings(self, run: _Run, name: str) -> list[_Binding]:
+        bindings = []
+        for spec in plots.PLOTS:
+            multi = len([c for c in spec.curves if not self._overlay or c.overlay]) > 1
+            for c in spec.curves:
+                if c.metric != name or (self._overlay and not c.overlay):
+                    continue
+                if self._overlay:
+                    color, style = plots.series_color(run.color), c.style if multi else 0
+                    label = run.label if spec.key == "loss" else None
+                else:
+                    color, style, label = plots.series_color(c.color), c.style, None
+                sparse = spec.x == "epoch"  # a point per epoch: marked, and a wider pen is cheap
+                item = plots.make_curve(self._plots[spec.key], color, label, style,
+                                        width=1.5 if sparse else 1.0, symbol="o" if sparse else None)
+                bindings.append(_Binding(item, spec.x, self._followers[spec.key]))
+                self.legend.setVisible(bool(self.legend.items))
+        if name not in plots.KNOWN_METRICS and name not in plots.PLANE_METRICS:
+            plot = self._other.get(name)
+            if plot is None:
+                plot = self._add_other_plot(name)
+            color = plots.series_color(run.color if self._overlay else len(self._other) - 1)
+            bindings.append(_Binding(plots.make_curve(plot, color), "step", self._followers[name]))
+        return bindings
+
+    def _add_other_plot(self, name: str) -> pg.PlotItem:
+        if self._other_hint is not None:
+            self.other_grid.removeItem(self._other_hint)
+            self._other_hint = None
+        row, col = divmod(len(self._other), GRID_COLUMNS)
+        plot = plots.make_plot(self.other_grid, row, col, name, "step", "value", self.theme)
+        self._other[name] = plot
+        self._followers[name] = plots.XFollower(plot)
+        self.tabs.setTabText(1, f"Other ({len(self._other)})")
+        return plot
+
+    def _update_plane(self, run: _Run) -> None:
+        a, u = run.store.get("alignment"), run.store.get("uniformity")
+        if a is None or u is None or not a.n or not u.n:
+            return
+        _, ia, iu = np.intersect1d(a.steps, u.steps, return_indices=True)
+        if not len(ia):
+            return
+        if run.plane is None:
+            color = plots.series_color(run.color) if self._overlay else None
+            run.plane = plots.PlaneView(self._plots["plane"], self.theme, color)
+        run.plane.set_data(a.values[ia], u.values[iu], a.times[ia])
+
+    def _append_logs(self, events: list[dict]) -> None:
+        colors = {"warning": "#d89614", "error": plots.WARNING_COLOR, "status": self.theme.muted}
+        for event in events[-LOG_MAX_LINES:]:
+            kind = event.get("kind")
+            stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0.0))))
+            if kind == "status":
+                state, message = event.get("state", ""), event.get("message", "")
+                level, text = "status", message if message.startswith(state) else f"{state}: {message}"
+            elif kind == "error":
+                level, text = "error", f"error: {event.get('message', '')}"
+            else:
+                level = "warning" if event.get("level") == "warning" else "info"
+                text = f"{'warning: ' if level == 'warning' else ''}{event.get('message', '')}"
+            body = html.escape(f"{stamp}  {text}")
+            color = colors.get(level)
+            if color:
+                weight = "bold" if level in ("warning", "error") else "normal"
+                body = f"<span style='color:{color}; font-weight:{weight}'>{body}</span>"
+            self.log_view.appendHtml(body)
+
+    def _update_header(self) -> None:
+        reasons = []
+        for run in self._runs:
+            reason = collapse_reason(run.store, projector_dim(run.store, run.configured_dim))
+            if reason:
+                reasons.append(f"{run.label}: {reason}" if self._overlay else reason)
+        self._collapse = " | ".join(reasons)
+        self.collapse_label.setText(f"\u26a0 Collapse? {self._collapse}" if self._collapse else "")
+        self.collapse_label.setToolTip(self._collapse)
+        self.collapse_label.setVisible(bool(self._collapse))
+        if self._overlay:
+            return
+        run = self._runs[0]
+        store = run.store
+        if not run.configured_dim:
+            self.collapse_band.set_dim(projector_dim(store))
+        info = store.progress()
+        parts = []
+        for name, fmt in (("loss", "loss {:.4f}"), ("knn_top1", "kNN {:.1%}"), ("throughput", "{:,.0f} img/s")):
+            value = store.last(name)
+            if value is not None and math.isfinite(value):
+                parts.append(fmt.format(value))
+        if info.step:
+            parts.append(f"step {info.step:,}" + (f"/{info.total_steps:,}" if info.total_steps else ""))
+            parts.append(f"epoch {info.epoch}" + (f"/{info.total_epochs}" if info.total_epochs else ""))
+        if info.eta_seconds:
+            parts.append(f"ETA {format_seconds(info.eta_seconds)}")
+        if store.state:
+            parts.append(store.state)
+        self.stats_label.setText("   \u00b7   ".join(parts))
+        self._set_progress(info)
+
+    def _set_progress(self, info: Progress) -> None:
+        if info != self.progress_info:
+            self.progress_info = info
+            eta = -1.0 if info.eta_seconds is None else float(info.eta_seconds)
+            self.progress.emit(info.epoch, info.step, info.total_epochs, eta)
+
+
+def format_seconds(seconds: float) -> str:
+    """A short duration: 45s, 3m 05s, 2h 10m."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
