@@ -153,7 +153,7 @@ def load_checkpoint(path, *, verify_hash: bool = True) -> dict:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refused to load {path}: it is not a plain weights file (it holds pickled "
                               f"objects that safe loading does not allow: {str(exc).splitlines()[0][:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or damaged: {str(exc).splitlines()[0][:160]}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not an SSL Workbench training checkpoint (no 'model' entry)")

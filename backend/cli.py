@@ -41,7 +41,52 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--random-init", action="store_true", help="evaluate the same architecture at random init")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    _add_inspect_parser(sub)
+    _add_export_parser(sub)
     return parser
+
+
+def _add_inspect_parser(sub) -> None:
+    ins = sub.add_parser("inspect", help="embeddings, attention maps or a linear probe of a checkpoint")
+    ins.add_argument("--run-dir", type=Path, required=True)
+    ins.add_argument("--checkpoint", type=Path, help="checkpoint file (default: RUN/checkpoints/last.pt)")
+    ins.add_argument("--device", default="cpu")
+    what = ins.add_subparsers(dest="what", required=True)
+    emb = what.add_parser("embeddings", help="compute (or read the cached) embeddings and a 2-D projection")
+    emb.add_argument("--split", choices=("train", "test"), default="test")
+    emb.add_argument("--limit", type=int, default=0, help="at most this many images (0 = all)")
+    emb.add_argument("--features", choices=("backbone", "projector"), default="backbone")
+    emb.add_argument("--projection", choices=("pca", "umap", "tsne", "none"), default="pca")
+    emb.add_argument("--seed", type=int, default=0, help="seed of the projection")
+    emb.add_argument("--out", type=Path, help="save a scatter PNG (needs matplotlib)")
+    att = what.add_parser("attention", help="attention maps (ViT) or feature-norm maps (CNN) of an image")
+    att.add_argument("--image", type=Path, help="image file (default: the first test image)")
+    att.add_argument("--mass", type=float, default=0.6, help="attention mass kept by the thresholded mask")
+    att.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest")
+    att.add_argument("--out", type=Path, help="save the maps as a PNG (needs matplotlib)")
+    lp = what.add_parser("linear-probe", help="linear probe (logistic regression) on frozen features")
+    lp.add_argument("--features", choices=("backbone", "projector"), default="backbone")
+    lp.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations")
+    lp.add_argument("--lr", type=float, default=1.0)
+    lp.add_argument("--weight-decay", type=float, default=5e-4)
+    lp.add_argument("--train-limit", type=int, default=0, help="at most this many training images (0 = all)")
+    lp.add_argument("--no-record", action="store_true", help="do not append the result to evaluations.jsonl")
+    lp.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+EXPORT_FORMATS = ("safetensors", "torchscript", "onnx")  # backend.export.FORMATS (not imported: startup)
+
+
+def _add_export_parser(sub) -> None:
+    ex = sub.add_parser("export", help="export the encoder (safetensors, TorchScript, ONNX) with a model card")
+    ex.add_argument("--run-dir", type=Path, required=True)
+    ex.add_argument("--checkpoint", type=Path, help="checkpoint file (default: RUN/checkpoints/last.pt)")
+    ex.add_argument("--out", type=Path, help="output folder (default: RUN/export/<name>)")
+    ex.add_argument("--name", help="name of the folder under RUN/export")
+    ex.add_argument("--formats", nargs="+", choices=EXPORT_FORMATS, default=list(EXPORT_FORMATS),
+                    help="files to write (ONNX only when the onnx package is installed)")
+    ex.add_argument("--include-projector", action="store_true", help="export backbone + projection head")
 
 
 def _config_from_args(args) -> "ExperimentConfig":  # noqa: F821
@@ -158,9 +203,111 @@ def main(argv=None) -> int:
     return handler(args)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _inspect_embeddings(args) -> None:
+    import time
+
+    from .inspect import cluster_labels, compute_embeddings, embedding_projection
+
+    start = time.perf_counter()
+    es = compute_embeddings(args.run_dir, checkpoint=args.checkpoint, split=args.split, limit=args.limit,
+                            features=args.features, device=args.device)
+    took = time.perf_counter() - start
+    how = "read from the cache" if es.from_cache else "computed"
+    print(f"embeddings: {len(es)} x {es.dim} ({args.features} features, {es.split} split, {es.checkpoint}) "
+          f"{how} in {took:.2f}s; cache {es.path}")
+    if args.projection == "none":
+        return
+    start = time.perf_counter()
+    xy = embedding_projection(es, args.projection, args.seed)
+    print(f"projection: {args.projection} (seed {args.seed}) in {time.perf_counter() - start:.2f}s; "
+          f"x in [{xy[:, 0].min():.3g}, {xy[:, 0].max():.3g}], y in [{xy[:, 1].min():.3g}, {xy[:, 1].max():.3g}]")
+    if args.out:
+        from .inspection.render import matplotlib_missing, save_scatter
+        if matplotlib_missing():
+            _warn(f"{args.out} not written: {matplotlib_missing()}")
+            return
+        colours, names = es.labels, es.class_names
+        if colours is None:
+            colours, names = cluster_labels(es.features, k=10, seed=args.seed), [f"cluster {i}" for i in range(10)]
+        save_scatter(args.out, xy, colours, names, f"{args.projection.upper()} of {len(es)} {es.split} embeddings")
+        print(f"wrote {args.out}")
+
+
+def _inspect_attention(args) -> None:
+    from .inspect import attention_maps, attention_threshold_mask, load_image_file, split_images
+    from .inspection._common import run_config
+
+    cfg = run_config(args.run_dir, args.checkpoint)
+    if args.image is not None:
+        image, label = load_image_file(args.image, cfg.data.image_size), str(args.image)
+    else:
+        images, _, _ = split_images(args.run_dir, [0], split="test", checkpoint=args.checkpoint)
+        image, label = images[0], "test image 0"
+    result = attention_maps(args.run_dir, image, args.checkpoint, device=args.device, upsample=args.upsample)
+    mask = attention_threshold_mask(result.grid[0], args.mass)
+    kept = mask.flatten(1).float().mean(dim=1).tolist()
+    print(f"{result.kind} maps of {label}: {result.num_heads} head(s) on a "
+          f"{result.grid.shape[-2]}x{result.grid.shape[-1]} grid ({result.note})")
+    for h, frac in enumerate(kept):
+        peak = result.grid[0, h].flatten().max().item()
+        print(f"  head {h}: {args.mass:.0%} of the mass in {frac:.0%} of the cells; peak cell {peak:.3f}")
+    if args.out:
+        from .inspection.render import matplotlib_missing, save_attention
+        if matplotlib_missing():
+            _warn(f"{args.out} not written: {matplotlib_missing()}")
+            return
+        save_attention(args.out, result.images[0].numpy(), result.per_head[0].numpy(), result.note)
+        print(f"wrote {args.out}")
+
+
+def _inspect_linear_probe(args) -> None:
+    from .linear_probe import linear_probe
+
+    r = linear_probe(args.run_dir, checkpoint=args.checkpoint, features=args.features, epochs=args.epochs,
+                     lr=args.lr, weight_decay=args.weight_decay, train_limit=args.train_limit,
+                     device=args.device, record=not args.no_record)
+    if args.json:
+        print(json.dumps(r))
+        return
+    print(f"linear probe top-1 {r['top1']:.4f}  top-{r['top5_k']} {r['top5']:.4f}  ({r['checkpoint']}; "
+          f"{r['features']} features, {r['bank_size']} train / {r['queries']} test images, "
+          f"L-BFGS {r['epochs']} iterations, weight decay {r['weight_decay']:g}, {r['seconds']:.1f}s)")
+
+
+def cmd_inspect(args) -> int:
+    handlers = {"embeddings": _inspect_embeddings, "attention": _inspect_attention,
+                "linear-probe": _inspect_linear_probe}
+    try:
+        handlers[args.what](args)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_encoder
+
+    try:
+        paths = export_encoder(args.run_dir, args.out, checkpoint=args.checkpoint, name=args.name,
+                               formats=tuple(args.formats), include_projector=args.include_projector,
+                               on_warning=_warn)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"exported to {paths[0].parent}:")
+    for p in paths:
+        print(f"  {p.name}")
+    return 0
+
+
 def _extra_commands() -> dict:
-    """inspect/export handlers registered by their modules (added with issue 6)."""
-    return {}
+    """inspect/export handlers (issue 6)."""
+    return {"inspect": cmd_inspect, "export": cmd_export}
 
 
 def entry() -> None:

@@ -18,9 +18,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QWidget
 
-from .pyside_refcount import protect_singletons
 
-protect_singletons()  # live plotting makes many void Qt calls: see pyside_refcount
 
 # Okabe-Ito-like categorical colours: distinct on dark and light backgrounds, colour-blind safe.
 SERIES_COLORS = ("#4c9be8", "#e69f00", "#2ca58d", "#d55e8f", "#a78bfa", "#c9b22e", "#56b4e9",

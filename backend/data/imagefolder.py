@@ -226,6 +226,23 @@ def plan(cfg, arg: str, split: str, seed: int, limit: int, warn):
     return Plan(key=key, label=f"imagefolder-{root.name or 'root'}", build=build)
 
 
+def class_names(arg: str) -> list[str]:
+    """The class names ``plan`` labels this folder's images with (sorted; empty when unlabelled),
+    from a cheap scan that stops at the first image of every class folder. Raises DataError like
+    ``plan`` when the folder is missing or unreadable."""
+    root = _check_root(arg)
+    try:
+        subdirs = _subdirs(root)
+    except OSError as exc:
+        raise DataError(f"cannot read image folder {root}: {exc.strerror or exc}") from None
+    test_dir = subdirs.get("test") or subdirs.get("val")
+    if "train" in subdirs and test_dir:
+        folders = [root / subdirs["train"], root / test_dir]
+    else:
+        folders = [root / subdirs["train"] if list(subdirs) == ["train"] else root]
+    return sorted(set().union(*(_scan(f, root, classes_only=True).classes for f in folders)))
+
+
 def describe(arg: str) -> str:
     """One line about an image-folder source (cheap: looks at the top level only)."""
     root = Path(arg).expanduser()

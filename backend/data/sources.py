@@ -187,6 +187,26 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None) -> ImageDat
                         skipped=list(data.skipped))
 
 
+FIXED_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10}
+
+
+def known_num_classes(cfg) -> int | None:
+    """Number of classes of ``cfg.source`` (a DataConfig or ExperimentConfig) without decoding an
+    image: fixed for the synthetic and torchvision sources, the class folders of an image folder;
+    None when unlabelled or the folder cannot be read."""
+    kind, arg = parse_source(getattr(cfg, "data", cfg).source)
+    if kind == "synthetic":
+        from .synthetic import CLASS_NAMES
+        return len(CLASS_NAMES)
+    if kind == "imagefolder":
+        from .imagefolder import class_names
+        try:
+            return len(class_names(arg)) or None
+        except DataError:
+            return None
+    return FIXED_NUM_CLASSES[kind]
+
+
 def skipped_message(skipped: list, source: str) -> str:
     """One sentence naming the first few skipped files and why they were skipped."""
     named = ", ".join(f"{f} ({why})" for f, why in skipped[:_MAX_NAMED])

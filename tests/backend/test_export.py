@@ -1,0 +1,257 @@
+"""Encoder export: artifacts verified before commit, reloadable in a fresh process, model card,
+and safe loading that refuses foreign or damaged files without running anything from them."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from backend.checkpoint import file_sha256
+from backend.cli import main
+from backend.errors import CheckpointError, ConfigError
+from backend.export import export_encoder, load_encoder, probe_batch
+from backend.restore import restore_method
+
+from .inspect_helpers import copy_run, trained_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _onnx_missing():
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+ONNX_MISSING = _onnx_missing()
+
+
+def _reference(run, images, include_projector=False):
+    """Features of the run's own method for images in [0, 1]: normalise, backbone (+ projector)."""
+    method, cfg, _ = restore_method(run)
+    mean = torch.tensor(cfg.augment.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.augment.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        out = method.backbone((images - mean) / std)
+        return method.projector(out) if include_projector else out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    run = copy_run("cnn", tmp_path_factory.mktemp("export"))
+    warnings = []
+    paths = export_encoder(run, on_warning=warnings.append)
+    return run, paths, warnings
+
+
+def test_export_writes_verified_files_and_model_card(exported):
+    run, paths, warnings = exported
+    folder = paths[0].parent
+    assert folder == run / "export" / "epoch-0002"
+    names = [p.name for p in paths]
+    assert names[:2] == ["encoder.safetensors", "encoder.torchscript.pt"]
+    assert names[-2:] == ["model_card.json", "README.md"]
+    assert ("encoder.onnx" in names) == (not ONNX_MISSING)
+    assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["backbone"] == "tiny_cnn" and card["method"]["name"] == "simclr"
+    assert card["input"]["shape"] == [None, 3, 32, 32] and card["output"]["feature_dim"] == 256
+    assert card["normalization"]["mean"] == pytest.approx([0.4914, 0.4822, 0.4465])
+    assert card["data"]["source"] == "synthetic" and card["config"]["model"]["backbone"] == "tiny_cnn"
+    assert card["checkpoint"]["epoch"] == 2 and card["versions"]["torch"] == torch.__version__
+    assert card["evaluation"]["knn_top1_during_training"]["value"] > 0
+    assert card["evaluation"]["knn"]["source"] == "online"
+    for fmt, info in card["files"].items():
+        path = folder / info["file"]
+        assert info["sha256"] == file_sha256(path) and info["max_abs_diff"] <= 1e-4
+        assert (folder / (info["file"] + ".sha256")).read_text().split() == [info["sha256"], info["file"]]
+    if ONNX_MISSING:
+        assert "pip install onnx" in card["skipped"]["onnx"] and "ONNX" in warnings[0]
+    readme = (folder / "README.md").read_text()
+    assert "load_encoder" in readme and "torch.jit.load" in readme and "safetensors" in readme
+
+
+def test_artifacts_reproduce_features_in_a_fresh_process(exported, tmp_path):
+    run, paths, _ = exported
+    images = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    np.save(tmp_path / "images.npy", images.numpy())
+    targets = [p for p in paths if p.name.startswith("encoder.")] + [paths[0].parent]
+    code = textwrap.dedent("""
+        import sys, numpy as np, torch
+        from backend.export import load_encoder
+        images = torch.from_numpy(np.load(sys.argv[1]))
+        for i, path in enumerate(sys.argv[3:]):
+            with torch.no_grad():
+                out = load_encoder(path)(images)
+            np.save(f"{sys.argv[2]}/out{i}.npy", out.numpy())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "images.npy"), str(tmp_path),
+                           *map(str, targets)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = _reference(run, images)
+    for i, path in enumerate(targets):
+        got = torch.from_numpy(np.load(tmp_path / f"out{i}.npy"))
+        assert got.shape == (5, 256)
+        assert (got - expected).abs().max().item() <= 1e-4, path
+
+
+def test_mismatching_artifact_is_refused(tmp_path, monkeypatch):
+    run = copy_run("cnn", tmp_path)
+
+    def corrupting_save(tensors, filename, metadata=None):
+        key = next(k for k in tensors if k.startswith("backbone.") and tensors[k].dim() == 4)
+        tensors = dict(tensors, **{key: tensors[key] + 0.05})
+        save_file(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr("backend.exporting.formats.save_file", corrupting_save)
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError, match=r"encoder\.safetensors.*max abs difference"):
+        export_encoder(run, out, formats=("safetensors",))
+    assert not (out / "encoder.safetensors").exists() and not (out / "model_card.json").exists()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_unknown_format_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="formats"):
+        export_encoder(trained_run("cnn"), tmp_path, formats=("pickle",))
+
+
+def test_onnx_is_skipped_with_a_reason_when_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setattr("backend.export.onnx_unavailable_reason",
+                        lambda: "the onnx package is not installed (pip install onnx)")
+    warnings = []
+    paths = export_encoder(trained_run("cnn"), tmp_path, formats=("onnx",), on_warning=warnings.append)
+    assert [p.name for p in paths] == ["model_card.json", "README.md"]
+    card = json.loads(paths[0].read_text())
+    assert card["files"] == {} and "pip install onnx" in card["skipped"]["onnx"] and warnings
+
+
+@pytest.mark.skipif(ONNX_MISSING, reason="the onnx package is not installed (optional: pip install onnx)")
+def test_onnx_export_reproduces_features(tmp_path, monkeypatch):
+    run = trained_run("cnn")
+    paths = export_encoder(run, tmp_path, formats=("onnx",))
+    assert paths[0].name == "encoder.onnx"
+    images = torch.rand(4, 3, 32, 32)
+    expected = _reference(run, images)
+    assert (load_encoder(paths[0])(images) - expected).abs().max() <= 1e-4
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)      # onnx's reference evaluator instead
+    assert (load_encoder(paths[0])(images[:2]) - expected[:2]).abs().max() <= 1e-4
+
+
+def test_vit_export_and_loading_without_the_workbench(tmp_path):
+    run = trained_run("vit")
+    paths = export_encoder(run, tmp_path, formats=("safetensors", "torchscript"), include_projector=False)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    expected = _reference(run, images)
+    for path in paths[:2]:
+        assert (load_encoder(path)(images) - expected).abs().max() <= 1e-4
+    # the README's "safetensors + the backbone's code" recipe, run as written
+    readme = (tmp_path / "README.md").read_text()
+    recipe = readme.split("## safetensors")[1].split("```python")[1].split("```")[0]
+    scope = {"images": images}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(recipe, scope)  # noqa: S102 - our own generated snippet
+    finally:
+        os.chdir(cwd)
+    assert (scope["features"] - expected).abs().max() <= 1e-4
+
+
+def test_projector_export(tmp_path):
+    run = trained_run("cnn")
+    paths = export_encoder(run, tmp_path, formats=("safetensors",), include_projector=True)
+    encoder = load_encoder(tmp_path)
+    assert encoder.metadata["include_projector"] and encoder.metadata["feature_dim"] == 64
+    images = probe_batch(32)
+    assert (encoder(images) - _reference(run, images, include_projector=True)).abs().max() <= 1e-4
+    assert json.loads(paths[-2].read_text())["output"]["feature_dim"] == 64
+
+
+# ---- refusing foreign and damaged files --------------------------------------------------------
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _foreign_files(folder, exported_folder):
+    marker = folder / "pwned"
+    st = (exported_folder / "encoder.safetensors").read_bytes()
+    ts = (exported_folder / "encoder.torchscript.pt").read_bytes()
+    files = {}
+    torch.save({"model": {}, "x": _Payload(marker)}, folder / "payload.pt")
+    torch.save({"model": {}, "x": _Payload(marker)}, folder / "payload.safetensors")
+    (folder / "raw.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 100)
+    (folder / "absurd.safetensors").write_bytes((2 ** 62).to_bytes(8, "little") + b"{}" + b"\x00" * 50)
+    (folder / "cut.safetensors").write_bytes(st[: len(st) // 2])
+    (folder / "cut.torchscript.pt").write_bytes(ts[: len(ts) // 2])
+    (folder / "empty.safetensors").write_bytes(b"")
+    save_file({"w": torch.zeros(2)}, str(folder / "foreign.safetensors"))
+    for name in ("payload.pt", "payload.safetensors", "raw.pkl", "photo.jpg", "absurd.safetensors",
+                 "cut.safetensors", "cut.torchscript.pt", "empty.safetensors", "foreign.safetensors"):
+        files[name] = folder / name
+    return files, marker
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("payload.pt", "pickle"), ("payload.safetensors", "pickle"), ("raw.pkl", "pickle"),
+    ("photo.jpg", "image"), ("absurd.safetensors", "header length"), ("cut.safetensors", "truncated"),
+    ("cut.torchscript.pt", "truncated"), ("empty.safetensors", "empty"),
+    ("foreign.safetensors", "not an SSL Workbench encoder"),
+])
+def test_foreign_or_damaged_files_are_refused_without_running_them(exported, tmp_path, name, reason):
+    files, marker = _foreign_files(tmp_path, exported[1][0].parent)
+    with pytest.raises(CheckpointError, match=reason) as info:
+        load_encoder(files[name])
+    assert name in str(info.value)
+    assert not marker.exists()
+
+
+def test_modified_export_fails_its_hash(exported, tmp_path):
+    folder = exported[1][0].parent
+    for fname in ("encoder.torchscript.pt", "encoder.safetensors"):
+        data = bytearray((folder / fname).read_bytes())
+        data[-200] ^= 0xFF
+        (tmp_path / fname).write_bytes(bytes(data))
+        (tmp_path / (fname + ".sha256")).write_text((folder / (fname + ".sha256")).read_text())
+        with pytest.raises(CheckpointError, match="recorded hash"):
+            load_encoder(tmp_path / fname)
+
+
+def test_folder_without_export_and_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="holds no exported encoder"):
+        load_encoder(tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_encoder(tmp_path / "nope.safetensors")
+
+
+def test_cli_export(tmp_path, capsys):
+    run = trained_run("cnn")
+    out = tmp_path / "cli-export"
+    assert main(["export", "--run-dir", str(run), "--out", str(out), "--formats", "safetensors"]) == 0
+    text = capsys.readouterr().out
+    assert "encoder.safetensors" in text and (out / "model_card.json").exists()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    assert main(["export", "--run-dir", str(run), "--checkpoint", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "bad.pt" in err
+
+
+def test_cli_formats_match_the_exporter():
+    from backend.cli import EXPORT_FORMATS
+    from backend.export import FORMATS
+    assert EXPORT_FORMATS == FORMATS
