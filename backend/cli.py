@@ -195,6 +195,10 @@ def cmd_gui(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of ``sslwb``; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gui"]:  # the app parses its own options (--screenshot, --run-dir, ...)
+        import importlib
+        return importlib.import_module("workbench.app").main(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "gui": cmd_gui}
