@@ -13,6 +13,7 @@ the full step.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from pathlib import Path
@@ -78,11 +79,16 @@ def baseline_batches(images, cfg, batch, device, steps, workers):
                                          pin_memory=device.type == "cuda")
     produced = 0
     while produced < steps:
-        for v1, v2 in loader:
-            yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
-            produced += 1
-            if produced >= steps:
-                return
+        batches = iter(loader)
+        try:
+            for v1, v2 in batches:
+                yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
+                produced += 1
+                if produced >= steps:
+                    return
+        finally:
+            del batches  # stop the worker processes now, not when garbage collection gets to them
+            gc.collect()
 
 
 def measure(batches, step, device, batch, warmup=2) -> float:
@@ -120,9 +126,10 @@ def main(argv=None) -> None:
           f"torch threads {torch.get_num_threads()}, baseline workers {args.workers}")
 
     noop = lambda a, b: None  # noqa: E731
+    ours = measure(ours_batches(data.images, views, args.batch, device, args.steps + 2), noop, device, args.batch)
     rows = [("data path only", "-",
              measure(baseline_batches(data.images, cfg, args.batch, device, args.steps + 2, args.workers), noop, device, args.batch),
-             measure(ours_batches(data.images, views, args.batch, device, args.steps + 2), noop, device, args.batch))]
+             ours)]
     for backbone in args.backbones.split(","):
         bcfg = cfg.updated({"model": {"backbone": backbone}})
         method = METHODS["simclr"](bcfg).to(device).train()
@@ -140,9 +147,10 @@ def main(argv=None) -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        rows.append((f"SimCLR step", backbone,
+        ours = measure(ours_batches(data.images, views, args.batch, device, args.steps + 2), step, device, args.batch)
+        rows.append(("SimCLR step", backbone,
                      measure(baseline_batches(data.images, cfg, args.batch, device, args.steps + 2, args.workers), step, device, args.batch),
-                     measure(ours_batches(data.images, views, args.batch, device, args.steps + 2), step, device, args.batch)))
+                     ours))
 
     print(f"\n| {'what':<16} | {'backbone':<9} | {'baseline img/s':>14} | {'ours img/s':>10} | {'speed-up':>8} |")
     print(f"|{'-' * 18}|{'-' * 11}|{'-' * 16}|{'-' * 12}|{'-' * 10}|")
