@@ -55,6 +55,7 @@ class MainWindow(QMainWindow):
         self.manager = RunManager(self.workspace, self)
         self.config_model = ConfigModel(parent=self)
         self.panels: dict[str, RunPanel] = {}
+        self.inspect_windows: dict = {}  # run key -> InspectWindow
 
         self.tabs = QTabWidget()
         self.tabs.setTabsClosable(True)
@@ -105,6 +106,7 @@ class MainWindow(QMainWindow):
         self.browser.compareRequested.connect(self.compare_runs)
         self.browser.resumeRequested.connect(self.resume_run)
         self.browser.configRequested.connect(lambda run_dir: self.editor.load_file(Path(run_dir) / "config.json"))
+        self.browser.inspectRequested.connect(self.inspect_run)
         self.browser.message.connect(self.show_message)
         self.manager.logLine.connect(self.log.append_line)
         self.manager.runChanged.connect(lambda _s: self._update_actions())
@@ -158,6 +160,10 @@ class MainWindow(QMainWindow):
                                           "Continue a paused run or restart a stopped one from its checkpoint")
         self.checkpoint_action = self._action("&Checkpoint now", lambda: self.command_current("checkpoint"), None)
         self.about_action = self._action("&About SSL Workbench", self.about)
+        self.inspect_action = self._action("&Inspect run…", lambda: self.inspect_run(), "Ctrl+I",
+                                           "Embeddings, attention maps, kNN / linear probe of a run's checkpoint")
+        self.export_action = self._action("&Export encoder…", lambda: self.export_encoder(), "Ctrl+E",
+                                          "Write a run's encoder as safetensors / TorchScript / ONNX with a model card")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -173,6 +179,9 @@ class MainWindow(QMainWindow):
         for action in (self.launch_action, None, self.stop_action, self.pause_action, self.resume_action,
                        self.checkpoint_action):
             run_menu.addSeparator() if action is None else run_menu.addAction(action)
+        inspect_menu = bar.addMenu("&Inspect")
+        inspect_menu.addAction(self.inspect_action)
+        inspect_menu.addAction(self.export_action)
         view_menu = bar.addMenu("&View")
         for dock in (self.editor_dock, self.preview_dock, self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -365,6 +374,47 @@ class MainWindow(QMainWindow):
         n = len(self.manager.live_runs())
         self.live_label.setText(f"{n} run{'s' if n != 1 else ''} training" if n else "")
 
+    # ---- inspect / export -----------------------------------------------------------------
+    def _target_run(self):
+        """The run tab in front, else the run selected in Runs, else one the user picks."""
+        panel = self.current_panel()
+        selected = self.browser.selected_dirs()
+        if panel is not None or selected:
+            return panel.run_dir if panel is not None else selected[0]
+        path = QFileDialog.getExistingDirectory(self, "Run folder", str(self.workspace / "runs"))
+        return Path(path) if path else None
+
+    def inspect_run(self, run_dir=None):
+        """Open (or raise) the Inspect window of a run."""
+        from .inspect_window import InspectWindow
+
+        run_dir = Path(run_dir) if run_dir else self._target_run()
+        if run_dir is None or not (run_dir / "config.json").exists():
+            if run_dir is not None:
+                self.show_message(f"cannot inspect {run_dir}: not a run directory (no config.json)")
+            return None
+        key = run_key(run_dir)
+        window = self.inspect_windows.get(key)
+        if window is None:
+            window = self.inspect_windows[key] = InspectWindow(run_dir, parent=self)
+            window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+            window.destroyed.connect(lambda *_a, k=key: self.inspect_windows.pop(k, None))
+        window.show()
+        window.raise_()
+        return window
+
+    def export_encoder(self, run_dir=None):
+        """Open the export dialog of a run."""
+        from .export_dialog import ExportDialog
+
+        run_dir = Path(run_dir) if run_dir else self._target_run()
+        if run_dir is None:
+            return None
+        dialog = ExportDialog(run_dir, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dialog.show()
+        return dialog
+
     # ---- misc ---------------------------------------------------------------------------
     def show_message(self, text: str) -> None:
         """A transient status bar message (also logged)."""
@@ -389,6 +439,8 @@ class MainWindow(QMainWindow):
         settings.save_window_state(self.saveGeometry(), self.saveState())
         settings.set_value("editor/config", json.dumps(self.config_model.data()))
         self.browser.timer.stop()
+        for inspect_window in list(self.inspect_windows.values()):
+            inspect_window.close()
         self.manager.shutdown()
         workers.wait_all(5.0)
         super().closeEvent(event)

@@ -33,6 +33,7 @@ class RunsBrowser(QWidget):
     compareRequested = Signal(list)
     resumeRequested = Signal(object)
     configRequested = Signal(object)
+    inspectRequested = Signal(object)
     message = Signal(str)
 
     def __init__(self, workspace, manager: RunManager | None = None, parent=None):
@@ -217,6 +218,8 @@ class RunsBrowser(QWidget):
         act.setEnabled(len(dirs) >= 2)
         act = menu.addAction("Resume from checkpoint", self.resume_selected)
         act.setEnabled(len(dirs) == 1 and self._resumable(dirs[0]))
+        act = menu.addAction("Inspect…", lambda: self.inspectRequested.emit(dirs[0]))
+        act.setEnabled(len(dirs) == 1)
         act = menu.addAction("Load its config into the editor", lambda: self.configRequested.emit(dirs[0]))
         act.setEnabled(len(dirs) == 1)
         menu.addSeparator()

@@ -163,7 +163,7 @@ def test_workspace_is_remembered(qtbot, tmp_path):
 
 def test_menus_and_docks(window):
     menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
-    assert list(menus) == ["File", "Run", "View", "Help"]
+    assert list(menus) == ["File", "Run", "Inspect", "View", "Help"]
     texts = lambda m: [a.text().replace("&", "") for a in m.actions() if a.text()]  # noqa: E731
     assert {"New config", "Open config…", "Save config as…", "Open workspace…", "Open run folder…",
             "Quit"} <= set(texts(menus["File"]))

@@ -1,0 +1,288 @@
+"""The evaluation panel: kNN and linear probe on frozen features of the inspected checkpoint, each in
+a worker with progress and Cancel; a table of every stored result of the run (the backend appends
+each new one to the run's evaluations.jsonl, so the runs browser sees it too) and a confusion
+matrix view (rows: true class, columns: predicted class; colour = fraction of the row)."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from .inspect_common import MUTED_COLOUR, InspectContext, TaskBar, backend_callbacks
+
+
+COLUMNS = ("When", "Kind", "Checkpoint", "Features", "Settings", "Top-1", "Top-5")
+KIND_NAMES = {"knn": "kNN", "linear_probe": "Linear probe"}
+MAX_CELL_TEXT_CLASSES = 20
+
+
+# ---- worker jobs ---------------------------------------------------------------------------------------
+def knn_job(ctx, run_dir, checkpoint, k: int, temperature: float, features: str, device: str) -> dict:
+    """kNN top-1 (recorded in the run) plus its confusion matrix, both on the cached features."""
+    import torch
+
+    from backend.inspect import compute_embeddings
+    from backend.linear_probe import confusion_matrix, knn_probe
+    from backend.metrics import knn_predict
+    from backend.runs import read_run_config
+
+    progress, cancelled = backend_callbacks(ctx, 0.0, 0.92)
+    result = knn_probe(run_dir, checkpoint=checkpoint, k=k, temperature=temperature, features=features,
+                       device=device, record=True, progress=progress, cancelled=cancelled)
+    ctx.progress(0.94, "confusion matrix")
+    cfg = read_run_config(run_dir)
+    bank = compute_embeddings(run_dir, checkpoint=checkpoint, split="train", limit=cfg.eval.knn_train_limit,
+                              features=features, device=device)
+    queries = compute_embeddings(run_dir, checkpoint=checkpoint, split="test", limit=0, features=features,
+                                 device=device)
+    num_classes = len(bank.class_names)
+    pred = knn_predict(torch.from_numpy(queries.features), torch.from_numpy(bank.features),
+                       torch.from_numpy(bank.labels), num_classes, k=k, temperature=temperature)
+    cm = confusion_matrix(pred.cpu(), torch.from_numpy(queries.labels), num_classes)
+    return {**result, "confusion": cm.tolist(), "class_names": list(bank.class_names)}
+
+
+def probe_job(ctx, run_dir, checkpoint, features: str, epochs: int, weight_decay: float, train_limit: int,
+              device: str) -> dict:
+    """Linear probe top-1/top-5 and confusion matrix (recorded in the run)."""
+    from backend.linear_probe import linear_probe
+
+    progress, cancelled = backend_callbacks(ctx)
+    return linear_probe(run_dir, checkpoint=checkpoint, features=features, epochs=epochs,
+                        weight_decay=weight_decay, train_limit=train_limit, device=device, record=True,
+                        progress=progress, cancelled=cancelled)
+
+
+def settings_text(result: dict) -> str:
+    """The parameters of a stored result, short."""
+    if result.get("kind") == "knn":
+        text = f"k={result.get('k')}, T={result.get('temperature')}"
+    elif result.get("kind") == "linear_probe":
+        text = f"{result.get('epochs')} it, wd={result.get('weight_decay')}"
+    else:
+        text = ""
+    if result.get("bank_size") is not None:
+        text += f", bank {result['bank_size']}"
+    if result.get("source") == "random_init":
+        text += ", random init"
+    return text
+
+
+def percent(value) -> str:
+    return f"{100 * value:.1f} %" if isinstance(value, (int, float)) else "—"
+
+
+# ---- confusion matrix ------------------------------------------------------------------------------------
+class ConfusionView(QWidget):
+    """A (C, C) confusion matrix as an ImageItem, class names on the rows, counts in the cells."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.title = QLabel("<b>Confusion matrix</b>")
+        self.title.setWordWrap(True)
+        self.plot_widget = pg.PlotWidget(background="w")
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.getViewBox().invertY(True)
+        self.plot.getViewBox().setAspectLocked(True)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setLookupTable(pg.colormap.get("CET-L12").getLookupTable(nPts=256) if "CET-L12" in
+                                  pg.colormap.listMaps() else pg.colormap.get("viridis").getLookupTable(nPts=256))
+        self.plot.addItem(self.image)
+        self.plot.setLabel("bottom", "predicted class", color="#30343b")
+        self.plot.setLabel("left", "true class", color="#30343b")
+        self.texts: list[pg.TextItem] = []
+        self.matrix = np.zeros((0, 0), np.int64)
+        self.class_names: list[str] = []
+        layout.addWidget(self.title)
+        layout.addWidget(self.plot_widget, 1)
+
+    def set_matrix(self, matrix, class_names, title: str = "") -> None:
+        """Show ``matrix`` (rows true, columns predicted) with ``class_names``."""
+        cm = np.asarray(matrix, dtype=np.int64)
+        self.matrix, self.class_names = cm, list(class_names)
+        c = cm.shape[0]
+        rows = cm.sum(axis=1, keepdims=True)
+        frac = np.divide(cm, np.maximum(rows, 1), dtype=np.float64)
+        self.image.setImage(frac, levels=(0.0, 1.0))
+        self.image.setRect(QRectF(0, 0, c, c))
+        for item in self.texts:
+            self.plot.removeItem(item)
+        self.texts = []
+        if c <= MAX_CELL_TEXT_CLASSES:
+            for i in range(c):
+                for j in range(c):
+                    if cm[i, j]:
+                        item = pg.TextItem(str(cm[i, j]), color="#ffffff" if frac[i, j] > 0.55 else "#30343b",
+                                           anchor=(0.5, 0.5))
+                        item.setPos(j + 0.5, i + 0.5)
+                        self.plot.addItem(item)
+                        self.texts.append(item)
+        step = max(1, c // 25)
+        left = [(i + 0.5, f"{self.class_names[i] if i < len(self.class_names) else i} ({i})")
+                for i in range(0, c, step)]
+        bottom = [(i + 0.5, str(i)) for i in range(0, c, step)]
+        self.plot.getAxis("left").setTicks([left, []])
+        self.plot.getAxis("bottom").setTicks([bottom, []])
+        self.plot.getViewBox().setRange(xRange=(0, c), yRange=(0, c), padding=0.02)
+        diagonal = np.trace(cm) / max(cm.sum(), 1)
+        self.title.setText(f"<b>Confusion matrix</b> <span style='color:{MUTED_COLOUR}'>{html.escape(title)} · "
+                           f"{cm.sum()} test images, accuracy {100 * diagonal:.1f} % · colour: fraction of the "
+                           f"true class</span>")
+
+
+# ---- the panel ---------------------------------------------------------------------------------------------
+class EvaluationView(QWidget):
+    """kNN and linear probe controls, the results table and the confusion matrix."""
+
+    def __init__(self, context: InspectContext, parent=None):
+        super().__init__(parent)
+        self.context = context
+        self.results: list[dict] = []
+        cfg = context.config()
+
+        self.features = QComboBox()
+        self.features.addItems(["backbone", "projector"])
+        self.features.setToolTip("Feature source: backbone output (what export uses) or projector output")
+        self.k = QSpinBox()
+        self.k.setRange(1, 10000)
+        self.k.setValue(int(cfg.eval.knn_k) if cfg else 200)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.001, 10.0)
+        self.temperature.setDecimals(3)
+        self.temperature.setSingleStep(0.01)
+        self.temperature.setValue(float(cfg.eval.knn_temperature) if cfg else 0.1)
+        self.knn_button = QPushButton("Run kNN")
+        self.knn_button.setToolTip("Weighted cosine kNN: bank = train split, queries = test split")
+        knn_box = QGroupBox("kNN")
+        row = QHBoxLayout(knn_box)
+        for w in (QLabel("k"), self.k, QLabel("T"), self.temperature, self.knn_button):
+            row.addWidget(w)
+
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 5000)
+        self.epochs.setValue(100)
+        self.epochs.setToolTip("L-BFGS iterations (full passes over the training features)")
+        self.weight_decay = QDoubleSpinBox()
+        self.weight_decay.setDecimals(6)
+        self.weight_decay.setRange(0.0, 1.0)
+        self.weight_decay.setSingleStep(1e-4)
+        self.weight_decay.setValue(5e-4)
+        self.train_limit = QSpinBox()
+        self.train_limit.setRange(0, 10_000_000)
+        self.train_limit.setSingleStep(1000)
+        self.train_limit.setSpecialValueText("all")
+        self.train_limit.setToolTip("Train the classifier on at most this many training images (0 = all)")
+        self.probe_button = QPushButton("Run linear probe")
+        self.probe_button.setToolTip("Logistic regression on frozen, standardised features (train -> test)")
+        probe_box = QGroupBox("Linear probe")
+        row = QHBoxLayout(probe_box)
+        for w in (QLabel("iterations"), self.epochs, QLabel("weight decay"), self.weight_decay,
+                  QLabel("train images"), self.train_limit, self.probe_button):
+            row.addWidget(w)
+
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Features"))
+        controls.addWidget(self.features)
+        controls.addWidget(knn_box)
+        controls.addWidget(probe_box)
+        controls.addStretch(1)
+        self.taskbar = TaskBar()
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._row_selected)
+        self.confusion = ConfusionView()
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.table)
+        split.addWidget(self.confusion)
+        split.setSizes([560, 480])
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        layout.addWidget(self.taskbar)
+        layout.addWidget(split, 1)
+        self.knn_button.clicked.connect(self.run_knn)
+        self.probe_button.clicked.connect(self.run_probe)
+        self.load_results()
+
+    def load_results(self) -> None:
+        """Show every evaluation stored in the run (newest last)."""
+        from backend.runs import read_evaluations
+        self.results = []
+        self.table.setRowCount(0)
+        for result in read_evaluations(self.context.run_dir):
+            self.add_result(result, select=False)
+
+    def add_result(self, result: dict, select: bool = True) -> None:
+        """Append one result row (and show its confusion matrix when it has one)."""
+        self.results.append(result)
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        when = time.strftime("%m-%d %H:%M", time.localtime(result.get("time", time.time())))
+        cells = (when, KIND_NAMES.get(result.get("kind"), str(result.get("kind"))), str(result.get("checkpoint", "")),
+                 str(result.get("features", "")), settings_text(result), percent(result.get("top1")),
+                 percent(result.get("top5")))
+        for col, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            if col >= 5:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(row, col, item)
+        if select:
+            self.table.selectRow(row)
+            self.table.scrollToBottom()
+
+    def _row_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return
+        result = self.results[rows[0].row()]
+        if result.get("confusion"):
+            title = f"{KIND_NAMES.get(result.get('kind'), '')} · {result.get('checkpoint', '')}"
+            self.confusion.set_matrix(result["confusion"], result.get("class_names") or [], title)
+
+    def _busy(self) -> bool:
+        if self.context.checkpoint is None:
+            self.taskbar.show_error("this run has no checkpoint yet: train it first")
+            return True
+        return False
+
+    def run_knn(self) -> None:
+        """kNN with the chosen k and T (worker)."""
+        if self._busy():
+            return
+        self.taskbar.submit(knn_job, self.context.run_dir, self.context.checkpoint, self.k.value(),
+                            self.temperature.value(), self.features.currentText(), self.context.device,
+                            on_result=self._done, text="kNN…")
+
+    def run_probe(self) -> None:
+        """Linear probe with the chosen settings (worker)."""
+        if self._busy():
+            return
+        self.taskbar.submit(probe_job, self.context.run_dir, self.context.checkpoint, self.features.currentText(),
+                            self.epochs.value(), self.weight_decay.value(), self.train_limit.value(),
+                            self.context.device, on_result=self._done, text="linear probe…")
+
+    def _done(self, result: dict) -> None:
+        self.add_result(result)
+        top5 = f", top-5 {percent(result['top5'])}" if result.get("top5") is not None else ""
+        self.taskbar.show_text(f"{KIND_NAMES[result['kind']]} top-1 {percent(result['top1'])}{top5} "
+                               f"({result.get('queries', '?')} test images; recorded in the run)")
