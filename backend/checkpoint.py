@@ -137,6 +137,9 @@ def load_checkpoint(path, *, verify_hash: bool = True) -> dict:
     reason = _describe_foreign(path, head)
     if reason:
         raise CheckpointError(f"cannot use {path} as a checkpoint: {reason}")
+    if not head.startswith(b"PK") and not head.startswith(b"\x80"):
+        raise CheckpointError(f"cannot use {path} as a checkpoint: its content is not a PyTorch file "
+                              f"(damaged, or another kind of file)")
     if head.startswith(b"PK"):
         try:
             with zipfile.ZipFile(path) as zf:
