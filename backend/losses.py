@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "nt_xent", "info_nce", "dcl", "dclw", "negative_cosine", "barlow_twins", "vicreg",
+    "nt_xent", "info_nce", "batch_info_nce", "dcl", "dclw", "negative_cosine", "barlow_twins", "vicreg",
     "dino", "dino_center_update", "sinkhorn", "swav",
 ]
 
@@ -111,6 +111,24 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
     logits = torch.cat([positive, negatives], dim=1) / temperature
     target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(logits, target)
+
+
+@_fp32
+def batch_info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """InfoNCE with in-batch negatives, MoCo v3 (Chen et al. 2021, Algorithm 1) and NNCLR
+    (Dwibedi et al. 2021, eq. 1).
+
+    ``q``, ``k``: (N, D), row i of each from the same image. Logits are the (N, N) cosine
+    similarities ``q_i . k_j / t``; query i's positive is key i and its negatives the other N - 1
+    keys (nothing from its own view). Returns the mean over queries of the cross entropy with
+    targets ``arange(N)``. Nothing is detached: the caller decides which side is a constant (MoCo
+    v3 passes momentum keys, NNCLR nearest neighbours from its support set). MoCo v3 multiplies
+    this by ``2 * t``; that scaling is the method's, not the loss's.
+    """
+    q = F.normalize(q, dim=1)
+    k = F.normalize(k.to(q.dtype), dim=1)
+    logits = q @ k.T / temperature
+    return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
 
 
 def _decoupled(z1, z2, temperature, positive_weight=None):

@@ -1,0 +1,225 @@
+"""DINO, SwAV, Barlow Twins and VICReg: a step per backbone family, where gradients flow, DINO's
+centre / teacher temperature / EMA, short runs that beat a random encoder, exact resume."""
+
+import math
+
+import pytest
+import torch
+
+from backend import losses
+from backend.config import deep_merge
+from backend.data.augment import ViewGenerator
+from backend.evaluate import evaluate_knn_checkpoint
+from backend.methods import METHODS
+from backend.methods.components import cosine_momentum
+from backend.models.vit import ViTBackbone
+from backend.optim import build_optimizer
+from backend.runs import checkpoint_path, summarize_run
+from backend.checkpoint import load_checkpoint
+from backend.train import run_training
+
+from .test_trainer import StopAfter
+from .trainer_helpers import losses_by_step, make_run, tiny_config
+
+METHOD_NAMES = ["dino", "swav", "barlow_twins", "vicreg"]
+MULTI_CROP = {"augment": {"num_local_crops": 2, "local_crop_size": 16}}
+SMALL_HEADS = {"model": {"projector_hidden_dim": 64, "projector_out_dim": 32, "projector_layers": 2},
+               "method": {"out_dim": 64}}
+
+
+def build(name, backbone="tiny_cnn", **overrides):
+    """A method with small heads (multi-crop for DINO and SwAV) and a batch of its views."""
+    base = deep_merge(SMALL_HEADS, {"method": {"name": name}, "model": {"backbone": backbone}})
+    if name in ("dino", "swav"):
+        base = deep_merge(base, MULTI_CROP)
+    cfg = tiny_config(**deep_merge(base, overrides))
+    torch.manual_seed(0)
+    method = METHODS[name](cfg)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    views = ViewGenerator(cfg.augment, cfg.data.image_size)(images, generator=gen)
+    return method, views
+
+
+# ---- (1) one step per backbone family ---------------------------------------------------------
+
+@pytest.mark.parametrize("backbone", ["tiny_cnn", "vit_tiny"])
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_one_step_is_finite_and_reaches_the_backbone(name, backbone):
+    method, views = build(name, backbone)
+    assert {"cnn", "vit"} <= set(METHODS[name].families)
+    if name in ("dino", "swav"):
+        assert [v.shape[-1] for v in views] == [32, 32, 16, 16]
+    out = method.training_step(views, None, 0.0)
+    assert torch.isfinite(out.loss) and out.loss.ndim == 0
+    assert out.z1.shape[0] == out.z2.shape[0] == 8
+    for value in out.extras.values():
+        assert torch.isfinite(torch.as_tensor(value)).all()
+    out.loss.backward()
+    grads = [p.grad for p in method.backbone.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+    if backbone == "vit_tiny":  # the attention maps inspect.py shows come from method.backbone
+        assert isinstance(method.backbone, ViTBackbone)
+        assert method.backbone.last_attention(views[0][:2]).shape == (2, 3, 8, 8)
+
+
+def test_dino_and_swav_extras():
+    dino, views = build("dino")
+    extras = dino.training_step(views, None, 0.0).extras
+    assert set(extras) == {"teacher_entropy", "center_norm", "teacher_temp"}
+    assert 0.0 <= float(extras["teacher_entropy"]) <= math.log(64) + 1e-5
+    assert float(extras["center_norm"]) == pytest.approx(float(dino.center.norm()))
+    swav, views = build("swav", method={"queue_start_epoch": 1, "queue_size": 32})
+    extras = swav.training_step(views, None, 0.0).extras
+    assert set(extras) == {"assignment_entropy", "queue_fill"}
+    assert 0.0 <= float(extras["assignment_entropy"]) <= math.log(64) + 1e-5
+    assert float(extras["queue_fill"]) == pytest.approx(8 / 32)
+
+
+# ---- (2) gradients flow only where the method says ----------------------------------------------
+
+def test_dino_teacher_gets_no_gradient_and_last_layer_is_frozen_in_the_first_epoch():
+    method, views = build("dino", method={"norm_last_layer": False, "freeze_last_layer_epochs": 1},
+                          schedule={"epochs": 4})
+    method.training_step(views, None, 0.0).loss.backward()
+    for module in (method.teacher_backbone, method.teacher_head):
+        assert all(not p.requires_grad and p.grad is None for p in module.parameters())
+    last = list(method.projector.last_layer.parameters())
+    assert len(last) == 2 and all(p.grad is not None for p in last)  # weight_v and the free norm g
+    method.before_optimizer_step(0.2)   # epoch 0.8: frozen
+    assert all(p.grad is None for p in last)
+    method.training_step(views, None, 0.3).loss.backward()
+    method.before_optimizer_step(0.3)   # epoch 1.2: trains
+    assert all(p.grad is not None for p in last)
+
+
+def test_swav_codes_carry_no_gradient(monkeypatch):
+    method, views = build("swav")
+    seen = []
+
+    def recording_sinkhorn(scores, **kwargs):
+        codes = real(scores, **kwargs)
+        seen.append((scores.requires_grad, codes.requires_grad))
+        return codes
+
+    real = losses.sinkhorn
+    monkeypatch.setattr(losses, "sinkhorn", recording_sinkhorn)
+    out = method.training_step(views, None, 0.0)
+    assert len(seen) >= 2 and not any(a or b for a, b in seen)  # both global crops' codes
+    out.loss.backward()
+    assert method.prototypes.weight.grad is not None  # the predictions do carry gradient
+
+
+def test_swav_prototypes_stay_fixed_while_frozen_then_train():
+    method, views = build("swav", method={"freeze_prototypes_steps": 2}, optim={"weight_decay": 0.1})
+    optimizer = build_optimizer(method, method.cfg)
+
+    def step():
+        before = method.prototypes.weight.detach().clone()
+        method.training_step(views, None, 0.0).loss.backward()
+        method.before_optimizer_step(0.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        method.after_optimizer_step(0.0)
+        return before, method.prototypes.weight.detach().clone()
+
+    for _ in range(2):
+        before, after = step()
+        assert torch.allclose(before, after, atol=1e-6)
+    assert int(method.steps_done) == 2 and "steps_done" in method.state_dict()
+    before, after = step()
+    assert not torch.allclose(before, after, atol=1e-4)
+
+
+# ---- (3) DINO's centre, teacher temperature and EMA ---------------------------------------------
+
+def test_dino_center_update_matches_the_formula():
+    method, views = build("dino", method={"center_momentum": 0.8})
+    method.eval()  # BN on running statistics: the teacher's outputs do not depend on batching
+    torch.manual_seed(3)
+    start = torch.randn(1, 64)
+    method.center.copy_(start)
+    with torch.no_grad():
+        teacher = [method.teacher_head(method.teacher_backbone(v)) for v in views[:2]]
+        method.training_step(views, None, 0.0)
+    expected = 0.8 * start + 0.2 * torch.cat(teacher).mean(dim=0, keepdim=True)
+    assert torch.allclose(method.center, expected, atol=1e-5)
+    assert "center" in method.state_dict()
+
+
+def test_dino_teacher_temperature_warms_up_linearly():
+    method, _ = build("dino", schedule={"epochs": 10},
+                      method={"warmup_teacher_temp": 0.04, "teacher_temp": 0.07, "teacher_temp_warmup_epochs": 4})
+    for progress, temp in ((0.0, 0.04), (0.1, 0.0475), (0.2, 0.055), (0.4, 0.07), (0.9, 0.07), (1.0, 0.07)):
+        assert method.teacher_temperature(progress) == pytest.approx(temp), progress
+    no_warmup, views = build("dino", method={"teacher_temp": 0.06, "teacher_temp_warmup_epochs": 0})
+    assert no_warmup.teacher_temperature(0.0) == pytest.approx(0.06)
+    assert no_warmup.training_step(views, None, 0.0).extras["teacher_temp"] == pytest.approx(0.06)
+
+
+def test_dino_teacher_follows_the_student_by_cosine_ema():
+    method, views = build("dino", method={"momentum": 0.9, "momentum_final": 1.0})
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+    method.training_step(views, None, 0.0).loss.backward()
+    optimizer.step()
+    pairs = [(s, t) for online, target in method.momentum_pairs()
+             for s, t in zip(online.parameters(), target.parameters())]
+    old = [(s.detach().clone(), t.detach().clone()) for s, t in pairs]
+    assert any(not torch.equal(s, t) for s, t in old)
+    extras = method.after_optimizer_step(0.25)
+    m = cosine_momentum(0.9, 1.0, 0.25)
+    assert extras["momentum"] == pytest.approx(m) and 0.9 < m < 1.0
+    for (s, t), (s_old, t_old) in zip(pairs, old):
+        assert torch.allclose(t, m * t_old + (1 - m) * s_old, atol=1e-6)
+    for b_online, b_target in zip(method.backbone.buffers(), method.teacher_backbone.buffers()):
+        assert torch.equal(b_online, b_target)
+
+
+# ---- (4) short real runs beat a random encoder -------------------------------------------------
+
+LEARNS = {}  # filled below
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_short_run_beats_random_init(tmp_path, name):
+    run = make_run(tmp_path, **LEARNS[name])
+    assert run_training(run, echo=False) == 0
+    trained = evaluate_knn_checkpoint(run, k=10, record=False)["top1"]
+    random = evaluate_knn_checkpoint(run, k=10, record=False, random_init=True)["top1"]
+    assert trained > random + 0.05, (trained, random)
+
+
+# ---- (5) exact resume --------------------------------------------------------------------------
+
+RESUME = {
+    # Transitions fall after the stop at step 3 (epoch 1 starts at step 4): the last layer thaws,
+    # the teacher temperature finishes warming up, the SwAV queue starts, prototypes thaw.
+    "dino": deep_merge(MULTI_CROP, {"method": {"norm_last_layer": False, "freeze_last_layer_epochs": 1,
+                                               "warmup_teacher_temp": 0.03, "teacher_temp_warmup_epochs": 1,
+                                               "momentum": 0.9, "momentum_final": 1.0}}),
+    "swav": deep_merge(MULTI_CROP, {"method": {"queue_start_epoch": 1, "queue_size": 96,
+                                               "freeze_prototypes_steps": 5, "temperature": 0.1}}),
+    "barlow_twins": {},
+    "vicreg": {},
+}
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_resume_is_exact(tmp_path, name):
+    overrides = deep_merge(deep_merge(SMALL_HEADS, RESUME[name]),
+                           {"method": {"name": name}, "eval": {"knn_every_epochs": 0, "metrics_every_steps": 4}})
+    full = make_run(tmp_path / "a", **overrides)
+    assert run_training(full, echo=False) == 0
+    expected = losses_by_step(full)
+    assert len(expected) == 8
+
+    split = make_run(tmp_path / "b", **overrides)
+    assert run_training(split, control=StopAfter(3), echo=False) == 0
+    assert load_checkpoint(checkpoint_path(split))["step"] == 3
+    assert run_training(split, resume=True, echo=False) == 0
+    resumed = losses_by_step(split)
+    assert sorted(resumed) == sorted(expected)
+    for step in range(4, 9):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-5), step
+    assert summarize_run(split).state == "finished"
