@@ -181,6 +181,7 @@ def test_dino_teacher_follows_the_student_by_cosine_ema():
 LEARNS = {}  # filled below
 
 
+@pytest.mark.long  # minutes of real training per method: run with `pytest -m long`
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_short_run_beats_random_init(tmp_path, name):
     run = make_run(tmp_path, **LEARNS[name])
