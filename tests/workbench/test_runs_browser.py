@@ -103,6 +103,8 @@ def test_window_reopens_a_run_from_its_directory(window, qtbot, runs):
 
 
 def test_window_compares_selected_runs(window, qtbot, runs):
+    workers.wait_all(30)  # the window's start-up tasks must not hold the pool's two threads
+    workers.set_synchronous(True)  # then scan inline: the point here is comparing, not threading
     window.browser.refresh()
     qtbot.waitUntil(lambda: window.browser.model.rowCount() == 4, timeout=60000)
     window.browser.select([runs["finished"], runs["stopped"]])
