@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -49,12 +50,17 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
+    """Write a small text file under a temp name, fsync it and rename it over ``path``."""
     tmp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():   # a failed write (disk full) leaves no temp file behind
+            tmp.unlink()
 
 
 def save_checkpoint(state: dict, path) -> Path:
@@ -73,11 +79,38 @@ def save_checkpoint(state: dict, path) -> Path:
         _write_text_atomic(hash_file, "\n".join([new_hash, *old]) + "\n")  # both valid during swap
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-        _write_text_atomic(hash_file, new_hash + "\n")
+        try:
+            _write_text_atomic(hash_file, new_hash + "\n")
+        except OSError:
+            pass  # the sidecar still lists the new hash (beside the old one): the commit stands
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def ensure_writable(folder) -> None:
+    """Raise CheckpointError unless a file can be created in ``folder`` (created when missing).
+
+    Called before training starts, so a read-only or full run directory is reported at once
+    instead of when the first checkpoint is due."""
+    folder = Path(folder)
+    probe = folder / f".write-probe{TEMP_MARK}{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"0")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise CheckpointError(f"cannot write in {folder}: {exc.strerror or exc}; the run's config, metrics and "
+                              f"checkpoints are saved there: make it writable (or free space), then start "
+                              f"again") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
 
 
 def clean_stale_temp_files(folder) -> list[Path]:
@@ -111,17 +144,58 @@ def verify_checkpoint_hash(path) -> None:
                               f"the file was modified or damaged after it was written")
 
 
-def _describe_foreign(path: Path, head: bytes) -> str | None:
+# An ONNX ModelProto starts with field 1 (ir_version, a small varint), then another field's tag.
+_ONNX_NEXT_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72}
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    """True when ``head`` starts like a serialised ONNX model (whatever the file is called)."""
+    return len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 30 and head[2] in _ONNX_NEXT_TAGS
+
+
+def _describe_safetensors(head: bytes, size: int) -> str:
+    """Why a safetensors file cannot be a checkpoint: an export, or a damaged/foreign file."""
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if n < 2 or n > size - 8 or head[8:9] != b"{":
+        return (f"it is not a usable safetensors file (its header length, {n} bytes, is impossible for a "
+                f"file of {size} bytes: damaged or not safetensors), and in any case not a training checkpoint")
+    return "this is an exported model (safetensors), not a training checkpoint"
+
+
+def _describe_foreign(path: Path, head: bytes, size: int) -> str | None:
     """A reason why ``path`` is not a training checkpoint, from its first bytes (None if unsure)."""
     if head.startswith(b"\xff\xd8\xff"):
         return "it is a JPEG image, not a checkpoint"
     if head.startswith(b"\x89PNG"):
         return "it is a PNG image, not a checkpoint"
-    if path.suffix == ".onnx" or head[:2] == b"\x08\x03" or head[:1] == b"\x08" and b"onnx" in head[:64].lower():
+    if path.suffix.lower() == ".onnx" or _looks_like_onnx(head):
         return "this is an exported model (ONNX), not a training checkpoint"
-    if path.suffix == ".safetensors":
-        return "this is an exported model (safetensors), not a training checkpoint"
+    if path.suffix.lower() == ".safetensors" or (len(head) > 8 and head[8:10] == b'{"'):
+        return _describe_safetensors(head, size)
     return None
+
+
+def _blocked_global(exc: Exception) -> str | None:
+    """The Python object a refused pickle asked for (e.g. 'builtins.open'), None if it names none."""
+    text = str(exc)
+    match = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"[Uu]nsupported (?:global|class):? ([\w.]+)", text)
+    return match.group(1) if match else None
+
+
+def _unpickling_detail(exc: Exception) -> str:
+    """A short excerpt of a safe-loading error, without torch's advice to turn safe loading off."""
+    lines = [ln.strip() for ln in str(exc).splitlines()
+             if ln.strip() and "weights_only" not in ln and "documentation" not in ln]
+    return (lines[-1] if lines else type(exc).__name__)[:160]
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    """The member names of a zip-format torch file, or None when its archive index is unreadable."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError):
+        return None
 
 
 def load_checkpoint(path, *, verify_hash: bool = True) -> dict:
@@ -134,29 +208,32 @@ def load_checkpoint(path, *, verify_hash: bool = True) -> dict:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     with open(path, "rb") as fh:
         head = fh.read(64)
-    reason = _describe_foreign(path, head)
+    reason = _describe_foreign(path, head, size)
     if reason:
         raise CheckpointError(f"cannot use {path} as a checkpoint: {reason}")
     if not head.startswith(b"PK") and not head.startswith(b"\x80"):
         raise CheckpointError(f"cannot use {path} as a checkpoint: its content is not a PyTorch file "
                               f"(damaged, or another kind of file)")
-    if head.startswith(b"PK"):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except zipfile.BadZipFile:
-            raise CheckpointError(f"checkpoint {path} is truncated or damaged (not a complete archive)") from None
-        if any(n.split("/", 1)[-1].startswith("code/") or n.endswith("/constants.pkl") for n in names):
-            raise CheckpointError(f"cannot use {path} as a checkpoint: this is an exported model "
-                                  f"(TorchScript), not a training checkpoint")
-    if verify_hash:
+    names = _zip_names(path) if head.startswith(b"PK") else []
+    if names and any(n.split("/", 1)[-1].startswith("code/") or n.endswith("/constants.pkl") for n in names):
+        raise CheckpointError(f"cannot use {path} as a checkpoint: this is an exported model "
+                              f"(TorchScript), not a training checkpoint")
+    if verify_hash:  # before unpickling anything: a modified or damaged file is named as such
         verify_checkpoint_hash(path)
+    if names is None:
+        raise CheckpointError(f"checkpoint {path} is truncated or damaged (not a complete archive)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"refused to load {path}: it is not a plain weights file (it holds pickled "
-                              f"objects that safe loading does not allow: {str(exc).splitlines()[0][:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+    except pickle.UnpicklingError as exc:  # never retried without weights_only: that would run the payload
+        blocked = _blocked_global(exc)
+        if blocked:
+            raise CheckpointError(f"refused to load {path}: it is not a plain weights file (it holds a pickled "
+                                  f"Python object, {blocked}, that could run code when loaded); nothing from "
+                                  f"it was executed") from None
+        raise CheckpointError(f"refused to load {path}: it is damaged or not a plain weights file (safe loading "
+                              f"stopped: {_unpickling_detail(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError, zipfile.BadZipFile,
+            KeyError, AttributeError, TypeError, IndexError) as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or damaged: {str(exc).splitlines()[0][:160]}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not an SSL Workbench training checkpoint (no 'model' entry)")

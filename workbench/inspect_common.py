@@ -117,9 +117,15 @@ class CheckpointCombo(QComboBox):
             self.addItem(Path(path).name, Path(path))
         if not paths:
             self.addItem("(no checkpoint)", None)
-        index = self.findData(Path(current)) if current else 0
+        index = self.index_of(current) if current else 0
         self.setCurrentIndex(max(index, 0))
         self.blockSignals(False)
+
+    def index_of(self, path) -> int:
+        """The row holding ``path`` (-1 if none). ``findData`` compares Python objects by identity,
+        so an equal but distinct Path would not be found."""
+        path = Path(path)
+        return next((i for i in range(self.count()) if self.itemData(i) == path), -1)
 
     def checkpoint(self) -> Path | None:
         return self.currentData()
