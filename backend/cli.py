@@ -73,6 +73,15 @@ def _add_inspect_parser(sub) -> None:
     lp.add_argument("--train-limit", type=int, default=0, help="at most this many training images (0 = all)")
     lp.add_argument("--no-record", action="store_true", help="do not append the result to evaluations.jsonl")
     lp.add_argument("--json", action="store_true", help="print the result as JSON")
+    ft = what.add_parser("fine-tune", help="fine-tune the backbone with a linear classifier (labels needed)")
+    ft.add_argument("--epochs", type=int, default=10)
+    ft.add_argument("--lr", type=float, default=0.05, help="classifier learning rate per 256 images")
+    ft.add_argument("--backbone-lr-scale", type=float, default=0.1, help="backbone lr = this x classifier lr")
+    ft.add_argument("--batch-size", type=int, default=128)
+    ft.add_argument("--weight-decay", type=float, default=5e-4)
+    ft.add_argument("--train-limit", type=int, default=0, help="at most this many training images (0 = all)")
+    ft.add_argument("--no-record", action="store_true", help="do not append the result to evaluations.jsonl")
+    ft.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 EXPORT_FORMATS = ("safetensors", "torchscript", "onnx")  # backend.export.FORMATS (not imported: startup)
@@ -282,9 +291,24 @@ def _inspect_linear_probe(args) -> None:
           f"L-BFGS {r['epochs']} iterations, weight decay {r['weight_decay']:g}, {r['seconds']:.1f}s)")
 
 
+def _inspect_fine_tune(args) -> None:
+    from .finetune import fine_tune
+
+    r = fine_tune(args.run_dir, checkpoint=args.checkpoint, epochs=args.epochs, lr=args.lr,
+                  backbone_lr_scale=args.backbone_lr_scale, batch_size=args.batch_size,
+                  weight_decay=args.weight_decay, train_limit=args.train_limit, device=args.device,
+                  record=not args.no_record)
+    if args.json:
+        print(json.dumps(r))
+        return
+    print(f"fine-tune top-1 {r['top1']:.4f}  top-{r['top5_k']} {r['top5']:.4f}  ({r['checkpoint']}; "
+          f"{r['bank_size']} train / {r['queries']} test images, {r['epochs']} epochs, lr {r['lr']:g} "
+          f"(backbone x{r['backbone_lr_scale']:g}), {r['seconds']:.1f}s)")
+
+
 def cmd_inspect(args) -> int:
     handlers = {"embeddings": _inspect_embeddings, "attention": _inspect_attention,
-                "linear-probe": _inspect_linear_probe}
+                "linear-probe": _inspect_linear_probe, "fine-tune": _inspect_fine_tune}
     try:
         handlers[args.what](args)
     except WorkbenchError as exc:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DataError
-from .evaluate import knn_top1
+from .metrics import knn_votes
 from .inspection._common import as_reporter
 from .inspection.embeddings import compute_embeddings
 from .runs import record_evaluation
@@ -61,6 +61,17 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
     return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
+def classification_scores(scores: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict:
+    """top1, top5 (top-k with k = min(5, classes), as ``top5_k``) and the confusion matrix (list of
+    rows) of class ``scores`` (N, C) (logits or votes) against ``target`` (N,)."""
+    scores, target = scores.float().cpu(), target.long().cpu()
+    pred = scores.argmax(dim=1)
+    k5 = min(5, num_classes)
+    top5 = (scores.topk(k5, dim=1).indices == target[:, None]).any(dim=1).float().mean().item()
+    return {"top1": (pred == target).float().mean().item(), "top5": top5, "top5_k": k5,
+            "confusion": confusion_matrix(pred, target, num_classes).tolist()}
+
+
 def linear_probe(run_dir, *, checkpoint=None, features: str = "backbone", epochs: int = 100,
                  lr: float = 1.0, weight_decay: float = 5e-4, train_limit: int = 0, device: str = "cpu",
                  record: bool = True, progress=None, cancelled=None) -> dict:
@@ -85,15 +96,9 @@ def linear_probe(run_dir, *, checkpoint=None, features: str = "backbone", epochs
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     w, b = fit_logistic_regression(xtr, ytr, num_classes, epochs=epochs, lr=lr, weight_decay=weight_decay,
                                    report=report.sub(0.6, 0.98))
-    logits = xte @ w + b
-    pred = logits.argmax(dim=1)
-    k5 = min(5, num_classes)
-    top5 = (logits.topk(k5, dim=1).indices == yte[:, None]).any(dim=1).float().mean().item()
     train_top1 = ((xtr @ w + b).argmax(dim=1) == ytr).float().mean().item()
-    result = {"kind": "linear_probe", "source": "checkpoint", "top1": (pred == yte).float().mean().item(),
-              "top5": top5, "top5_k": k5, "train_top1": train_top1,
-              "confusion": confusion_matrix(pred, yte, num_classes).tolist(),
-              "class_names": list(train.class_names), "epochs": int(epochs), "lr": float(lr),
+    result = {"kind": "linear_probe", "source": "checkpoint", **classification_scores(xte @ w + b, yte, num_classes),
+              "train_top1": train_top1, "class_names": list(train.class_names), "epochs": int(epochs), "lr": float(lr),
               "weight_decay": float(weight_decay), "optimizer": "lbfgs", "features": features,
               "normalize": "standardize", "split": "test", "bank": "train",
               "bank_size": int(len(train)), "queries": int(len(test)), "checkpoint": train.checkpoint,
@@ -120,10 +125,13 @@ def knn_probe(run_dir, *, checkpoint=None, k: int = 200, temperature: float = 0.
                                  device=device, progress=report.sub(0.7, 0.95))
     _labelled(bank, "kNN")
     _labelled(queries, "kNN")
-    top1 = knn_top1(torch.from_numpy(bank.features), torch.from_numpy(bank.labels),
-                    torch.from_numpy(queries.features), torch.from_numpy(queries.labels),
-                    num_classes=len(bank.class_names), k=k, temperature=temperature)
-    result = {"kind": "knn", "source": "checkpoint", "top1": top1, "k": int(k), "temperature": float(temperature),
+    num_classes = len(bank.class_names)
+    votes = knn_votes(torch.from_numpy(queries.features), torch.from_numpy(bank.features),
+                      torch.from_numpy(bank.labels), num_classes, k=k, temperature=temperature)
+    scores = classification_scores(votes, torch.from_numpy(queries.labels).long(), num_classes)
+    top1 = scores["top1"]
+    result = {"kind": "knn", "source": "checkpoint", **scores, "class_names": list(bank.class_names),
+              "k": int(k), "temperature": float(temperature),
               "features": features, "normalize": "l2", "split": "test", "bank": "train",
               "bank_size": int(len(bank)), "queries": int(len(queries)), "checkpoint": bank.checkpoint}
     report(1.0, f"kNN top-1 {top1:.3f}")

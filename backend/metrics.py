@@ -63,28 +63,31 @@ def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 
     ``z``: (N, D) taken as is: rows are neither normalised nor centred (as in the paper). Ranges
     from about 1 (collapsed) to ``min(N, D)``; equals r for a rank-r matrix with equal singular
-    values.
+    values. NaN when ``z`` holds a non-finite value (the SVD itself would fail), without a host sync.
     """
     if z.dtype != torch.float64:
         z = z.float()
-    s = torch.linalg.svdvals(z)
+    finite = torch.isfinite(z).all()
+    s = torch.linalg.svdvals(torch.where(finite, z, torch.zeros_like(z)))
     p = s / s.sum().clamp_min(torch.finfo(s.dtype).tiny) + eps
-    return torch.exp(-(p * torch.log(p)).sum())
+    rank = torch.exp(-(p * torch.log(p)).sum())
+    return torch.where(finite, rank, torch.full_like(rank, float("nan")))
 
 
 @torch.no_grad()
 @_fp32
-def knn_predict(features: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor,
-                num_classes: int, k: int = 200, temperature: float = 0.1, *,
-                chunk_size: int = 512) -> torch.Tensor:
-    """Weighted cosine kNN classifier (Wu et al. 2018, InstDisc; the usual SSL monitor).
+def knn_votes(features: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor,
+              num_classes: int, k: int = 200, temperature: float = 0.1, *,
+              chunk_size: int = 512) -> torch.Tensor:
+    """Class votes (N, C) of the weighted cosine kNN classifier (Wu et al. 2018, InstDisc; the
+    usual SSL monitor): the ranking behind :func:`knn_predict`, for top-5 and confusion matrices.
 
     ``features``: (N, D) queries; ``bank``: (M, D) reference features; ``bank_labels``: (M,) ints
     in ``[0, num_classes)``. Rows are L2-normalised; for each query the k most cosine-similar bank
-    rows (k clamped to M) vote for their label with weight ``exp(sim / temperature)``; the class
-    with the largest summed weight wins. Returns (N,) int64 labels on ``features``' device.
-    Queries are processed ``chunk_size`` at a time (memory ~ chunk_size x M), which does not change
-    the result. The computation runs on ``bank``'s device.
+    rows (k clamped to M) vote for their label with weight ``exp(sim / temperature)``, scaled per
+    query by ``exp(-best_sim / temperature)`` (which keeps exp from overflowing at small
+    temperatures and changes no ranking). Queries are processed ``chunk_size`` at a time (memory
+    ~ chunk_size x M), which does not change the result. Returned on ``features``' device.
     """
     if bank.shape[0] == 0:
         raise ValueError("knn_predict needs a non-empty feature bank")
@@ -93,18 +96,24 @@ def knn_predict(features: torch.Tensor, bank: torch.Tensor, bank_labels: torch.T
     bank_n = F.normalize(bank, dim=1)
     labels = bank_labels.to(bank.device, torch.long)
     k = max(1, min(int(k), bank.shape[0]))
-    out = torch.empty(features.shape[0], dtype=torch.long, device=features.device)
+    out = torch.empty(features.shape[0], num_classes, dtype=bank_n.dtype, device=features.device)
     for start in range(0, features.shape[0], chunk_size):
         query = features[start:start + chunk_size].to(bank_n.device, bank_n.dtype)
         sim = F.normalize(query, dim=1) @ bank_n.T
         top_sim, top_idx = sim.topk(k, dim=1)
-        # Dividing every weight of a query by exp(best_sim / T) leaves the vote unchanged and keeps
-        # exp from overflowing at small temperatures.
         weights = ((top_sim - top_sim.amax(dim=1, keepdim=True)) / temperature).exp()
         votes = torch.zeros(query.shape[0], num_classes, dtype=weights.dtype, device=weights.device)
         votes.scatter_add_(1, labels[top_idx], weights)
-        out[start:start + query.shape[0]] = votes.argmax(dim=1).to(out.device)
+        out[start:start + query.shape[0]] = votes.to(out.device)
     return out
+
+
+def knn_predict(features: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor,
+                num_classes: int, k: int = 200, temperature: float = 0.1, *,
+                chunk_size: int = 512) -> torch.Tensor:
+    """(N,) int64 labels of the weighted cosine kNN classifier: the argmax of :func:`knn_votes`
+    (same arguments)."""
+    return knn_votes(features, bank, bank_labels, num_classes, k, temperature, chunk_size=chunk_size).argmax(dim=1)
 
 
 def knn_accuracy(features: torch.Tensor, labels: torch.Tensor, bank: torch.Tensor,

@@ -25,28 +25,12 @@ MAX_CELL_TEXT_CLASSES = 20
 
 # ---- worker jobs ---------------------------------------------------------------------------------------
 def knn_job(ctx, run_dir, checkpoint, k: int, temperature: float, features: str, device: str) -> dict:
-    """kNN top-1 (recorded in the run) plus its confusion matrix, both on the cached features."""
-    import torch
+    """kNN top-1/top-5 and confusion matrix on the cached features (recorded in the run)."""
+    from backend.linear_probe import knn_probe
 
-    from backend.inspect import compute_embeddings
-    from backend.linear_probe import confusion_matrix, knn_probe
-    from backend.metrics import knn_predict
-    from backend.runs import read_run_config
-
-    progress, cancelled = backend_callbacks(ctx, 0.0, 0.92)
-    result = knn_probe(run_dir, checkpoint=checkpoint, k=k, temperature=temperature, features=features,
-                       device=device, record=True, progress=progress, cancelled=cancelled)
-    ctx.progress(0.94, "confusion matrix")
-    cfg = read_run_config(run_dir)
-    bank = compute_embeddings(run_dir, checkpoint=checkpoint, split="train", limit=cfg.eval.knn_train_limit,
-                              features=features, device=device)
-    queries = compute_embeddings(run_dir, checkpoint=checkpoint, split="test", limit=0, features=features,
-                                 device=device)
-    num_classes = len(bank.class_names)
-    pred = knn_predict(torch.from_numpy(queries.features), torch.from_numpy(bank.features),
-                       torch.from_numpy(bank.labels), num_classes, k=k, temperature=temperature)
-    cm = confusion_matrix(pred.cpu(), torch.from_numpy(queries.labels), num_classes)
-    return {**result, "confusion": cm.tolist(), "class_names": list(bank.class_names)}
+    progress, cancelled = backend_callbacks(ctx)
+    return knn_probe(run_dir, checkpoint=checkpoint, k=k, temperature=temperature, features=features,
+                     device=device, record=True, progress=progress, cancelled=cancelled)
 
 
 def probe_job(ctx, run_dir, checkpoint, features: str, epochs: int, weight_decay: float, train_limit: int,

@@ -69,7 +69,12 @@ def test_cached_knn_matches_evaluate(tmp_path):
     run = copy_run("cnn", tmp_path)
     fast = knn_probe(run, k=10, temperature=0.1, record=False)
     slow = evaluate_knn_checkpoint(run, k=10, temperature=0.1, record=False)
-    assert fast == slow
+    assert {key: fast[key] for key in slow} == slow
+    # The extras: the confusion matrix counts every query once, its diagonal is top-1, top-5 >= top-1.
+    cm = torch.tensor(fast["confusion"])
+    assert cm.shape == (len(fast["class_names"]),) * 2 and cm.sum() == fast["queries"]
+    assert cm.diagonal().sum().item() / fast["queries"] == pytest.approx(fast["top1"])
+    assert fast["top1"] <= fast["top5"] <= 1.0 and fast["top5_k"] == min(5, len(fast["class_names"]))
 
 
 def test_cli_linear_probe(tmp_path, capsys):

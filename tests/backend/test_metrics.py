@@ -166,3 +166,20 @@ def test_knn_accepts_bf16_and_rejects_empty_bank():
     assert torch.equal(pred, labels)
     with pytest.raises(ValueError):
         metrics.knn_predict(queries, bank[:0], bank_labels[:0], 3)
+
+
+def test_knn_votes_match_brute_force_and_give_top5():
+    from backend.metrics import knn_votes
+    g = torch.Generator().manual_seed(3)
+    bank, queries = torch.randn(60, 8, generator=g), torch.randn(7, 8, generator=g)
+    labels = torch.randint(0, 6, (60,), generator=g)
+    votes = knn_votes(queries, bank, labels, 6, k=9, temperature=0.2, chunk_size=3)
+    sim = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(bank, dim=1).T
+    for q in range(7):
+        top = sim[q].argsort(descending=True)[:9]
+        expected = torch.zeros(6)
+        for i in top:
+            expected[labels[i]] += math.exp(sim[q, i].item() / 0.2)
+        # Votes are scaled per query by exp(-best/T): compare after normalising each row.
+        assert torch.allclose(votes[q] / votes[q].sum(), expected / expected.sum(), atol=1e-5)
+    assert torch.equal(votes.argmax(dim=1), metrics.knn_predict(queries, bank, labels, 6, k=9, temperature=0.2))
