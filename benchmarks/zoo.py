@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.config import ExperimentConfig, deep_merge, list_presets, preset_dict  # noqa: E402
+from backend.evaluate import evaluate_knn_checkpoint  # noqa: E402
 from backend.events import metric_series, read_events  # noqa: E402
 from backend.methods import METHODS  # noqa: E402
 from backend.runs import create_run  # noqa: E402
@@ -96,6 +97,10 @@ def main(argv=None) -> None:
         flag = " (exit %d)" % code if code else ""
         print(f"| {name + flag:<13} | {knn:9.3f} | {align:9.3f} | {unif:10.3f} | {std:13.4f} | {rank:9.1f} | "
               f"{ips:5.0f} | {wall:6.0f} |")
+    if rows:  # reference row: the first method's network at random init, scored the same way
+        first_run = sorted(workspace.iterdir())[0]
+        random_knn = evaluate_knn_checkpoint(first_run, k=20, temperature=0.1, record=False, random_init=True)["top1"]
+        print(f"| {'random init':<13} | {random_knn:9.3f} | {'':9} | {'':10} | {'':13} | {'':9} | {'':5} | {'':6} |")
     if not args.keep:
         shutil.rmtree(workspace, ignore_errors=True)
 
