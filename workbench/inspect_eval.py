@@ -19,7 +19,7 @@ from .inspect_common import MUTED_COLOUR, InspectContext, TaskBar, backend_callb
 
 
 COLUMNS = ("When", "Kind", "Checkpoint", "Features", "Settings", "Top-1", "Top-5")
-KIND_NAMES = {"knn": "kNN", "linear_probe": "Linear probe"}
+KIND_NAMES = {"knn": "kNN", "linear_probe": "Linear probe", "finetune": "Fine-tune"}
 MAX_CELL_TEXT_CLASSES = 20
 
 
@@ -44,12 +44,24 @@ def probe_job(ctx, run_dir, checkpoint, features: str, epochs: int, weight_decay
                         progress=progress, cancelled=cancelled)
 
 
+def finetune_job(ctx, run_dir, checkpoint, epochs: int, lr: float, backbone_lr_scale: float, train_limit: int,
+                 device: str) -> dict:
+    """Fine-tune the backbone with a linear head: top-1/top-5 and confusion matrix (recorded)."""
+    from backend.finetune import fine_tune
+
+    progress, cancelled = backend_callbacks(ctx)
+    return fine_tune(run_dir, checkpoint=checkpoint, epochs=epochs, lr=lr, backbone_lr_scale=backbone_lr_scale,
+                     train_limit=train_limit, device=device, record=True, progress=progress, cancelled=cancelled)
+
+
 def settings_text(result: dict) -> str:
     """The parameters of a stored result, short."""
     if result.get("kind") == "knn":
         text = f"k={result.get('k')}, T={result.get('temperature')}"
     elif result.get("kind") == "linear_probe":
         text = f"{result.get('epochs')} it, wd={result.get('weight_decay')}"
+    elif result.get("kind") == "finetune":
+        text = f"{result.get('epochs')} ep, lr={result.get('lr')}, backbone x{result.get('backbone_lr_scale')}"
     else:
         text = ""
     if result.get("bank_size") is not None:
@@ -176,12 +188,39 @@ class EvaluationView(QWidget):
                   QLabel("train images"), self.train_limit, self.probe_button):
             row.addWidget(w)
 
+        self.ft_epochs = QSpinBox()
+        self.ft_epochs.setRange(1, 1000)
+        self.ft_epochs.setValue(10)
+        self.ft_lr = QDoubleSpinBox()
+        self.ft_lr.setDecimals(4)
+        self.ft_lr.setRange(0.0001, 10.0)
+        self.ft_lr.setSingleStep(0.01)
+        self.ft_lr.setValue(0.05)
+        self.ft_lr.setToolTip("Classifier learning rate per 256 images (SGD, Nesterov, cosine decay)")
+        self.ft_backbone_scale = QDoubleSpinBox()
+        self.ft_backbone_scale.setDecimals(3)
+        self.ft_backbone_scale.setRange(0.0, 1.0)
+        self.ft_backbone_scale.setSingleStep(0.05)
+        self.ft_backbone_scale.setValue(0.1)
+        self.ft_backbone_scale.setToolTip("Backbone learning rate = this x the classifier's (0 freezes it)")
+        self.finetune_button = QPushButton("Run fine-tuning")
+        self.finetune_button.setToolTip("Train backbone + a linear classifier end to end on the labelled train "
+                                        "split (crop + flip), score the test split; the checkpoint is not changed")
+        finetune_box = QGroupBox("Fine-tune")
+        row = QHBoxLayout(finetune_box)
+        for w in (QLabel("epochs"), self.ft_epochs, QLabel("lr"), self.ft_lr, QLabel("backbone x"),
+                  self.ft_backbone_scale, self.finetune_button):
+            row.addWidget(w)
+
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Features"))
         controls.addWidget(self.features)
         controls.addWidget(knn_box)
         controls.addWidget(probe_box)
         controls.addStretch(1)
+        controls_2 = QHBoxLayout()
+        controls_2.addWidget(finetune_box)
+        controls_2.addStretch(1)
         self.taskbar = TaskBar()
 
         self.table = QTableWidget(0, len(COLUMNS))
@@ -202,10 +241,12 @@ class EvaluationView(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
+        layout.addLayout(controls_2)
         layout.addWidget(self.taskbar)
         layout.addWidget(split, 1)
         self.knn_button.clicked.connect(self.run_knn)
         self.probe_button.clicked.connect(self.run_probe)
+        self.finetune_button.clicked.connect(self.run_finetune)
         self.load_results()
 
     def load_results(self) -> None:
@@ -264,6 +305,14 @@ class EvaluationView(QWidget):
         self.taskbar.submit(probe_job, self.context.run_dir, self.context.checkpoint, self.features.currentText(),
                             self.epochs.value(), self.weight_decay.value(), self.train_limit.value(),
                             self.context.device, on_result=self._done, text="linear probe…")
+
+    def run_finetune(self) -> None:
+        """Fine-tuning with the chosen settings (worker; train-image cap shared with the probe)."""
+        if self._busy():
+            return
+        self.taskbar.submit(finetune_job, self.context.run_dir, self.context.checkpoint, self.ft_epochs.value(),
+                            self.ft_lr.value(), self.ft_backbone_scale.value(), self.train_limit.value(),
+                            self.context.device, on_result=self._done, text="fine-tuning…")
 
     def _done(self, result: dict) -> None:
         self.add_result(result)

@@ -223,6 +223,14 @@ def test_knn_and_linear_probe_fill_table_and_confusion(inspect, cnn_run):
     assert view.confusion.matrix.shape == (classes, classes)
     assert read_evaluations(cnn_run)[-1]["kind"] == "linear_probe"
 
+    view.ft_epochs.setValue(1)
+    view.finetune_button.click()
+    assert view.table.item(rows + 2, 1).text() == "Fine-tune"
+    assert "1 ep" in view.table.item(rows + 2, 4).text()
+    assert view.confusion.matrix.sum() == 128
+    assert read_evaluations(cnn_run)[-1]["kind"] == "finetune"
+    assert "Fine-tune top-1" in view.taskbar.text()
+
 
 def test_augmentation_pairs(inspect, cnn_run):
     win = inspect(cnn_run)
