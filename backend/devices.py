@@ -6,6 +6,15 @@ import torch
 
 from .errors import ConfigError
 
+# The phrase every "CUDA was asked for but is missing" error contains; the GUI looks for it to offer
+# a CPU run instead (``cpu_fallback_offered``).
+CUDA_UNAVAILABLE = "CUDA is not available on this machine"
+
+
+def cpu_fallback_offered(message: str) -> bool:
+    """Whether an error message says the run asked for CUDA on a machine without it."""
+    return CUDA_UNAVAILABLE in (message or "")
+
 
 def resolve_device(spec: str) -> torch.device:
     """``auto`` picks CUDA when present; an unavailable CUDA request is a config error with the fix."""
@@ -13,8 +22,9 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"runtime.device is {spec!r} but CUDA is not available on this machine; "
-                              f"set runtime.device = 'cpu' (or 'auto') to train on the CPU")
+            raise ConfigError(f"runtime.device is {spec!r} but {CUDA_UNAVAILABLE}; set runtime.device "
+                              f"= 'cpu' (or 'auto'; on the command line --set runtime.device=cpu) to train "
+                              f"on the CPU")
         index = int(spec.split(":", 1)[1]) if ":" in spec else 0
         if index >= torch.cuda.device_count():
             raise ConfigError(f"runtime.device is {spec!r} but only {torch.cuda.device_count()} CUDA "

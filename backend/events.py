@@ -28,6 +28,10 @@ class EventWriter:
         self.stream = stream or sys.stdout
         self.on_event = on_event
         self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+        if _ends_torn(self.path):
+            # A killed writer left half a line: end it, or our first event would be glued onto it
+            # and lost with it (readers skip the torn line on its own).
+            self._file.write("\n")
 
     def emit(self, kind: str, **fields) -> dict:
         """Write one event and return it."""
@@ -85,6 +89,19 @@ class NullEventWriter(EventWriter):
 
     def close(self) -> None:
         pass
+
+
+def _ends_torn(path: Path) -> bool:
+    """Whether a non-empty file's last byte is not a newline (a line cut short by a kill)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def _jsonable(value):

@@ -3,6 +3,7 @@ run (or comparison); File / Run / View / Help menus; the workspace folder."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -119,6 +120,10 @@ class MainWindow(QMainWindow):
             if state is not None and self.restoreState(state):
                 self._layout_pending = False
         self._update_actions()
+        # The ~400k objects of the libraries loaded by now (torch, Qt, ...) live as long as the app:
+        # leave them out of garbage collection, or every full collection stalls the GUI ~300 ms.
+        if not gc.get_freeze_count():  # once per process (later windows' garbage stays collectable)
+            gc.freeze()
 
     # ---- construction -------------------------------------------------------------------
     def _dock(self, title: str, widget, area) -> QDockWidget:
@@ -317,6 +322,7 @@ class MainWindow(QMainWindow):
         panel = RunPanel(state)
         panel.commandRequested.connect(lambda run_dir, cmd: self.manager.command(run_dir, cmd))
         panel.resumeRequested.connect(self.resume_run)
+        panel.cpuFallbackRequested.connect(self.manager.relaunch_on_cpu)
         if history:
             panel.load_history()
         else:

@@ -3,7 +3,10 @@
 ``TrainerController`` starts ``python -m backend train --run-dir DIR [--resume]
 --exit-on-stdin-eof``, parses its stdout JSON lines into events, forwards control commands on
 stdin, and decides how the run ended from the events and the exit code. A crash (a signal, or a
-non-zero exit without an error event) becomes state ``crashed`` with the last lines of stderr.
+non-zero exit without an error event, or an error event marked ``unexpected``) becomes state
+``crashed`` with the last lines of the trainer's output. A live trainer silent for longer than the
+stall timeout (``settings.stall_timeout_seconds``) shows as ``stalled`` until it speaks again;
+``stop()`` twice, or ``kill()``, ends it at once (state ``killed``).
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ import time
 from collections import deque
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from backend.events import parse_event_line
 
+from . import settings
 from .run_state import RunState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_MEANINGS = {2: "config error", 3: "data error", 1: "training error"}
 COMMANDS = ("stop", "pause", "resume", "checkpoint")
+LOG_TAIL_LINES = 3  # lines of the trainer's output quoted when it crashes
+# States in which silence is expected (paused; a trainer that has reported its end and is exiting)
+# or already reported.
+NOT_WATCHED = ("paused", "stalled", "finished", "stopped", "error", "crashed")
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,6 +80,13 @@ class TrainerController(QObject):
         self.run_dir = state.run_dir
         self.process: QProcess | None = None
         self.stderr_tail: deque[str] = deque(maxlen=40)
+        self.log_tail: deque[str] = deque(maxlen=40)  # stderr, stray stdout, log/status/error events
+        self.stall_timeout_s = settings.stall_timeout_seconds()
+        self._last_output = time.monotonic()
+        self._before_stall: tuple[str, str] | None = None
+        self._kill_requested = ""
+        self._watchdog = QTimer(self)
+        self._watchdog.timeout.connect(self._check_stall)
         self._stdout_buf = b""
         self._stderr_buf = b""
         self._error_event: dict | None = None
@@ -84,7 +99,9 @@ class TrainerController(QObject):
         if self.is_running():
             return
         self._error_event, self._last_status, self._stop_requested = None, "", False
+        self._kill_requested, self._before_stall = "", None
         self.stderr_tail.clear()
+        self.log_tail.clear()
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
@@ -102,6 +119,8 @@ class TrainerController(QObject):
         self.state.exit_code = None
         self.state.live = True
         self.state.set_state("starting", "resuming from the last checkpoint" if resume else "starting the trainer")
+        self._last_output = time.monotonic()
+        self._watchdog.start(int(max(100, min(1000, 250 * self.stall_timeout_s))))
         proc.start()
 
     def is_running(self) -> bool:
@@ -119,7 +138,11 @@ class TrainerController(QObject):
         return True
 
     def stop(self) -> bool:
-        """Ask the trainer to checkpoint and exit."""
+        """Ask the trainer to checkpoint and exit after its current step; asked a second time
+        (the trainer has not exited yet), kill it at once."""
+        if self._stop_requested and self.is_running():
+            self.kill("stopped by force (a second Stop) before the trainer finished its step")
+            return True
         return self.send("stop")
 
     def pause(self) -> bool:
@@ -134,10 +157,33 @@ class TrainerController(QObject):
         """Save a checkpoint now."""
         return self.send("checkpoint")
 
-    def kill(self) -> None:
-        """Kill the process at once (it ends as ``crashed``)."""
+    def kill(self, reason: str = "killed on request") -> None:
+        """Kill the process at once (SIGKILL; it ends as ``killed``, resumable from its last checkpoint)."""
         if self.is_running():
+            self._kill_requested = reason
             self.process.kill()
+
+    # ---- stall watchdog -------------------------------------------------------------------
+    def _note_output(self) -> None:
+        """The trainer spoke: reset the stall clock and leave the ``stalled`` state."""
+        self._last_output = time.monotonic()
+        if self._before_stall is not None:
+            state, message = self._before_stall
+            self._before_stall = None
+            if self.state.state == "stalled":
+                self.state.set_state(state, message)
+
+    def _check_stall(self) -> None:
+        if not self.is_running():
+            self._watchdog.stop()
+            return
+        silent = time.monotonic() - self._last_output
+        if silent < self.stall_timeout_s or self.state.state in NOT_WATCHED:
+            return
+        self._before_stall = (self.state.state, self.state.message)
+        self.state.set_state("stalled", f"no output from the trainer for {silent:.0f} s (stall timeout "
+                                        f"{self.stall_timeout_s:g} s) while it is still running at step "
+                                        f"{self.state.step}: it may be hung. Kill it, or wait")
 
     def shutdown(self, timeout_ms: int = 15000) -> None:
         """Stop gracefully (stop command, then stdin closed), kill after ``timeout_ms``."""
@@ -153,6 +199,8 @@ class TrainerController(QObject):
     # ---- output -------------------------------------------------------------------------
     def _read_stdout(self) -> None:
         data = self._stdout_buf + bytes(self.process.readAllStandardOutput().data())
+        if data:
+            self._note_output()
         lines = data.split(b"\n")
         self._stdout_buf = lines.pop()
         self._handle_stdout(lines)
@@ -164,12 +212,17 @@ class TrainerController(QObject):
             event = parse_event_line(text)
             if event is None:
                 if text.strip():
+                    self.log_tail.append(text)
                     self.outputLine.emit("stdout", text)
                 continue
             if event["kind"] == "error":
                 self._error_event = event
+                self.log_tail.append(f"error: {event.get('message', '')}")
             elif event["kind"] == "status":
                 self._last_status = event.get("state", self._last_status)
+                self.log_tail.append(f"{event.get('state', '')}: {event.get('message', '')}")
+            elif event["kind"] == "log":
+                self.log_tail.append(f"{event.get('level', 'info')}: {event.get('message', '')}")
             events.append(event)
         if events:
             self.state.apply_events(events)
@@ -178,6 +231,8 @@ class TrainerController(QObject):
 
     def _read_stderr(self) -> None:
         data = self._stderr_buf + bytes(self.process.readAllStandardError().data())
+        if data:
+            self._note_output()
         lines = data.split(b"\n")
         self._stderr_buf = lines.pop()
         self._handle_stderr(lines)
@@ -187,6 +242,7 @@ class TrainerController(QObject):
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
             if text.strip():
                 self.stderr_tail.append(text)
+                self.log_tail.append(text)
                 self.outputLine.emit("stderr", text)
 
     def _flush(self) -> None:
@@ -204,12 +260,19 @@ class TrainerController(QObject):
     # ---- ending -------------------------------------------------------------------------
     def outcome(self, exit_code: int, crashed: bool) -> tuple[str, str]:
         """(state, message) for a process that ended with ``exit_code`` / by a signal."""
-        tail = " | ".join(list(self.stderr_tail)[-3:])
+        tail = " | ".join(list(self.stderr_tail or self.log_tail)[-LOG_TAIL_LINES:])
+        last = f"; last output: {tail}" if tail else ""
+        if self._kill_requested and crashed:
+            return "killed", (f"{self._kill_requested} at step {self.state.step}; resume continues from the "
+                              f"last checkpoint")
         if self._error_event is not None and not crashed:
             meaning = EXIT_MEANINGS.get(exit_code, f"exit code {exit_code}")
-            return "error", f"{meaning}: {self._error_event.get('message', '')}"
+            message = f"{meaning}: {self._error_event.get('message', '')}"
+            if self._error_event.get("unexpected"):  # a bug, not a problem with the settings or data
+                return "crashed", message + last
+            return "error", message
         if crashed:
-            return "crashed", "the trainer process was killed or crashed (no clean exit)" + (f"; last output: {tail}" if tail else "")
+            return "crashed", "the trainer process was killed or crashed (no clean exit)" + last
         if exit_code == 0:
             if self._last_status in ("finished", "stopped"):
                 return self._last_status, self.state.message
@@ -218,6 +281,7 @@ class TrainerController(QObject):
             f"; last output: {tail}" if tail else "")
 
     def _on_finished(self, exit_code: int, exit_status) -> None:
+        self._watchdog.stop()
         self._flush()
         crashed = exit_status == QProcess.ExitStatus.CrashExit
         state, message = self.outcome(exit_code, crashed)
@@ -225,13 +289,14 @@ class TrainerController(QObject):
         self.state.live = False
         self.state.has_checkpoint = (self.run_dir / "checkpoints" / "last.pt").exists()
         self.state.set_state(state, message)
-        if state == "crashed":  # the trainer could not say so itself: tell the dashboard
+        if state in ("crashed", "killed"):  # the trainer could not say so itself: tell the dashboard
             self.state.eventsArrived.emit([{"kind": "status", "time": round(time.time(), 3),
-                                            "state": "crashed", "message": message}])
+                                            "state": state, "message": message}])
         self.exited.emit(state, message)
 
     def _on_error(self, error) -> None:
         if error == QProcess.ProcessError.FailedToStart:
+            self._watchdog.stop()
             self.state.live = False
             message = f"could not start the trainer ({sys.executable}): {self.process.errorString()}"
             self.state.set_state("crashed", message)

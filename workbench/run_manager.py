@@ -6,21 +6,31 @@ starts/resumes trainers through ``TrainerController`` and relays their output as
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from backend.config import ExperimentConfig
-from backend.runs import create_run, summarize_run
+from backend.errors import WorkbenchError
+from backend.runs import checkpoint_path, create_run, read_run_config, summarize_run, write_run_config
 
 from .process import TrainerController
 from .run_state import RunState
 
 
 def run_key(run_dir) -> str:
-    """A stable dictionary key for a run directory."""
-    return str(Path(run_dir).resolve())
+    """A stable dictionary key for a run directory (absolute paths are resolved once and
+    remembered: views ask for keys on every repaint, and resolving touches the disk)."""
+    path = os.fspath(run_dir)
+    return _resolved(path) if os.path.isabs(path) else str(Path(path).resolve())
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 class RunManager(QObject):
@@ -82,15 +92,38 @@ class RunManager(QObject):
         return state
 
     def command(self, run_dir, command: str) -> bool:
-        """Send stop/pause/resume/checkpoint to a run's trainer."""
+        """Send stop/pause/resume/checkpoint to a run's trainer; ``kill`` kills it. A second
+        ``stop`` before the trainer has exited escalates to a kill."""
         ctl = self.controller(run_dir)
-        return ctl.send(command) if ctl is not None else False
+        if ctl is None or not ctl.is_running():
+            return False
+        if command == "kill":
+            ctl.kill()
+            return True
+        return ctl.stop() if command == "stop" else ctl.send(command)
 
     def kill(self, run_dir) -> None:
         """Kill a run's trainer at once."""
         ctl = self.controller(run_dir)
         if ctl is not None:
             ctl.kill()
+
+    def relaunch_on_cpu(self, run_dir) -> RunState:
+        """Set the run's runtime.device to ``cpu`` and start it again (from its checkpoint when it
+        has one): the answer to "CUDA was asked for but this machine has none"."""
+        state = self.open(run_dir)
+        if state.live:
+            return state
+        try:
+            cfg = read_run_config(run_dir)
+            cfg.runtime.device = "cpu"
+            write_run_config(run_dir, cfg)
+        except (WorkbenchError, OSError) as exc:
+            state.set_state("error", f"cannot switch the run to the CPU: {exc}")
+            return state
+        self.logLine.emit(state.run_id, "status", "runtime.device set to cpu; starting again on the CPU")
+        self._start(state, resume=checkpoint_path(run_dir).exists())
+        return state
 
     def shutdown(self, timeout_ms: int = 15000) -> None:
         """Stop every running trainer (checkpointing), killing those that do not exit in time.

@@ -1,5 +1,9 @@
 """One run's tab: state badge and message, progress bar with ETA, run controls, and the live
-dashboard (``workbench.dashboard.RunDashboard``, or a placeholder when that module is missing)."""
+dashboard (``workbench.dashboard.RunDashboard``, or a placeholder when that module is missing).
+
+Fault handling lives in the bar too: Stop pressed again while the trainer is still stopping kills
+it ("Force stop"), a ``stalled`` run offers Kill, and a run that asked for CUDA on a machine without
+it offers "Run on CPU instead"."""
 
 from __future__ import annotations
 
@@ -11,8 +15,15 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout,
                                QWidget)
 
+from backend.devices import cpu_fallback_offered
+
 from .run_state import ACTIVE, RunState
 from .runs_model import STATE_COLOURS
+
+BADGE_COLOURS = {**STATE_COLOURS, "stalled": "#ef6c00", "killed": "#c62828"}
+STOP_TIP = "Checkpoint and stop after the current step (resume later)"
+FORCE_STOP_TIP = ("The trainer is finishing its step: press again to kill it now (progress since the last "
+                  "checkpoint is lost)")
 
 
 class PlaceholderDashboard(QWidget):
@@ -55,10 +66,12 @@ def make_dashboard(parent=None) -> QWidget:
 
 class RunPanel(QWidget):
     """The tab of one run. Emits ``commandRequested(run_dir, command)`` for stop / pause / resume /
-    checkpoint and ``resumeRequested(run_dir)`` to restart a dead run from its checkpoint."""
+    checkpoint / kill, ``resumeRequested(run_dir)`` to restart a dead run from its checkpoint and
+    ``cpuFallbackRequested(run_dir)`` to run it again on the CPU."""
 
     commandRequested = Signal(object, str)
     resumeRequested = Signal(object)
+    cpuFallbackRequested = Signal(object)
 
     def __init__(self, state: RunState, parent=None):
         super().__init__(parent)
@@ -82,7 +95,12 @@ class RunPanel(QWidget):
         self.progress.setMinimumWidth(240)
         self.progress.setMaximumWidth(420)
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("Checkpoint and stop after the current step (resume later)")
+        self.stop_button.setToolTip(STOP_TIP)
+        self.kill_button = QPushButton("Kill")
+        self.kill_button.setToolTip("The trainer has gone silent: end its process now (resume from the last "
+                                    "checkpoint)")
+        self.cpu_button = QPushButton("Run on CPU instead")
+        self.cpu_button.setToolTip("Set runtime.device to cpu and start this run again")
         self.pause_button = QPushButton("Pause")
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue a paused run, or restart a stopped/crashed run from its checkpoint")
@@ -92,8 +110,8 @@ class RunPanel(QWidget):
         self.folder_button.setToolTip(str(self.run_dir))
         row.addWidget(self.badge)
         row.addWidget(self.progress, 1)
-        for b in (self.stop_button, self.pause_button, self.resume_button, self.checkpoint_button,
-                  self.folder_button):
+        for b in (self.stop_button, self.kill_button, self.cpu_button, self.pause_button, self.resume_button,
+                  self.checkpoint_button, self.folder_button):
             row.addWidget(b)
         layout.addWidget(bar)
         self.message = QLabel()
@@ -107,12 +125,15 @@ class RunPanel(QWidget):
         layout.addWidget(self.dashboard, 1)
 
         self.stop_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "stop"))
+        self.kill_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "kill"))
+        self.cpu_button.clicked.connect(lambda: self.cpuFallbackRequested.emit(self.run_dir))
         self.pause_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "pause"))
         self.checkpoint_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "checkpoint"))
         self.resume_button.clicked.connect(self._resume_clicked)
         self.folder_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.run_dir))))
         state.changed.connect(self.refresh)
         state.eventsArrived.connect(self.dashboard.add_events)
+        self._look = None  # (state, message, live, resumable) the bar was last styled for
         self._eta_timer = QTimer(self)  # the ETA counts down between events
         self._eta_timer.setInterval(1000)
         self._eta_timer.timeout.connect(self.refresh)
@@ -139,10 +160,6 @@ class RunPanel(QWidget):
     def refresh(self) -> None:
         """Redraw the bar from the run state."""
         s = self.state
-        colour = STATE_COLOURS.get(s.state, "#616161")
-        self.badge.setText(s.state)
-        self.badge.setStyleSheet(f"QLabel#stateBadge {{ background: {colour}; color: white; border-radius: 4px;"
-                                 " padding: 3px 8px; font-weight: bold; }")
         frac = s.progress()
         if frac is None and s.live:
             self.progress.setRange(0, 0)  # busy indicator
@@ -150,20 +167,38 @@ class RunPanel(QWidget):
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * (frac or 0.0)))
         self.progress.setFormat(s.progress_text())
-        bad = s.state in ("error", "crashed", "invalid", "interrupted")
+        look = (s.state, s.message, s.live, s.resumable)
+        if look != self._look:  # restyling is costly and most refreshes only move the progress bar
+            self._look = look
+            self._restyle()
+        live = s.live
+        if not live and s.state not in ACTIVE:
+            self._eta_timer.stop()
+        elif not self._eta_timer.isActive():
+            self._eta_timer.start()
+
+    def _restyle(self) -> None:
+        """Badge, message and buttons for the current state."""
+        s = self.state
+        colour = BADGE_COLOURS.get(s.state, "#616161")
+        self.badge.setText(s.state)
+        self.badge.setStyleSheet(f"QLabel#stateBadge {{ background: {colour}; color: white; border-radius: 4px;"
+                                 " padding: 3px 8px; font-weight: bold; }")
+        bad = s.state in ("error", "crashed", "killed", "invalid", "interrupted", "stalled")
         text = html.escape(s.message or "")
         self.message.setText(f"<span style='color:{'#c62828' if bad else '#616161'}'>"
                              f"{'<b>' + s.state + ':</b> ' if bad else ''}{text}</span>")
         self.message.setVisible(bool(s.message))
         live = s.live
-        self.stop_button.setEnabled(live and s.state not in ("stopping",))
+        stopping = live and s.state == "stopping"
+        self.stop_button.setEnabled(live)
+        self.stop_button.setText("Force stop" if stopping else "Stop")
+        self.stop_button.setToolTip(FORCE_STOP_TIP if stopping else STOP_TIP)
+        self.kill_button.setVisible(live and s.state == "stalled")
+        self.cpu_button.setVisible(not live and s.state == "error" and cpu_fallback_offered(s.message))
         self.pause_button.setEnabled(live and s.state in ("running",))
         self.checkpoint_button.setEnabled(live and s.state in ("running", "paused"))
         self.resume_button.setEnabled((live and s.state == "paused") or s.resumable)
-        if not live and s.state not in ACTIVE:
-            self._eta_timer.stop()
-        elif not self._eta_timer.isActive():
-            self._eta_timer.start()
 
     def title(self) -> str:
         """Tab title: the run id."""

@@ -13,10 +13,11 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 # States where a run can be resumed from its checkpoint.
-RESUMABLE = ("stopped", "crashed", "interrupted", "error")
+RESUMABLE = ("stopped", "crashed", "killed", "interrupted", "error")
 # States where the trainer process is gone.
-ENDED = ("finished", "stopped", "error", "crashed", "interrupted", "invalid")
-ACTIVE = ("starting", "loading data", "running", "paused", "stopping")
+ENDED = ("finished", "stopped", "error", "crashed", "killed", "interrupted", "invalid")
+# States of a live trainer ("stalled": alive but silent for longer than the stall timeout).
+ACTIVE = ("starting", "loading data", "running", "paused", "stopping", "stalled")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -92,7 +93,9 @@ class RunState(QObject):
                           "loading_data": "loading data"}.get(state, state)
             self.message = message
         elif kind == "error":
-            self.state = "error"
+            # "unexpected": the trainer hit a bug (an exception it did not expect), not a problem
+            # with the settings or the data; it shows as a crash at once, before the process exits.
+            self.state = "crashed" if event.get("unexpected") else "error"
             self.message = event.get("message", "")
             self.exit_code = event.get("exit_code", self.exit_code)
 

@@ -80,3 +80,22 @@ def save_window_state(geometry: QByteArray, state: QByteArray) -> None:
     s = qsettings()
     s.setValue("window/geometry", geometry)
     s.setValue("window/state", state)
+
+
+DEFAULT_STALL_TIMEOUT_S = 600.0  # a kNN pass or a data download on a CPU can be quiet for minutes
+
+
+def stall_timeout_seconds() -> float:
+    """Seconds without any trainer output after which a live run shows as ``stalled``."""
+    try:
+        seconds = float(qsettings().value("runs/stall_timeout_s", DEFAULT_STALL_TIMEOUT_S))
+    except (TypeError, ValueError):
+        return DEFAULT_STALL_TIMEOUT_S
+    return seconds if seconds > 0 else DEFAULT_STALL_TIMEOUT_S
+
+
+def set_stall_timeout_seconds(seconds: float) -> None:
+    """Remember the stall timeout (seconds, > 0)."""
+    if not seconds > 0:
+        raise ValueError(f"the stall timeout must be a positive number of seconds, got {seconds!r}")
+    qsettings().setValue("runs/stall_timeout_s", float(seconds))
