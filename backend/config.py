@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,10 @@ class OptimConfig:
     weight_decay: float = spec(5e-4, "Weight decay.", ge=0.0)
     momentum: float = spec(0.9, "SGD/LARS momentum.", ge=0.0, lt=1.0)
     batch_size: int = spec(256, "Images per optimisation step (global, over all devices).", ge=2)
-    grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimisation step.", ge=1)
+    grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimisation step (for small GPUs: the "
+                                "optimiser sees batch_size, the lr is scaled for batch_size). Contrastive "
+                                "negatives and batch statistics stay per micro-batch (batch_size / grad_accum_steps) "
+                                "unless the method keeps a queue (MoCo, NNCLR).", ge=1)
     lars_eta: float = spec(0.02, "LARS trust coefficient.", gt=0.0)
     grad_clip: float = spec(0.0, "Clip the gradient norm to this value (0 = off).", ge=0.0)
 
@@ -292,6 +296,8 @@ def _range_errors(path: str, meta: dict, value) -> list[str]:
         errs.append(f"{path} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
     numeric = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else (
         value if isinstance(value, list) else [])
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numeric):
+        return errs + [f"{path} must be a finite number, got {value!r}"]
     for v in numeric:
         for key, op, word in (("gt", lambda a, b: a > b, ">"), ("ge", lambda a, b: a >= b, ">="),
                               ("lt", lambda a, b: a < b, "<"), ("le", lambda a, b: a <= b, "<=")):
@@ -337,6 +343,9 @@ def validation_errors(cfg: ExperimentConfig) -> list[str]:
     if src == "synthetic" and cfg.optim.batch_size > cfg.data.synthetic_train_size:
         errors.append(f"optim.batch_size must be <= data.synthetic_train_size "
                       f"({cfg.data.synthetic_train_size}), got {cfg.optim.batch_size}")
+    if 0 < cfg.data.train_limit < cfg.optim.batch_size:
+        errors.append(f"optim.batch_size must be <= data.train_limit ({cfg.data.train_limit}, the training "
+                      f"images used), got {cfg.optim.batch_size}")
     if cfg.schedule.warmup_epochs > cfg.schedule.epochs:
         errors.append(f"schedule.warmup_epochs must be <= schedule.epochs ({cfg.schedule.epochs}), "
                       f"got {cfg.schedule.warmup_epochs}")

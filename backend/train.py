@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from . import distributed as D
+from . import faults
 from . import metrics as M
-from .checkpoint import clean_stale_temp_files, load_checkpoint, save_checkpoint
+from .checkpoint import clean_stale_temp_files, ensure_writable, load_checkpoint, save_checkpoint
+from .collapse import CollapseMonitor, projection_dim
 from .config import ExperimentConfig
 from .control import TrainerControl
 from .data.augment import ViewGenerator
@@ -78,7 +80,7 @@ def run_training(run_dir, *, resume: bool = False, control: TrainerControl | Non
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - any other failure: one sentence, exit 1
         traceback.print_exc(file=sys.stderr)
-        events.error(f"training failed: {type(exc).__name__}: {exc}", 1)
+        events.error(f"training failed: {type(exc).__name__}: {exc}", 1, unexpected=True)
         return 1
     finally:
         if printer:
@@ -124,12 +126,24 @@ def resume_mismatches(saved: dict, current: ExperimentConfig) -> list[str]:
     return out
 
 
+def _resume_checkpoint(run_dir: Path, cfg: ExperimentConfig) -> dict:
+    """The run's last checkpoint, checked against its config before anything is loaded or written."""
+    ckpt = load_checkpoint(checkpoint_path(run_dir))
+    mismatches = resume_mismatches(ckpt.get("config", {}), cfg)
+    if mismatches:
+        raise ConfigError("cannot resume: the checkpoint was trained with different settings: "
+                          + "; ".join(mismatches) + "; start a new run to train with the new settings")
+    return ckpt
+
+
 def _load_data(cfg: ExperimentConfig, events: EventWriter, needs_labels: bool):
     warn = lambda message: events.log(message, level="warning")  # noqa: E731
+    # Skipped files: the sentence names the first few; the event lists every file and its reason.
+    report = lambda message, files: events.log(message, level="warning", skipped=files)  # noqa: E731
     events.status("loading_data", f"loading {cfg.data.source} (train and held-out splits)")
     t0 = time.perf_counter()
-    train_set = load_dataset(cfg.data, "train", seed=cfg.runtime.seed, on_warning=warn)
-    test_set = load_dataset(cfg.data, "test", seed=cfg.runtime.seed, on_warning=warn)
+    train_set = load_dataset(cfg.data, "train", seed=cfg.runtime.seed, on_warning=warn, on_skipped=report)
+    test_set = load_dataset(cfg.data, "test", seed=cfg.runtime.seed, on_warning=warn, on_skipped=report)
     events.log(f"data ready in {time.perf_counter() - t0:.1f}s: {len(train_set)} training and "
                f"{len(test_set)} held-out images at {cfg.data.image_size}px")
     if len(train_set) < cfg.optim.batch_size:
@@ -172,6 +186,44 @@ def probe_metrics(method, probe, amp_dtype) -> dict[str, torch.Tensor]:
         out[prefix + "embedding_std"] = M.embedding_std(a)
         out[prefix + "effective_rank"] = M.effective_rank(a)
     return out
+
+
+def _note_collapse(monitor: CollapseMonitor, step: int, values: dict, events: EventWriter) -> None:
+    """A warning event at the onset of collapse, a note when it clears (one host sync per probe)."""
+    change = monitor.update(step, float(values["embedding_std"]), float(values["effective_rank"]))
+    if change is not None:
+        kind, message = change
+        events.log(message, level="warning" if kind == "collapse" else "info", warning=kind, step=step,
+                   embedding_std=float(values["embedding_std"]),
+                   effective_rank=float(values["effective_rank"]))
+
+
+def _repair_buffers(method: torch.nn.Module) -> list[str]:
+    """After a skipped step: the forward pass may have written non-finite values into buffers
+    (batch-norm running statistics, DINO's centre, queues). Batch-norm statistics are reset (they
+    are re-estimated within a few steps), other non-finite entries zeroed; returns their names.
+    Runs only on bad steps, so healthy steps pay nothing."""
+    repaired = []
+    for name, module in method.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._NormBase) and module.track_running_stats and not (
+                torch.isfinite(module.running_mean).all() and torch.isfinite(module.running_var).all()):
+            module.reset_running_stats()
+            repaired.append(f"{name}.running_mean/var")
+    for name, buf in method.named_buffers():
+        if buf.is_floating_point() and not torch.isfinite(buf).all():
+            torch.nan_to_num_(buf, nan=0.0, posinf=0.0, neginf=0.0)
+            repaired.append(name)
+    return repaired
+
+
+def _nan_stop_message(state: LoopState, lr: float, amp_dtype, cfg: ExperimentConfig) -> str:
+    """Why the run stops after too many non-finite losses: step, lr, AMP and grad scale, and fixes."""
+    amp = "bf16" if amp_dtype is not None else "off"
+    fixes = ["lower optim.lr"] + (["set runtime.amp = 'off'"] if amp_dtype is not None else []) + (
+        ["set optim.grad_clip (e.g. 1.0)"] if cfg.optim.grad_clip <= 0 else [])
+    return (f"loss was not finite for {state.bad_steps} steps in a row (last at step {state.step + 1}, "
+            f"lr {lr:.4g}, AMP {amp}, grad scale 1.0 - no loss scaling is used with bf16 or full "
+            f"precision; {state.skipped_steps} steps skipped in all); {', '.join(fixes)}")
 
 
 def _flush(state: LoopState, events: EventWriter, force: bool = False) -> None:
@@ -244,6 +296,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
     cfg = read_run_config(run_dir)
     if cfg.method.name not in METHODS:
         raise ConfigError(f"method.name must be one of {', '.join(sorted(METHODS))}, got {cfg.method.name!r}")
+    ckpt = _resume_checkpoint(run_dir, cfg) if resume else None  # refused before data, model or files
     device = resolve_device(cfg.runtime.device)
     world, rank = dist_info.world_size, dist_info.rank
     if device.type == "cuda" and dist_info.enabled:
@@ -255,6 +308,8 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
     if dist_info.is_main:
+        for folder in (run_dir, run_dir / CHECKPOINT_DIR):  # read-only or full: say so before training
+            ensure_writable(folder)
         write_run_config(run_dir, cfg, device=f"{device}" + (f" x {world} ranks" if world > 1 else ""))
     removed = clean_stale_temp_files(run_dir / CHECKPOINT_DIR) if dist_info.is_main else []
     if removed:
@@ -300,12 +355,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
 
     # ---- resume ------------------------------------------------------------------------------
     state = LoopState()
-    if resume:
-        ckpt = load_checkpoint(checkpoint_path(run_dir))
-        mismatches = resume_mismatches(ckpt.get("config", {}), cfg)
-        if mismatches:
-            raise ConfigError("cannot resume: the checkpoint was trained with different settings: "
-                              + "; ".join(mismatches))
+    if ckpt is not None:
         method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -321,6 +371,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
         events.status("resumed", f"resumed from step {state.step}", step=state.step, epoch=ckpt["epoch"])
     state.epoch = state.step // max(1, steps_per_epoch)
     probe = _probe_views(train_set, views, cfg, device)
+    collapse = CollapseMonitor(projection_dim(method, probe[0]), len(probe[0])) if probe is not None else None
     if probe is None:
         events.log("probe batch smaller than 16 images: representation metrics are skipped", level="warning")
 
@@ -389,6 +440,7 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
                 (out.loss / accum).backward()
                 loss_sum = loss_sum + out.loss.detach() / accum
 
+            loss_sum = faults.inject(state.step + 1, loss_sum)  # test-only, inert without SSLWB_FAULT
             # A non-finite loss skips the update (weights stay finite); many in a row stop the run.
             finite_check = D.all_reduce_sum(torch.as_tensor(loss_sum).detach().float().reshape(1).to(
                 _sync_device())) if dist_info.enabled else loss_sum
@@ -396,11 +448,14 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
                 optimizer.zero_grad(set_to_none=True)
                 state.bad_steps += 1
                 state.skipped_steps += 1
-                events.log(f"non-finite loss at step {state.step}: update skipped", level="warning")
+                repaired = _repair_buffers(method)
+                events.log(f"non-finite loss at step {state.step + 1}: update skipped "
+                           f"({state.skipped_steps} skipped so far)" +
+                           (f"; reset {len(repaired)} buffer(s) the bad batch had made non-finite "
+                            f"({', '.join(repaired[:3])})" if repaired else ""), level="warning",
+                           step=state.step + 1, skipped_steps=state.skipped_steps)
                 if state.bad_steps >= MAX_BAD_STEPS:
-                    raise WorkbenchError(f"loss was not finite for {state.bad_steps} steps in a row "
-                                         f"(last at step {state.step}, lr {lr:.4g}, amp {cfg.runtime.amp}); "
-                                         f"lower optim.lr or disable runtime.amp")
+                    raise WorkbenchError(_nan_stop_message(state, lr, amp_dtype, cfg))
                 state.step += 1
                 continue
             state.bad_steps = 0
@@ -416,7 +471,9 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
             for name, value in {**out.extras, **extras}.items():
                 scalars[f"{cfg.method.name}/{name}"] = torch.as_tensor(value)
             if probe is not None and (state.step % cfg.eval.metrics_every_steps == 0 or state.step == 1):
-                scalars.update(probe_metrics(method, probe, amp_dtype))
+                probe_values = probe_metrics(method, probe, amp_dtype)
+                scalars.update(probe_values)
+                _note_collapse(collapse, state.step, probe_values, events)
             state.pending.append((state.step, epoch, scalars))
             state.images_since_flush += len(idx) * world
             _flush(state, events)

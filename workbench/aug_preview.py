@@ -20,8 +20,9 @@ _cache_lock = threading.Lock()
 _dataset_cache: dict = {}  # the last loaded train split: {"key": str, "dataset": ImageDataset}
 
 
-def _dataset(data_cfg, seed: int, on_warning):
-    """The train split for ``data_cfg`` (kept in memory while the data fields stay the same)."""
+def _dataset(data_cfg, seed: int, on_warning, ctx=None):
+    """The train split for ``data_cfg`` (kept in memory while the data fields stay the same).
+    With a worker ``ctx``, decoding an image folder reports progress and stops when cancelled."""
     from dataclasses import asdict
 
     from backend.data.sources import load_dataset
@@ -30,7 +31,8 @@ def _dataset(data_cfg, seed: int, on_warning):
     with _cache_lock:
         if _dataset_cache.get("key") == key:
             return _dataset_cache["dataset"]
-    dataset = load_dataset(data_cfg, "train", seed=seed, on_warning=on_warning)
+    hooks = {} if ctx is None else {"on_progress": ctx.progress, "cancelled": lambda: ctx.cancelled}
+    dataset = load_dataset(data_cfg, "train", seed=seed, on_warning=on_warning, **hooks)
     with _cache_lock:
         _dataset_cache.update(key=key, dataset=dataset)
     return dataset
@@ -60,7 +62,7 @@ def render_views(ctx, cfg_dict: dict, n_images: int, seed: int) -> dict:
     cfg = ExperimentConfig.from_dict(cfg_dict, validate=False)
     warnings: list[str] = []
     ctx.progress(-1, f"loading {cfg.data.source}…")
-    data = _dataset(cfg.data, cfg.runtime.seed, warnings.append)
+    data = _dataset(cfg.data, cfg.runtime.seed, warnings.append, ctx)
     ctx.check()
     if len(data) == 0:
         raise ValueError(f"{cfg.data.source} has no training images")

@@ -84,14 +84,19 @@ def read_editable(path) -> dict:
     """Read a TOML/JSON config (or a run's config.json) as a full dict for the editor.
 
     Range problems are kept (the editor shows them inline); unknown keys and wrong types raise
-    ConfigError, since the form cannot show them."""
+    ConfigError, since the form cannot show them - listing every problem of the file at once,
+    range problems included, so one round of fixes is enough."""
     data = read_config_dict(path)
     if isinstance(data, dict) and "config" in data and Path(path).name == "config.json":
         data = data["config"]  # a run directory's config.json
     base = data.pop("base", None) if isinstance(data, dict) else None
     if base:
         data = deep_merge(preset_dict(base), data)
-    return ExperimentConfig.from_dict(data, validate=False).to_dict()
+    try:
+        return ExperimentConfig.from_dict(data, validate=False).to_dict()
+    except ConfigError:
+        ExperimentConfig.from_dict(data)   # raises with every problem, not only the structural ones
+        raise
 
 
 class ConfigModel(QObject):

@@ -83,6 +83,7 @@ class RunDashboard(QWidget):
         self._other: dict[str, pg.PlotItem] = {}
         self._followers: dict[str, plots.XFollower] = {}  # by plot key or Other metric name
         self._collapse = ""
+        self._trainer_collapse = ""  # the trainer's own collapse warning (rank and std), if active
         self._build()
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / REFRESH_HZ))
@@ -210,6 +211,7 @@ class RunDashboard(QWidget):
             for name in sorted(plots.KNOWN_METRICS, key=plots.metric_order):
                 run.bindings[name] = self._make_bindings(run, name)
         self._collapse = ""
+        self._trainer_collapse = ""
         self.collapse_label.hide()
         self.collapse_band.set_dim(None)
         self.log_view.clear()
@@ -309,6 +311,7 @@ class RunDashboard(QWidget):
                     self._update_plane(run)
         logs = self._runs[0].store.take_logs() if not self._overlay else []
         if logs:
+            self._note_trainer_warnings(logs)
             self._append_logs(logs)
         if changed or logs:
             self._update_header()
@@ -395,10 +398,21 @@ class RunDashboard(QWidget):
                 body = f"<span style='color:{color}; font-weight:{weight}'>{body}</span>"
             self.log_view.appendHtml(body)
 
+    def _note_trainer_warnings(self, events: list[dict]) -> None:
+        """Follow the trainer's collapse warnings: set at an onset, cleared when it recovers."""
+        for event in events:
+            if event.get("warning") == "collapse":
+                self._trainer_collapse = event.get("message", "")
+            elif event.get("warning") == "collapse_cleared":
+                self._trainer_collapse = ""
+
     def _update_header(self) -> None:
         reasons = []
         for run in self._runs:
-            reason = collapse_reason(run.store, projector_dim(run.store, run.configured_dim))
+            # The trainer judges from both embedding_std and effective rank (it also catches a
+            # low-rank projection whose std looks healthy); the metric test covers older runs.
+            reason = "" if self._overlay else self._trainer_collapse
+            reason = reason or collapse_reason(run.store, projector_dim(run.store, run.configured_dim))
             if reason:
                 reasons.append(f"{run.label}: {reason}" if self._overlay else reason)
         self._collapse = " | ".join(reasons)

@@ -1,5 +1,8 @@
 """The experiment editor: method and preset pickers, the generated config form, the data source
-picker, config files, inline validation, the device picker and the Launch button."""
+picker (``source_picker``: scans image folders off the GUI thread), config files, inline
+validation, the device picker and the Launch button. Launch re-checks the data folder
+(``backend.data.sources.check_source``) and refuses before any trainer starts when it is missing,
+unreadable, empty, has empty class folders or loops."""
 
 from __future__ import annotations
 
@@ -11,15 +14,15 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QL
                                QVBoxLayout, QWidget)
 
 from backend.config import list_presets
+from backend.data.sources import check_source
 from backend.errors import ConfigError
 
 from . import settings, workers
 from .config_form import Combo, ConfigForm
 from .config_model import DEFAULTS, ConfigModel, preset_method
 from .process import warm_up
+from .source_picker import SourcePicker
 
-SOURCES = [("Synthetic shapes", "synthetic"), ("Image folder…", "imagefolder"),
-           ("CIFAR-10", "cifar10"), ("CIFAR-100", "cifar100"), ("STL-10", "stl10")]
 CONFIG_FILTER = "Experiment configs (*.toml *.json);;All files (*)"
 
 
@@ -33,82 +36,6 @@ def method_choices() -> list[tuple[str, str]]:
     if not found:
         found = {m: m for m in (preset_method(p) for p in list_presets()) if m}
     return sorted(((label, name) for name, label in found.items()), key=lambda x: x[0].lower())
-
-
-class SourcePicker(QWidget):
-    """Edits ``data.source``: a kind (synthetic, image folder, CIFAR, STL) and a folder path."""
-
-    def __init__(self, model: ConfigModel, parent=None):
-        super().__init__(parent)
-        self.model = model
-        self.path = "data.source"
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        self.kind = Combo()
-        self.kind.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        for label, kind in SOURCES:
-            self.kind.addItem(label, kind)
-        self.kind.setToolTip("Data set: procedurally drawn shapes (no files), a folder of images "
-                             "(one sub-folder per class, or train/ and test/), or a torchvision "
-                             "download.<br><i>data.source</i>")
-        layout.addWidget(self.kind)
-        row = QHBoxLayout()
-        row.setSpacing(4)
-        self.folder = QLineEdit()
-        self.folder.setPlaceholderText("folder with one sub-folder per class")
-        self.browse = QToolButton()
-        self.browse.setText("Browse…")
-        row.addWidget(self.folder, 1)
-        row.addWidget(self.browse)
-        self.folder_row = QWidget()
-        self.folder_row.setLayout(row)
-        row.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.folder_row)
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #c62828; font-size: 11px;")
-        self.error_label.hide()
-        layout.addWidget(self.error_label)
-        self.kind.currentIndexChanged.connect(self._edited)
-        self.folder.textEdited.connect(self._edited)
-        self.browse.clicked.connect(self.choose_folder)
-        model.valueChanged.connect(lambda p, _v: p == self.path and self.refresh())
-        model.reset.connect(self.refresh)
-        self.refresh()
-
-    def spec(self) -> str:
-        """The source spec shown ('synthetic', 'imagefolder:/data/x', 'cifar10', ...)."""
-        kind = self.kind.currentData()
-        return f"imagefolder:{self.folder.text().strip()}" if kind == "imagefolder" else kind
-
-    def refresh(self) -> None:
-        """Show the model's data.source."""
-        spec = self.model.value(self.path)
-        kind, folder = ("imagefolder", spec[len("imagefolder:"):]) if spec.startswith("imagefolder:") else (spec, "")
-        self.kind.blockSignals(True)
-        idx = self.kind.findData(kind)
-        self.kind.setCurrentIndex(idx if idx >= 0 else 0)
-        self.kind.blockSignals(False)
-        if kind == "imagefolder" and self.folder.text() != folder:
-            self.folder.setText(folder)
-        self.folder_row.setVisible(kind == "imagefolder")
-
-    def set_errors(self, errors: list[str]) -> None:
-        """Show validation sentences about data.source."""
-        self.error_label.setText("\n".join(errors))
-        self.error_label.setVisible(bool(errors))
-
-    def choose_folder(self) -> None:
-        """Pick the image folder with a dialog."""
-        folder = QFileDialog.getExistingDirectory(self, "Image folder", self.folder.text() or str(Path.home()))
-        if folder:
-            self.folder.setText(folder)
-            self._edited()
-
-    def _edited(self, *_):
-        self.folder_row.setVisible(self.kind.currentData() == "imagefolder")
-        self.model.set_value(self.path, self.spec())
 
 
 class ExperimentEditor(QWidget):
@@ -258,6 +185,19 @@ class ExperimentEditor(QWidget):
         """The data source picker inside the Data section."""
         return self.form.custom_widgets["data.source"]
 
+    def data_problem(self, cfg) -> str:
+        """Why ``cfg``'s data cannot be trained on ('' when it looks fine): the folder check the
+        trainer would fail on, or a finished scan that found no readable image."""
+        problem = check_source(cfg.data)
+        if problem:
+            return problem
+        picker = self.source_picker()
+        report = picker.report
+        if report is not None and picker.report_source == cfg.data.source and report.images and not report.good:
+            return (f"none of the {report.images} images in {report.root} can be read "
+                    f"(e.g. {report.bad[0][0]}: {report.bad[0][1]}); check the files or pick another folder")
+        return ""
+
     # ---- validation ---------------------------------------------------------------------
     def _show_validation(self) -> None:
         errors = self.model.errors
@@ -321,11 +261,17 @@ class ExperimentEditor(QWidget):
             self.save_file(path)
 
     def launch(self) -> None:
-        """Emit ``launchRequested`` with the validated config and chosen device."""
+        """Emit ``launchRequested`` with the validated config and chosen device, or say why not
+        (invalid fields, or a data folder the trainer could not use) without starting anything."""
         try:
             cfg = self.model.config()
         except ConfigError as exc:
             self.message.emit(f"cannot launch: {exc}")
+            return
+        problem = self.data_problem(cfg)
+        if problem:
+            self.source_picker().show_problem(problem)
+            self.message.emit(f"cannot launch: {problem}")
             return
         settings.set_value("device", self.device())
         cfg.runtime.device = self.device()

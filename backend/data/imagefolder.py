@@ -16,13 +16,19 @@ RGB; transparent images composited on WHITE (cut-outs and icons are usually draw
 page); 16-bit and 32-bit grey scaled to 8 bits rather than clipped; the centred square of side
 min(width, height) resized to S x S with Pillow's antialiased bilinear filter (the usual
 "shorter side to S, centre crop"); JPEGs are DCT-downscaled while decoding when much larger than S.
-ICC profiles are not applied. Files that fail (truncated, not an image, above PIL's
+ICC profiles are not applied. Files that fail (truncated, empty, not an image, above PIL's
 ``Image.MAX_IMAGE_PIXELS`` - the decompression-bomb guard) are skipped and reported.
 A thread pool decodes in parallel (PIL releases the GIL while decoding and resizing).
+
+Folder problems are refused with a DataError that names the path and the likely fix: a missing
+path, a file instead of a folder, no read permission, no images at all, class folders without
+images, and symlinks that loop (a link to itself, or a class folder linking back to the root).
+Symlinked folders below the class level are never followed, so deeper loops cannot trap a scan.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import warnings
@@ -51,6 +57,9 @@ class _Tree:
     root: Path
     classes: dict = field(default_factory=dict)   # class name -> [(relpath, DirEntry)]
     loose: list = field(default_factory=list)     # [(relpath, DirEntry)]
+    empty_classes: list = field(default_factory=list)  # subfolders holding no image
+    loops: list = field(default_factory=list)          # symlinks that loop (relative paths)
+    unreadable: list = field(default_factory=list)     # (folder, reason) that could not be listed
 
     @property
     def empty(self) -> bool:
@@ -67,17 +76,21 @@ def _file_record(entry: os.DirEntry, rel: str):
     return rel, entry
 
 
-def _walk_images(folder: str, rel_prefix: str, *, any_only: bool = False) -> list:
+def _walk_images(folder: str, rel_prefix: str, *, any_only: bool = False,
+                 unreadable: list | None = None) -> list:
     """Every image below ``folder`` (recursive, symlinked subfolders not followed), sorted.
 
-    With ``any_only``, stop at the first image and skip the stat (to learn whether a class exists)."""
+    With ``any_only``, stop at the first image and skip the stat (to learn whether a class exists).
+    Folders that cannot be listed are skipped and appended to ``unreadable`` as (path, reason)."""
     found, stack = [], [(folder, rel_prefix)]
     while stack:
         path, rel = stack.pop()
         try:
             with os.scandir(path) as it:
                 entries = list(it)
-        except OSError:
+        except OSError as exc:
+            if unreadable is not None:
+                unreadable.append((path, exc.strerror or str(exc)))
             continue
         for e in entries:
             if e.name.startswith("."):
@@ -103,17 +116,60 @@ def _scan(folder: Path, rel_to: Path, *, classes_only: bool = False) -> _Tree:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        raise DataError(f"cannot read image folder {folder}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read image folder {folder}: {exc.strerror or exc}; give your user read "
+                        f"access (chmod -R u+rX '{folder}') or copy the images to a folder you own") from None
     for e in entries:
         if e.name.startswith("."):
             continue
-        if e.is_dir():
-            files = _walk_images(e.path, prefix + e.name, any_only=classes_only)
+        if e.is_symlink() and _link_loops(e.path, folder):
+            tree.loops.append(prefix + e.name)
+        elif e.is_dir():
+            files = _walk_images(e.path, prefix + e.name, any_only=classes_only,
+                                 unreadable=tree.unreadable)
             if files:
                 tree.classes[e.name] = files
+            else:
+                tree.empty_classes.append(e.name)
         elif _is_image_name(e.name) and e.is_file():
             tree.loose.append(_file_record(e, prefix + e.name))
     return tree
+
+
+def _link_loops(path: str, folder: Path) -> bool:
+    """Whether the symlink ``path`` (inside ``folder``) loops: it cannot be resolved because it
+    points to itself, or it points back to ``folder`` or one of its ancestors."""
+    try:
+        target = Path(path).resolve(strict=True)
+    except RuntimeError:             # Python < 3.13: 'Symlink loop from ...'
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    here = Path(folder).resolve()
+    return target == here or target in here.parents
+
+
+def _tree_problems(tree: _Tree, root: Path) -> None:
+    """Raise DataError (path and likely fix) for loops, unreadable or empty class folders."""
+    if tree.loops:
+        links = ", ".join(str(root / rel) for rel in tree.loops[:3])
+        raise DataError(f"symlink loop in image folder {root}: {links} points back to itself or to a "
+                        f"parent folder; remove the link or replace it with the real folder")
+    if tree.unreadable:
+        path, why = tree.unreadable[0]
+        more = f" (and {len(tree.unreadable) - 1} more)" if len(tree.unreadable) > 1 else ""
+        raise DataError(f"cannot read folder {path}{more}: {why}; give your user read access "
+                        f"(chmod -R u+rX '{root}') or copy the images to a folder you own")
+    if tree.empty:
+        where = (f"its class folders ({', '.join(tree.empty_classes[:5])}) are empty"
+                 if tree.empty_classes else "it holds no image files")
+        raise DataError(f"image folder {tree.root} contains no images ({_EXTS}): {where}; put the "
+                        f"images in one sub-folder per class (e.g. {tree.root / 'cats' / '001.jpg'}) "
+                        f"or directly in the folder")
+    if tree.empty_classes and tree.classes:
+        names = ", ".join(tree.empty_classes[:5]) + (" ..." if len(tree.empty_classes) > 5 else "")
+        raise DataError(f"image folder {tree.root} has {len(tree.empty_classes)} class folder(s) without "
+                        f"images ({_EXTS}): {names}; add images to them or remove them (an empty "
+                        f"folder would be a class with no examples)")
 
 
 def _flatten(tree: _Tree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
@@ -152,24 +208,50 @@ def _subdirs(root: Path) -> dict:
 
 
 def _check_root(arg: str) -> Path:
-    root = Path(arg).expanduser()
-    root = root.resolve() if root.exists() else root.absolute()
-    if not root.exists():
-        raise DataError(f"image folder {root} does not exist (data.source = 'imagefolder:{arg}')")
+    """The image folder as an absolute path; DataError (with the fix) when it cannot be one."""
+    given = Path(arg).expanduser()
+    where = f"(data.source = 'imagefolder:{arg}')"
+    loop = DataError(f"image folder {given.absolute()} is a symlink loop (a link that leads back to "
+                     f"itself) {where}; point data.source at the real folder")
+    try:
+        root = given.resolve(strict=True)
+    except RuntimeError:                                 # Python < 3.13 reports loops this way
+        raise loop from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise loop from None
+        if isinstance(exc, PermissionError):
+            raise DataError(f"cannot reach image folder {given.absolute()}: permission denied {where}; "
+                            f"give your user access to it and its parent folders") from None
+        broken = " (a symlink whose target is missing)" if given.is_symlink() else ""
+        raise DataError(f"image folder {given.absolute()} does not exist{broken} {where}; check the "
+                        f"path, or pick the folder with Browse") from None
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder (data.source = 'imagefolder:{arg}')")
+        raise DataError(f"{root} is not a folder {where}; choose the folder that holds the images, "
+                        f"not a file") from None
     return root
 
 
-def plan(cfg, arg: str, split: str, seed: int, limit: int, warn):
-    """Scan the folder, pick this split's files (and the limit subset) and key the cache on them."""
+def _read_subdirs(root: Path) -> dict:
+    """``_subdirs`` with a DataError (and the fix) when the folder cannot be listed."""
+    try:
+        return _subdirs(root)
+    except OSError as exc:
+        raise DataError(f"cannot read image folder {root}: {exc.strerror or exc}; give your user read "
+                        f"access (chmod -R u+rX '{root}') or copy the images to a folder you own") from None
+
+
+class Cancelled(Exception):
+    """Decoding (or a folder scan) was cancelled through its ``cancelled`` callable."""
+
+
+def plan(cfg, arg: str, split: str, seed: int, limit: int, warn, *, on_progress=None, cancelled=None):
+    """Scan the folder, pick this split's files (and the limit subset) and key the cache on them.
+    ``on_progress``/``cancelled`` are handed to ``decode_files`` when the plan is built."""
     from .sources import Decoded, Plan, balanced_subset, derive_rng, holdout_split
 
     root = _check_root(arg)
-    try:
-        subdirs = _subdirs(root)
-    except OSError as exc:
-        raise DataError(f"cannot read image folder {root}: {exc.strerror or exc}") from None
+    subdirs = _read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     size = int(cfg.image_size)
     if "train" in subdirs and test_dir:
@@ -177,9 +259,9 @@ def plan(cfg, arg: str, split: str, seed: int, limit: int, warn):
         dirs = {"train": root / subdirs["train"], "test": root / test_dir}
         other = "test" if split == "train" else "train"
         trees = {split: _scan(dirs[split], root), other: _scan(dirs[other], root, classes_only=True)}
+        for t in trees.values():
+            _tree_problems(t, root)
         tree = trees[split]
-        if tree.empty:
-            raise DataError(f"image folder {tree.root} contains no images ({_EXTS})")
         class_names = sorted(set(trees["train"].classes) | set(trees["test"].classes))
         records, labels = _flatten(tree, class_names, warn)
         if labels is None:
@@ -189,9 +271,7 @@ def plan(cfg, arg: str, split: str, seed: int, limit: int, warn):
         layout = "holdout"
         base = root / subdirs["train"] if list(subdirs) == ["train"] else root
         tree = _scan(base, root)
-        if tree.empty:
-            raise DataError(f"image folder {root} contains no images ({_EXTS}), neither directly "
-                            f"nor in class subfolders")
+        _tree_problems(tree, root)
         class_names = sorted(tree.classes)
         records, labels = _flatten(tree, class_names, warn)
         train_idx, test_idx = holdout_split(labels, len(records), float(cfg.val_fraction),
@@ -211,7 +291,8 @@ def plan(cfg, arg: str, split: str, seed: int, limit: int, warn):
     chosen_labels = None if labels is None else labels[index]
 
     def build():
-        images, errors = decode_files([str(root / rel) for rel in chosen], size)
+        images, errors = decode_files([str(root / rel) for rel in chosen], size,
+                                      on_progress=on_progress, cancelled=cancelled)
         ok = np.array([e is None for e in errors], dtype=bool)
         skipped = [(rel, err) for rel, err in zip(chosen, errors) if err is not None]
         if not ok.any():
@@ -231,16 +312,16 @@ def class_names(arg: str) -> list[str]:
     from a cheap scan that stops at the first image of every class folder. Raises DataError like
     ``plan`` when the folder is missing or unreadable."""
     root = _check_root(arg)
-    try:
-        subdirs = _subdirs(root)
-    except OSError as exc:
-        raise DataError(f"cannot read image folder {root}: {exc.strerror or exc}") from None
+    subdirs = _read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     if "train" in subdirs and test_dir:
         folders = [root / subdirs["train"], root / test_dir]
     else:
         folders = [root / subdirs["train"] if list(subdirs) == ["train"] else root]
-    return sorted(set().union(*(_scan(f, root, classes_only=True).classes for f in folders)))
+    trees = [_scan(f, root, classes_only=True) for f in folders]
+    for tree in trees:
+        _tree_problems(tree, root)
+    return sorted(set().union(*(tree.classes for tree in trees)))
 
 
 def describe(arg: str) -> str:
@@ -263,22 +344,30 @@ def describe(arg: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Decoding
 
-def decode_files(paths: list[str], size: int, *, workers: int | None = None):
+def decode_files(paths: list[str], size: int, *, workers: int | None = None, on_progress=None,
+                 cancelled=None):
     """Decode ``paths`` into uint8 (N, 3, size, size) plus a per-file error (None when decoded).
 
     Failed files leave zeros in their slot. Uses a thread pool of ``workers`` (default: the CPUs
-    this process may use, at most 8) when there is enough work."""
+    this process may use, at most 8) when there is enough work. ``on_progress(fraction, text)``
+    hears about every chunk of files; ``cancelled()`` is polled per chunk and raises Cancelled."""
     n = len(paths)
     out = np.zeros((n, 3, size, size), dtype=np.uint8)
     errors: list[str | None] = [None] * n
     max_pixels = Image.MAX_IMAGE_PIXELS
+    done = [0]
 
     def work(start: int) -> None:
+        if cancelled is not None and cancelled():
+            raise Cancelled()
+        if on_progress is not None:
+            done[0] += 1   # chunks started; a rough count is enough for a progress bar
+            on_progress(min(1.0, done[0] * _CHUNK / max(n, 1)), f"decoding {n:,} images…")
         for i in range(start, min(n, start + _CHUNK)):
             try:
                 out[i] = decode_image(paths[i], size, max_pixels=max_pixels).transpose(2, 0, 1)
             except Exception as exc:  # noqa: BLE001 - any failure skips this one file
-                errors[i] = error_reason(exc)
+                errors[i] = error_reason(exc, paths[i])
 
     if workers is None:
         workers = min(8, _usable_cpus())
@@ -349,12 +438,19 @@ def resize_center_crop(im: Image.Image, size: int) -> Image.Image:
     return im.resize((size, size), Image.Resampling.BILINEAR, box=box)
 
 
-def error_reason(exc: Exception) -> str:
-    """A short reason for a file that could not be decoded."""
+def error_reason(exc: Exception, path=None) -> str:
+    """A short reason for a file that could not be decoded (``path``: to tell empty files apart)."""
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return f"refused as a possible decompression bomb: {str(exc).split(',')[0]}"
     if isinstance(exc, UnidentifiedImageError):
+        try:
+            if path is not None and os.path.getsize(path) == 0:
+                return "empty file (0 bytes)"
+        except OSError:
+            pass
         return "not a readable image"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
     if isinstance(exc, FileNotFoundError):
         return "file disappeared"
     text = str(exc).strip() or type(exc).__name__

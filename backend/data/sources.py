@@ -139,14 +139,19 @@ def holdout_split(labels: np.ndarray | None, n: int, fraction: float,
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None) -> ImageDataset:
+def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=None,
+                 on_progress=None, cancelled=None) -> ImageDataset:
     """Load split 'train' or 'test' of ``cfg.source`` (a DataConfig) as uint8 tensors.
 
     Decodes on the first call and reads the on-disk cache afterwards. ``seed`` fixes synthetic
     images, held-out splits of image folders and ``train_limit``/``test_limit`` subsets.
     ``on_warning(message)`` receives one-sentence warnings (e.g. skipped unreadable files);
-    without it they go to the ``backend.data`` logger. Raises DataError naming the path or source
-    when the data is missing, empty, unreadable or cannot be downloaded."""
+    without it they go to the ``backend.data`` logger. ``on_skipped(message, skipped)``, when
+    given, receives the skipped-files report instead of ``on_warning``: the sentence plus every
+    (relative path, reason) pair (the sentence names only the first few). Image folders report
+    decoding progress to ``on_progress(fraction, text)`` and stop with ``imagefolder.Cancelled``
+    once ``cancelled()`` returns True. Raises DataError naming the path or source when the data
+    is missing, empty, unreadable or cannot be downloaded."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     cfg = getattr(cfg, "data", cfg)          # an ExperimentConfig works too
@@ -158,7 +163,8 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None) -> ImageDat
         plan = synthetic.plan(cfg, split, seed, limit)
     elif kind == "imagefolder":
         from . import imagefolder
-        plan = imagefolder.plan(cfg, arg, split, seed, limit, warn)
+        plan = imagefolder.plan(cfg, arg, split, seed, limit, warn, on_progress=on_progress,
+                                cancelled=cancelled)
     else:
         from . import torchvision_sets
         plan = torchvision_sets.plan(cfg, kind, split, seed, limit)
@@ -180,7 +186,11 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None) -> ImageDat
             warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
                  f"the images will be decoded again next time")
     if data.skipped:
-        warn(skipped_message(data.skipped, cfg.source))
+        message = skipped_message(data.skipped, cfg.source, split)
+        if on_skipped is not None:
+            on_skipped(message, [tuple(s) for s in data.skipped])
+        else:
+            warn(message)
     labels_t = None if data.labels is None else torch.from_numpy(np.ascontiguousarray(data.labels))
     return ImageDataset(images=torch.from_numpy(np.ascontiguousarray(data.images)), labels=labels_t,
                         class_names=list(data.class_names), source=str(cfg.source), split=split,
@@ -207,12 +217,29 @@ def known_num_classes(cfg) -> int | None:
     return FIXED_NUM_CLASSES[kind]
 
 
-def skipped_message(skipped: list, source: str) -> str:
+def skipped_message(skipped: list, source: str, split: str = "") -> str:
     """One sentence naming the first few skipped files and why they were skipped."""
     named = ", ".join(f"{f} ({why})" for f, why in skipped[:_MAX_NAMED])
     more = f" and {len(skipped) - _MAX_NAMED} more" if len(skipped) > _MAX_NAMED else ""
     noun = "image" if len(skipped) == 1 else "images"
-    return f"skipped {len(skipped)} unreadable {noun} in {source}: {named}{more}"
+    where = f" ({split} split)" if split else ""
+    return f"skipped {len(skipped)} unreadable {noun} in {source}{where}: {named}{more}"
+
+
+def check_source(spec) -> str | None:
+    """A quick check, before any trainer starts, that a data source can be read: None when it
+    looks usable, else the DataError sentence (path, problem, likely fix). For image folders it
+    lists the top level and stops at the first image of every class folder (no decoding); the
+    torchvision sources and synthetic data are not checked here (they download or generate)."""
+    spec = getattr(getattr(spec, "data", spec), "source", spec)
+    try:
+        kind, arg = parse_source(spec)
+        if kind == "imagefolder":
+            from .imagefolder import class_names
+            class_names(arg)
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def describe_source(spec) -> str:

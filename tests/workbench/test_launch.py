@@ -91,7 +91,11 @@ def test_killed_trainer_shows_crashed_and_the_gui_keeps_working(window, qtbot):
 
 
 def test_data_error_is_shown_on_the_run(window, qtbot, tmp_path):
-    panel = launch(window, qtbot, data={"source": f"imagefolder:{tmp_path / 'no-such-folder'}"})
+    # The editor's Launch refuses a missing folder before any trainer starts (tests/faults); a run
+    # started without that check (window.launch) shows the trainer's own data error.
+    from backend.config import ExperimentConfig
+    cfg = ExperimentConfig.from_dict(quick_small(data={"source": f"imagefolder:{tmp_path / 'no-such-folder'}"}))
+    panel = window.launch(cfg, "cpu")
     state = panel.state
     qtbot.waitUntil(lambda: not state.live, timeout=TIMEOUT_MS)
     assert state.state == "error"
