@@ -78,10 +78,11 @@ def main(argv=None) -> None:
     workspace = args.keep or Path(tempfile.mkdtemp(prefix="sslwb-zoo-"))
     print(f"data {source} (train {args.train_limit}, test {args.test_limit}), backbone {args.backbone}, "
           f"batch {args.batch}, {args.epochs} epochs, AdamW lr 0.004/256, device {args.device}")
-    rows = []
+    rows, run_dirs = [], []
     for name in args.methods.split(","):
         cfg = method_config(name, shared)
         run = create_run(workspace, cfg)
+        run_dirs.append(run)
         t0 = time.perf_counter()
         code = run_training(run, echo=False)
         wall = time.perf_counter() - t0
@@ -98,8 +99,7 @@ def main(argv=None) -> None:
         print(f"| {name + flag:<13} | {knn:9.3f} | {align:9.3f} | {unif:10.3f} | {std:13.4f} | {rank:9.1f} | "
               f"{ips:5.0f} | {wall:6.0f} |")
     if rows:  # reference row: the first method's network at random init, scored the same way
-        first_run = sorted(workspace.iterdir())[0]
-        random_knn = evaluate_knn_checkpoint(first_run, k=20, temperature=0.1, record=False, random_init=True)["top1"]
+        random_knn = evaluate_knn_checkpoint(run_dirs[0], k=20, temperature=0.1, record=False, random_init=True)["top1"]
         print(f"| {'random init':<13} | {random_knn:9.3f} | {'':9} | {'':10} | {'':13} | {'':9} | {'':5} | {'':6} |")
     if not args.keep:
         shutil.rmtree(workspace, ignore_errors=True)

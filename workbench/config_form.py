@@ -100,8 +100,22 @@ class FloatSpin(_NoWheelMixin, QDoubleSpinBox):
         return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
 
 
+def grad_accum_note(steps) -> str:
+    """What gradient accumulation does not change (shown while it is on)."""
+    if not isinstance(steps, int) or steps <= 1:
+        return ""
+    return (f"Each batch runs as {steps} micro-batches of batch_size / {steps} images, with the lr scaled for the "
+            "whole batch. Contrastive negatives and batch-norm statistics stay per micro-batch, unless the "
+            "method keeps a queue (MoCo, NNCLR).")
+
+
+# Grey notes under a field, from its current value ("" hides the note).
+FIELD_NOTES = {"optim.grad_accum_steps": grad_accum_note}
+
+
 class FieldEditor(QWidget):
-    """One leaf field: an input widget plus its red error line. Emits ``edited(value)``."""
+    """One leaf field: an input widget, its grey note (FIELD_NOTES) and its red error line. Emits
+    ``edited(value)``."""
 
     edited = Signal(object)
 
@@ -120,6 +134,14 @@ class FieldEditor(QWidget):
         self.error_label.setStyleSheet("color: #c62828; font-size: 11px;")
         self.error_label.hide()
         layout.addWidget(self.error_label)
+        self.note_label = QLabel()
+        self.note_label.setObjectName("fieldNote")
+        self.note_label.setWordWrap(True)
+        self.note_label.setStyleSheet("color: #5f6368; font-size: 11px;")
+        self.note_label.hide()
+        layout.addWidget(self.note_label)
+        if path in FIELD_NOTES:
+            self.edited.connect(self._update_note)
 
     # ---- construction ------------------------------------------------------------------
     def _spin(self, kind):
@@ -207,6 +229,13 @@ class FieldEditor(QWidget):
         finally:
             for item in widgets:
                 item.blockSignals(False)
+        if self.path in FIELD_NOTES:
+            self._update_note(self.value())
+
+    def _update_note(self, value) -> None:
+        note = FIELD_NOTES[self.path](value) if self.path in FIELD_NOTES else ""
+        self.note_label.setText(note)
+        self.note_label.setVisible(bool(note))
 
     def set_errors(self, errors: list[str]) -> None:
         """Show the field's validation sentences (empty list hides the line)."""

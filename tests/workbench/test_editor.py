@@ -200,3 +200,14 @@ def test_workers_run_in_the_pool_and_report_on_the_gui_thread(qtbot):
     workers.set_synchronous(True)
     sync = workers.submit(job, 1)
     assert sync.done and sync.result == 2 and seen["thread"] is threading.main_thread()
+
+
+def test_gradient_accumulation_shows_what_stays_per_micro_batch(editor):
+    accum = editor.form.editors["optim.grad_accum_steps"]
+    assert accum.note_label.isHidden()
+    accum.input.setValue(4)
+    assert not accum.note_label.isHidden()
+    assert "4 micro-batches" in accum.note_label.text() and "negatives" in accum.note_label.text()
+    assert editor.model.config().optim.grad_accum_steps == 4
+    accum.input.setValue(1)
+    assert accum.note_label.isHidden()
