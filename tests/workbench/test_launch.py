@@ -185,3 +185,13 @@ def test_main_runs_the_event_loop(qtbot, workspace):
 
     QTimer.singleShot(300, QApplication.instance().quit)
     assert main(["--workspace", str(workspace)]) == 0
+    # The window main() made outlives its event loop here (a real process would exit): close it
+    # so its timers and workers do not run on into the next tests.
+    from workbench.main_window import MainWindow
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, MainWindow):
+            widget.confirm_close = False
+            widget.manager.shutdown(5000)
+            widget.close()
+            widget.deleteLater()
+    qtbot.wait(50)
