@@ -296,6 +296,7 @@ SLOW = {  # slow starters: the settings of the long test (the short run uses 8 e
     "simsiam": {},
     "mocov3": {"method": {"momentum": 0.9, "momentum_final": 1.0}},
     "nnclr": {},
+    "moco": {},  # MoCo v2: +0.03 after 768 steps here (on CIFAR-10, benchmarks/zoo.py: 0.40 vs 0.32)
 }
 EXTRAS = {"byol": ("momentum",), "mocov3": ("momentum",), "mocov1": ("momentum", "queue_fill"),
           "nnclr": ("queue_fill", "nn_accuracy"), "supervised": ("train_accuracy",),
@@ -314,7 +315,7 @@ def knn_margin(run) -> tuple[float, float]:
     return trained, evaluate_knn_checkpoint(run, k=10, record=False, random_init=True)["top1"]
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", ["simclr", "moco"] + METHOD_NAMES)  # (SimCLR and MoCo v2 live in test_trainer)
 def test_short_run_learns_and_resumes_exactly(tmp_path, name):
     overrides = run_overrides(name)
     full = make_run(tmp_path / "full", **overrides)
