@@ -105,41 +105,26 @@ def measure(batches, step, device, batch, warmup=2) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--backbones", default="tiny_cnn,resnet18")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--images", type=int, default=5000, help="images in the cache/baseline data set")
-    args = parser.parse_args(argv)
-
-    device = resolve_device(args.device)
-    source = f"imagefolder:{CIFAR}" if CIFAR.is_dir() else "synthetic"
-    base = {"data": {"source": source, "train_limit": args.images, "synthetic_train_size": args.images},
-            "optim": {"batch_size": args.batch}, "runtime": {"device": str(device)}}
-    cfg = ExperimentConfig.from_dict(base)
-    data = load_dataset(cfg.data, "train")
-    views = ViewGenerator(cfg.augment, cfg.data.image_size)
-    print(f"device {device}, data {source} ({len(data)} images), batch {args.batch}, {args.steps} timed steps, "
-          f"torch threads {torch.get_num_threads()}, baseline workers {args.workers}")
-
+def measure_batch(batch: int, args, cfg, data, views, device) -> list[tuple]:
+    """(what, backbone, batch, baseline img/s, ours img/s) rows: the data path alone, then the
+    SimCLR step per backbone, at one batch size."""
+    steps = args.steps + 2
     noop = lambda a, b: None  # noqa: E731
-    ours = measure(ours_batches(data.images, views, args.batch, device, args.steps + 2), noop, device, args.batch)
-    rows = [("data path only", "-",
-             measure(baseline_batches(data.images, cfg, args.batch, device, args.steps + 2, args.workers), noop, device, args.batch),
+    ours = measure(ours_batches(data.images, views, batch, device, steps), noop, device, batch)
+    rows = [("data path only", "-", batch,
+             measure(baseline_batches(data.images, cfg, batch, device, steps, args.workers), noop, device, batch),
              ours)]
     for backbone in args.backbones.split(","):
-        bcfg = cfg.updated({"model": {"backbone": backbone}})
+        bcfg = cfg.updated({"model": {"backbone": backbone}, "optim": {"batch_size": batch}})
         method = METHODS["simclr"](bcfg).to(device).train()
-        if device.type == "cuda":
+        channels_last = not backbone.startswith("vit")  # as the trainer does, on every device
+        if channels_last:
             method = method.to(memory_format=torch.channels_last)
         opt = build_optimizer(method, bcfg, fused=device.type == "cuda")
         amp = autocast_dtype("auto", device)
 
-        def step(v1, v2):
-            if device.type == "cuda":
+        def step(v1, v2, method=method, opt=opt, amp=amp, channels_last=channels_last):
+            if channels_last:
                 v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = method.training_step([v1, v2], None, 0.0).loss
@@ -147,15 +132,48 @@ def main(argv=None) -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        ours = measure(ours_batches(data.images, views, args.batch, device, args.steps + 2), step, device, args.batch)
-        rows.append(("SimCLR step", backbone,
-                     measure(baseline_batches(data.images, cfg, args.batch, device, args.steps + 2, args.workers), step, device, args.batch),
-                     ours))
+        ours = measure(ours_batches(data.images, views, batch, device, steps), step, device, batch)
+        rows.append(("SimCLR step", backbone, batch,
+                     measure(baseline_batches(data.images, cfg, batch, device, steps, args.workers), step, device,
+                             batch), ours))
+        if device.type == "cuda":
+            rows[-1] += (torch.cuda.max_memory_allocated(device) / 2**30,)
+            torch.cuda.reset_peak_memory_stats(device)
+        del method, opt
+    return rows
 
-    print(f"\n| {'what':<16} | {'backbone':<9} | {'baseline img/s':>14} | {'ours img/s':>10} | {'speed-up':>8} |")
-    print(f"|{'-' * 18}|{'-' * 11}|{'-' * 16}|{'-' * 12}|{'-' * 10}|")
-    for what, backbone, baseline, ours in rows:
-        print(f"| {what:<16} | {backbone:<9} | {baseline:>14.0f} | {ours:>10.0f} | {ours / baseline:>7.2f}x |")
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--backbones", default="tiny_cnn,resnet18")
+    parser.add_argument("--batch", default="256", help="batch size, or a comma list for a scaling table")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--images", type=int, default=5000, help="images in the cache/baseline data set")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    batches = [int(b) for b in str(args.batch).split(",")]
+    source = f"imagefolder:{CIFAR}" if CIFAR.is_dir() else "synthetic"
+    base = {"data": {"source": source, "train_limit": args.images, "synthetic_train_size": args.images},
+            "optim": {"batch_size": batches[0]}, "runtime": {"device": str(device)}}
+    cfg = ExperimentConfig.from_dict(base)
+    data = load_dataset(cfg.data, "train")
+    views = ViewGenerator(cfg.augment, cfg.data.image_size)
+    print(f"device {device}, data {source} ({len(data)} images), batch {args.batch}, {args.steps} timed steps, "
+          f"torch threads {torch.get_num_threads()}, baseline workers {args.workers}")
+    rows = []
+    for batch in batches:
+        rows += measure_batch(batch, args, cfg, data, views, device)
+
+    print(f"\n| {'what':<16} | {'backbone':<9} | {'batch':>5} | {'baseline img/s':>14} | {'ours img/s':>10} | "
+          f"{'speed-up':>8} |" + (" peak GPU GiB |" if device.type == "cuda" else ""))
+    print(f"|{'-' * 18}|{'-' * 11}|{'-' * 7}|{'-' * 16}|{'-' * 12}|{'-' * 10}|" + ("-" * 14 + "|" if device.type == "cuda" else ""))
+    for what, backbone, batch, baseline, ours, *mem in rows:
+        extra = f" {mem[0]:>12.1f} |" if mem else ("" if device.type != "cuda" else f" {'':>12} |")
+        print(f"| {what:<16} | {backbone:<9} | {batch:>5} | {baseline:>14.0f} | {ours:>10.0f} | "
+              f"{ours / baseline:>7.2f}x |" + extra)
 
 
 if __name__ == "__main__":
