@@ -237,10 +237,10 @@ def summarize_run(run_dir) -> RunSummary:
                     summary.best_knn = float(v)
         elif kind == "status":
             state, message = event.get("state", state), event.get("message", "")
-        elif kind == "error":
-            state, message = "error", event.get("message", "")
+        elif kind == "error":  # an unexpected exception (not a config/data/checkpoint error) is a crash
+            state, message = ("crashed" if event.get("unexpected") else "error"), event.get("message", "")
         summary.last_time = event.get("time", summary.last_time)
-    if events and state not in TERMINAL_STATES and state != "created":
+    if events and state not in TERMINAL_STATES + ("crashed",) and state != "created":
         state = "interrupted"  # no terminal event: running now, or killed; the GUI knows which
     summary.state, summary.message = state, message
     summary.evaluations = read_evaluations(run_dir)

@@ -70,3 +70,18 @@ def test_killed_run_shows_interrupted(tmp_path):
     w.metric("loss", 1.0, 1, 0)
     w.close()
     assert list_runs(tmp_path)[0].state == "interrupted"
+
+
+def test_unexpected_exception_shows_crashed_but_config_errors_show_error(tmp_path):
+    crashed = create_run(tmp_path, ExperimentConfig(), run_id="crashed")
+    w = EventWriter(crashed / "events.jsonl", echo=False)
+    w.status("running")
+    w.error("training failed: RuntimeError: boom", 1, unexpected=True)
+    w.close()
+    refused = create_run(tmp_path, ExperimentConfig(), run_id="refused")
+    w = EventWriter(refused / "events.jsonl", echo=False)
+    w.error("optim.lr must be > 0, got 0", 2)
+    w.close()
+    states = {s.run_id: (s.state, s.message) for s in list_runs(tmp_path)}
+    assert states["crashed"] == ("crashed", "training failed: RuntimeError: boom")
+    assert states["refused"][0] == "error"
