@@ -17,6 +17,7 @@ With fewer than 4 points UMAP and t-SNE are undefined; PCA is used instead.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,16 +64,38 @@ def ensure_numba_cache() -> None:
             pass
 
 
-def _umap(x: np.ndarray, seed: int) -> np.ndarray:
+class _EpochSink:
+    """A file for UMAP's tqdm bar (formatted ``{n}/{total}``): each write becomes a progress
+    report, and a cancel request raises :class:`Cancelled` out of UMAP's epoch loop."""
+
+    def __init__(self, report):
+        self.report = report
+
+    def write(self, text: str) -> None:
+        found = re.findall(r"(\d+)/(\d+)", text)
+        if found:
+            done, total = map(int, found[-1])
+            self.report(done / max(total, 1), f"UMAP: optimising the layout, epoch {done}/{total}")
+
+    def flush(self) -> None:
+        """(Nothing is buffered.)"""
+
+
+def _umap(x: np.ndarray, seed: int, report=None) -> np.ndarray:
+    report = as_reporter(report)
     ensure_numba_cache()
     import warnings
 
     import umap
 
+    report(0.0, f"UMAP: nearest-neighbour graph of {x.shape[0]} points")
+    epochs = _EpochSink(report.sub(0.3, 1.0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", numba notes
         reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, x.shape[0] - 1)),
-                            metric="cosine", random_state=int(seed), init="spectral")
+                            metric="cosine", random_state=int(seed), init="spectral",
+                            tqdm_kwds={"file": epochs, "disable": False, "mininterval": 0.25,
+                                       "bar_format": "{n}/{total}"})
         return reducer.fit_transform(x.astype(np.float32))
 
 
@@ -97,7 +120,7 @@ def project_2d(features, method: str = "pca", seed: int = 0, progress=None, canc
     if method == "pca" or n < 4:
         xy = _pca(x)
     elif method == "umap":
-        xy = _umap(x, seed)
+        xy = _umap(x, seed, report.sub(0.0, 0.99))
     else:
         xy = _tsne(x, seed)
     report(1.0, f"{method.upper()} done")

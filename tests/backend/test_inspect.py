@@ -234,3 +234,22 @@ def test_cli_errors_exit_codes(tmp_path, capsys):
     assert main(["inspect", "--run-dir", str(run), "attention", "--image", str(bad)]) == 3
     err = capsys.readouterr().err
     assert "error:" in err and "bad.png" in err
+
+
+def test_umap_reports_its_epochs_and_stops_when_cancelled():
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    seen = []
+    ins.project_2d(x, "umap", seed=1, progress=lambda f, m: seen.append((f, m)))
+    epochs = [m for _, m in seen if "epoch" in m]
+    done, total = epochs[-1].split()[-1].split("/")
+    assert done == total and int(total) >= 200  # every optimisation epoch reported, up to the last
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(set(fractions)) > 3
+
+    def cancelled():  # cancel once the layout optimisation has started
+        return any("epoch" in m for _, m in seen_again)
+
+    seen_again = []
+    with pytest.raises(ins.Cancelled):
+        ins.project_2d(x, "umap", seed=1, progress=lambda f, m: seen_again.append((f, m)), cancelled=cancelled)
+    assert any("epoch" in m for _, m in seen_again) and not any(f == 1.0 for f, _ in seen_again)
