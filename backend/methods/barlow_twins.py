@@ -7,24 +7,15 @@ cross-correlation loss ``losses.barlow_twins`` with ``lambd = method.barlow_lamb
 from __future__ import annotations
 
 from .. import losses
-from ..distributed import gather_with_grad
 from . import register
-from .base import Method, StepOutput
+from .base import PairLossMethod
 
 
 @register
-class BarlowTwins(Method):
+class BarlowTwins(PairLossMethod):
     name = "barlow_twins"
     label = "Barlow Twins"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.projector = self.projector_head()
-
-    def training_step(self, views, labels, progress):
+    def loss(self, z1, z2):
         m = self.cfg.method
-        # Each view through the network on its own, so BN normalises each branch separately.
-        z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])
-        loss = m.barlow_scale * losses.barlow_twins(gather_with_grad(z1), gather_with_grad(z2),
-                                                    lambd=m.barlow_lambda)
-        return StepOutput(loss=loss, z1=z1, z2=z2)
+        return m.barlow_scale * losses.barlow_twins(z1, z2, lambd=m.barlow_lambda)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..distributed import gather_with_grad
 from ..models.backbones import backbone_family, build_backbone
 from ..models.heads import mlp_head
 from .components import cosine_momentum, ema_update
@@ -100,3 +101,23 @@ class Method(nn.Module):
         """(backbone features, projector output) of already-normalised images."""
         features = self.backbone(x)
         return features, self.project(features)
+
+
+class PairLossMethod(Method):
+    """Two global views through backbone + MLP projector, one loss on the pair of projections
+    (SimCLR, DCL, Barlow Twins, VICReg). Each view goes through the network on its own, so
+    batch norm normalises each branch separately; under torchrun the loss sees the projections
+    of every rank (gathered with gradient). Subclasses implement only ``loss``."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        super().__init__(cfg)
+        self.projector = self.projector_head()
+
+    def training_step(self, views, labels, progress):
+        # Global views only (multi-crop locals, if configured, are not used by these methods).
+        z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])
+        return StepOutput(loss=self.loss(gather_with_grad(z1), gather_with_grad(z2)), z1=z1, z2=z2)
+
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The method's loss on the (globally gathered) projections of the two views."""
+        raise NotImplementedError

@@ -7,23 +7,15 @@ terms see the global batch."""
 from __future__ import annotations
 
 from .. import losses
-from ..distributed import gather_with_grad
 from . import register
-from .base import Method, StepOutput
+from .base import PairLossMethod
 
 
 @register
-class VICReg(Method):
+class VICReg(PairLossMethod):
     name = "vicreg"
     label = "VICReg"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.projector = self.projector_head()
-
-    def training_step(self, views, labels, progress):
+    def loss(self, z1, z2):
         m = self.cfg.method
-        z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])
-        loss = losses.vicreg(gather_with_grad(z1), gather_with_grad(z2), sim_weight=m.sim_weight,
-                             var_weight=m.var_weight, cov_weight=m.cov_weight)
-        return StepOutput(loss=loss, z1=z1, z2=z2)
+        return losses.vicreg(z1, z2, sim_weight=m.sim_weight, var_weight=m.var_weight, cov_weight=m.cov_weight)
