@@ -277,18 +277,23 @@ def _inspect_attention(args) -> None:
         print(f"wrote {args.out}")
 
 
+def _print_classification(args, what: str, r: dict, details: str) -> None:
+    """A classifier evaluation as JSON (--json) or one line: top-1, top-k and ``details``."""
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{what} top-1 {r['top1']:.4f}  top-{r['top5_k']} {r['top5']:.4f}  ({r['checkpoint']}; {details})")
+
+
 def _inspect_linear_probe(args) -> None:
     from .linear_probe import linear_probe
 
     r = linear_probe(args.run_dir, checkpoint=args.checkpoint, features=args.features, epochs=args.epochs,
                      lr=args.lr, weight_decay=args.weight_decay, train_limit=args.train_limit,
                      device=args.device, record=not args.no_record)
-    if args.json:
-        print(json.dumps(r))
-        return
-    print(f"linear probe top-1 {r['top1']:.4f}  top-{r['top5_k']} {r['top5']:.4f}  ({r['checkpoint']}; "
-          f"{r['features']} features, {r['bank_size']} train / {r['queries']} test images, "
-          f"L-BFGS {r['epochs']} iterations, weight decay {r['weight_decay']:g}, {r['seconds']:.1f}s)")
+    _print_classification(args, "linear probe", r, f"{r['features']} features, {r['bank_size']} train / "
+                          f"{r['queries']} test images, L-BFGS {r['epochs']} iterations, weight decay "
+                          f"{r['weight_decay']:g}, {r['seconds']:.1f}s")
 
 
 def _inspect_fine_tune(args) -> None:
@@ -298,12 +303,9 @@ def _inspect_fine_tune(args) -> None:
                   backbone_lr_scale=args.backbone_lr_scale, batch_size=args.batch_size,
                   weight_decay=args.weight_decay, train_limit=args.train_limit, device=args.device,
                   record=not args.no_record)
-    if args.json:
-        print(json.dumps(r))
-        return
-    print(f"fine-tune top-1 {r['top1']:.4f}  top-{r['top5_k']} {r['top5']:.4f}  ({r['checkpoint']}; "
-          f"{r['bank_size']} train / {r['queries']} test images, {r['epochs']} epochs, lr {r['lr']:g} "
-          f"(backbone x{r['backbone_lr_scale']:g}), {r['seconds']:.1f}s)")
+    _print_classification(args, "fine-tune", r, f"{r['bank_size']} train / {r['queries']} test images, "
+                          f"{r['epochs']} epochs, lr {r['lr']:g} (backbone x{r['backbone_lr_scale']:g}), "
+                          f"{r['seconds']:.1f}s")
 
 
 def cmd_inspect(args) -> int:

@@ -25,10 +25,17 @@ from .inspection.embeddings import compute_embeddings
 from .runs import record_evaluation
 
 
-def _labelled(es, what: str):
-    if es.labels is None:
-        raise DataError(f"{what} needs labels but the {es.split} split of this run's data is unlabelled "
-                        f"(no class folders)")
+def _labelled_splits(run_dir, checkpoint, train_limit: int, features: str, device, report, what: str):
+    """(train, test) embedding sets of a checkpoint (cached), both labelled or a DataError naming
+    ``what``; progress goes to the first 60 % / 35 % of ``report`` for train / test."""
+    sets = [compute_embeddings(run_dir, checkpoint=checkpoint, split=split, limit=limit, features=features,
+                               device=device, progress=report.sub(lo, hi))
+            for split, limit, lo, hi in (("train", train_limit, 0.0, 0.6), ("test", 0, 0.6, 0.95))]
+    for es in sets:
+        if es.labels is None:
+            raise DataError(f"{what} needs labels but the {es.split} split of this run's data is unlabelled "
+                            f"(no class folders)")
+    return sets
 
 
 def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: int = 100,
@@ -83,12 +90,8 @@ def linear_probe(run_dir, *, checkpoint=None, features: str = "backbone", epochs
     and :class:`backend.inspect.Cancelled` when ``cancelled()`` turns true."""
     report = as_reporter(progress, cancelled)
     start = time.perf_counter()
-    train = compute_embeddings(run_dir, checkpoint=checkpoint, split="train", limit=train_limit,
-                               features=features, device=device, progress=report.sub(0.0, 0.45))
-    test = compute_embeddings(run_dir, checkpoint=checkpoint, split="test", limit=0, features=features,
-                              device=device, progress=report.sub(0.45, 0.6))
-    _labelled(train, "the linear probe")
-    _labelled(test, "the linear probe")
+    train, test = _labelled_splits(run_dir, checkpoint, train_limit, features, device, report.sub(0.0, 0.6),
+                                   "the linear probe")
     num_classes = len(train.class_names)
     xtr, xte = torch.from_numpy(train.features).float(), torch.from_numpy(test.features).float()
     ytr, yte = torch.from_numpy(train.labels).long(), torch.from_numpy(test.labels).long()
@@ -119,12 +122,7 @@ def knn_probe(run_dir, *, checkpoint=None, k: int = 200, temperature: float = 0.
     report = as_reporter(progress, cancelled)
     path = resolve_checkpoint(run_dir, checkpoint)
     cfg = run_config(run_dir, path)
-    bank = compute_embeddings(run_dir, checkpoint=path, split="train", limit=cfg.eval.knn_train_limit,
-                              features=features, device=device, progress=report.sub(0.0, 0.7))
-    queries = compute_embeddings(run_dir, checkpoint=path, split="test", limit=0, features=features,
-                                 device=device, progress=report.sub(0.7, 0.95))
-    _labelled(bank, "kNN")
-    _labelled(queries, "kNN")
+    bank, queries = _labelled_splits(run_dir, path, cfg.eval.knn_train_limit, features, device, report, "kNN")
     num_classes = len(bank.class_names)
     votes = knn_votes(torch.from_numpy(queries.features), torch.from_numpy(bank.features),
                       torch.from_numpy(bank.labels), num_classes, k=k, temperature=temperature)
