@@ -21,7 +21,7 @@ from backend.runs import checkpoint_path
 from backend.train import run_training
 
 from .test_trainer import StopAfter
-from .trainer_helpers import losses_by_step, make_run, tiny_config
+from .trainer_helpers import losses_by_step, make_run, step_and_snapshot_ema_pairs, tiny_config
 
 METHOD_NAMES = ["byol", "simsiam", "mocov1", "mocov3", "nnclr", "dcl", "dclw", "supervised", "rotation"]
 EMA_METHODS = ["byol", "mocov1", "mocov3"]
@@ -253,13 +253,7 @@ def test_batch_info_nce_exact_value():
 @pytest.mark.parametrize("name", EMA_METHODS)
 def test_after_optimizer_step_applies_ema_with_the_scheduled_momentum(name):
     method, views, labels = build(name, method={"momentum": 0.9, "momentum_final": 1.0})
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
-    method.training_step(views, labels, 0.0).loss.backward()
-    optimizer.step()
-    pairs = [(o, t) for online, target in method.momentum_pairs()
-             for o, t in zip(online.parameters(), target.parameters())]
-    before = [(o.detach().clone(), t.detach().clone()) for o, t in pairs]
-    assert any(not torch.equal(o, t) for o, t in before)
+    pairs, before = step_and_snapshot_ema_pairs(method, views, labels)
     extras = method.after_optimizer_step(0.25)
     m = cosine_momentum(0.9, 1.0, 0.25) if name in ("byol", "mocov3") else 0.9
     assert extras["momentum"] == pytest.approx(m)

@@ -21,7 +21,7 @@ from backend.train import run_training
 
 from .test_methods_zoo_a import LEARN
 from .test_trainer import StopAfter
-from .trainer_helpers import losses_by_step, make_run, tiny_config
+from .trainer_helpers import losses_by_step, make_run, step_and_snapshot_ema_pairs, tiny_config
 
 METHOD_NAMES = ["dino", "swav", "barlow_twins", "vicreg"]
 MULTI_CROP = {"augment": {"num_local_crops": 2, "local_crop_size": 16}}
@@ -162,13 +162,7 @@ def test_dino_teacher_temperature_warms_up_linearly():
 
 def test_dino_teacher_follows_the_student_by_cosine_ema():
     method, views = build("dino", method={"momentum": 0.9, "momentum_final": 1.0})
-    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
-    method.training_step(views, None, 0.0).loss.backward()
-    optimizer.step()
-    pairs = [(s, t) for online, target in method.momentum_pairs()
-             for s, t in zip(online.parameters(), target.parameters())]
-    old = [(s.detach().clone(), t.detach().clone()) for s, t in pairs]
-    assert any(not torch.equal(s, t) for s, t in old)
+    pairs, old = step_and_snapshot_ema_pairs(method, views)
     extras = method.after_optimizer_step(0.25)
     m = cosine_momentum(0.9, 1.0, 0.25)
     assert extras["momentum"] == pytest.approx(m) and 0.9 < m < 1.0

@@ -65,3 +65,18 @@ def stdout_events(text: str) -> list[dict]:
         except json.JSONDecodeError:
             pass
     return out
+
+
+def step_and_snapshot_ema_pairs(method, views, labels=None):
+    """One SGD step of ``method`` (lr 0.5), then its (online, target) parameter pairs and a copy of
+    them taken before ``after_optimizer_step``; asserts the step made online and target differ."""
+    import torch
+
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
+    method.training_step(views, labels, 0.0).loss.backward()
+    optimizer.step()
+    pairs = [(o, t) for online, target in method.momentum_pairs()
+             for o, t in zip(online.parameters(), target.parameters())]
+    before = [(o.detach().clone(), t.detach().clone()) for o, t in pairs]
+    assert any(not torch.equal(o, t) for o, t in before)
+    return pairs, before
