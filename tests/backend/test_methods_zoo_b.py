@@ -15,13 +15,11 @@ from backend.methods import METHODS
 from backend.methods.components import cosine_momentum
 from backend.models.vit import ViTBackbone
 from backend.optim import build_optimizer
-from backend.runs import checkpoint_path, summarize_run
-from backend.checkpoint import load_checkpoint
 from backend.train import run_training
 
 from .test_methods_zoo_a import LEARN
-from .test_trainer import StopAfter
-from .trainer_helpers import losses_by_step, make_run, step_and_snapshot_ema_pairs, tiny_config
+from .test_trainer import check_resume_is_exact
+from .trainer_helpers import make_run, step_and_snapshot_ema_pairs, tiny_config
 
 METHOD_NAMES = ["dino", "swav", "barlow_twins", "vicreg"]
 MULTI_CROP = {"augment": {"num_local_crops": 2, "local_crop_size": 16}}
@@ -247,17 +245,4 @@ RESUME = {
 def test_resume_is_exact(tmp_path, name):
     overrides = deep_merge(deep_merge(SMALL_HEADS, RESUME[name]),
                            {"method": {"name": name}, "eval": {"knn_every_epochs": 0, "metrics_every_steps": 4}})
-    full = make_run(tmp_path / "a", **overrides)
-    assert run_training(full, echo=False) == 0
-    expected = losses_by_step(full)
-    assert len(expected) == 8
-
-    split = make_run(tmp_path / "b", **overrides)
-    assert run_training(split, control=StopAfter(3), echo=False) == 0
-    assert load_checkpoint(checkpoint_path(split))["step"] == 3
-    assert run_training(split, resume=True, echo=False) == 0
-    resumed = losses_by_step(split)
-    assert sorted(resumed) == sorted(expected)
-    for step in range(4, 9):
-        assert resumed[step] == pytest.approx(expected[step], abs=1e-5), step
-    assert summarize_run(split).state == "finished"
+    check_resume_is_exact(tmp_path, overrides)
