@@ -70,18 +70,21 @@ def _add_inspect_parser(sub) -> None:
     lp.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations")
     lp.add_argument("--lr", type=float, default=1.0)
     lp.add_argument("--weight-decay", type=float, default=5e-4)
-    lp.add_argument("--train-limit", type=int, default=0, help="at most this many training images (0 = all)")
-    lp.add_argument("--no-record", action="store_true", help="do not append the result to evaluations.jsonl")
-    lp.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_classifier_result_args(lp)
     ft = what.add_parser("fine-tune", help="fine-tune the backbone with a linear classifier (labels needed)")
     ft.add_argument("--epochs", type=int, default=10)
     ft.add_argument("--lr", type=float, default=0.05, help="classifier learning rate per 256 images")
     ft.add_argument("--backbone-lr-scale", type=float, default=0.1, help="backbone lr = this x classifier lr")
     ft.add_argument("--batch-size", type=int, default=128)
     ft.add_argument("--weight-decay", type=float, default=5e-4)
-    ft.add_argument("--train-limit", type=int, default=0, help="at most this many training images (0 = all)")
-    ft.add_argument("--no-record", action="store_true", help="do not append the result to evaluations.jsonl")
-    ft.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_classifier_result_args(ft)
+
+
+def _add_classifier_result_args(parser) -> None:
+    """Options shared by the classifier evaluations (linear probe, fine-tuning)."""
+    parser.add_argument("--train-limit", type=int, default=0, help="at most this many training images (0 = all)")
+    parser.add_argument("--no-record", action="store_true", help="do not append the result to evaluations.jsonl")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 EXPORT_FORMATS = ("safetensors", "torchscript", "onnx")  # backend.export.FORMATS (not imported: startup)

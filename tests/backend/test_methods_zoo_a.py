@@ -21,7 +21,7 @@ from backend.runs import checkpoint_path
 from backend.train import run_training
 
 from .test_trainer import StopAfter
-from .trainer_helpers import losses_by_step, make_run, step_and_snapshot_ema_pairs, tiny_config
+from .trainer_helpers import check_one_step, losses_by_step, make_run, step_and_snapshot_ema_pairs, tiny_config
 
 METHOD_NAMES = ["byol", "simsiam", "mocov1", "mocov3", "nnclr", "dcl", "dclw", "supervised", "rotation"]
 EMA_METHODS = ["byol", "mocov1", "mocov3"]
@@ -55,15 +55,7 @@ def test_one_step_is_finite_and_reaches_the_backbone(name, backbone):
     assert {"cnn", "vit"} <= set(METHODS[name].families)
     n = 8 if backbone == "tiny_cnn" else 4  # a ViT step is the slow part of this file
     method, views, labels = build(name, backbone, n)
-    out = method.training_step(views, labels, 0.0)
-    assert torch.isfinite(out.loss) and out.loss.ndim == 0
-    assert out.z1.shape[0] == n and (out.z2 is None or out.z2.shape[0] == n)
-    for value in out.extras.values():
-        assert torch.isfinite(torch.as_tensor(value)).all()
-    out.loss.backward()
-    grads = [p.grad for p in method.backbone.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert sum(g.abs().sum() for g in grads) > 0
+    check_one_step(method, views, labels, n)
     features, projected = method.embed(views[0])
     assert features.shape == (n, method.feature_dim) and projected.shape[0] == n
 

@@ -80,3 +80,20 @@ def step_and_snapshot_ema_pairs(method, views, labels=None):
     before = [(o.detach().clone(), t.detach().clone()) for o, t in pairs]
     assert any(not torch.equal(o, t) for o, t in before)
     return pairs, before
+
+
+def check_one_step(method, views, labels, n: int):
+    """One training step of ``method`` on ``n`` images: a finite scalar loss, finite extras,
+    projections for every image, and finite, non-zero gradients in every backbone parameter."""
+    import torch
+
+    out = method.training_step(views, labels, 0.0)
+    assert torch.isfinite(out.loss) and out.loss.ndim == 0
+    assert out.z1.shape[0] == n and (out.z2 is None or out.z2.shape[0] == n)
+    for value in out.extras.values():
+        assert torch.isfinite(torch.as_tensor(value)).all()
+    out.loss.backward()
+    grads = [p.grad for p in method.backbone.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+    return out
