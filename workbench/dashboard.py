@@ -58,6 +58,7 @@ class _Run:
     run_dir: Path | None = None
     color: int = 0
     configured_dim: int | None = None
+    probe_size: int | None = None
     title: str = ""
     bindings: dict = field(default_factory=dict)  # metric name -> [_Binding]
     plane: plots.PlaneView | None = None
@@ -283,6 +284,7 @@ class RunDashboard(QWidget):
         except ConfigError:
             return  # curves still show; totals and D stay unknown
         run.configured_dim = cfg.model.projector_out_dim
+        run.probe_size = cfg.eval.probe_batch_size
         run.store.total_epochs = cfg.schedule.epochs
         run.title = f"{run_dir.name}\n{cfg.method.name} / {cfg.model.backbone} on {cfg.data.source}, " \
                     f"{cfg.schedule.epochs} epochs"
@@ -412,7 +414,8 @@ class RunDashboard(QWidget):
             # The trainer judges from both embedding_std and effective rank (it also catches a
             # low-rank projection whose std looks healthy); the metric test covers older runs.
             reason = "" if self._overlay else self._trainer_collapse
-            reason = reason or collapse_reason(run.store, projector_dim(run.store, run.configured_dim))
+            reason = reason or collapse_reason(run.store, projector_dim(run.store, run.configured_dim),
+                                               run.probe_size)
             if reason:
                 reasons.append(f"{run.label}: {reason}" if self._overlay else reason)
         self._collapse = " | ".join(reasons)

@@ -225,11 +225,7 @@ class MetricStore:
         return Progress(epoch, self.step, total_epochs, eta, self.total_steps)
 
 
-# ---- collapse ---------------------------------------------------------------------------------
-COLLAPSE_STD_FRACTION = 0.1  # warn when embedding_std < 0.1 / sqrt(D) (healthy: about 1 / sqrt(D))
-COLLAPSE_RANK = 2.0          # warn when the projector's effective rank falls below 2
-
-
+# ---- collapse ----------------------------------------------------------------------------------
 def projector_dim(store: MetricStore, configured: int | None = None) -> float | None:
     """The projector output dimension D: from the config when known, else estimated from the
     first embedding_std points (healthy std is about 1/sqrt(D), so D ~ 1/std^2). The estimate
@@ -244,15 +240,15 @@ def projector_dim(store: MetricStore, configured: int | None = None) -> float | 
     return 1.0 / first[len(first) // 2] ** 2 if first else None  # the median of up to three
 
 
-def collapse_reason(store: MetricStore, dim: float | None) -> str:
-    """A one-line warning when the latest projector metrics look collapsed, else ''."""
-    reasons = []
-    std = store.last("embedding_std")
-    if std is not None and dim:
-        level = COLLAPSE_STD_FRACTION / math.sqrt(dim)
-        if std < level:
-            reasons.append(f"embedding_std {std:.2g} < {level:.2g} (0.1/\u221aD, D={dim:.0f})")
-    rank = store.last("effective_rank")
-    if rank is not None and rank < COLLAPSE_RANK:
-        reasons.append(f"effective rank {rank:.2f} < {COLLAPSE_RANK:g}")
-    return "; ".join(reasons)
+def collapse_reason(store: MetricStore, dim: float | None, probe_size: int | None = None) -> str:
+    """A one-line warning when the latest projector metrics look collapsed, else ''. The rule is
+    the trainer's own (backend.collapse), applied to the last point: used for runs whose trainer
+    predates its collapse events and for overlays. Without ``dim`` only the rank is judged."""
+    from backend.collapse import collapse_reasons
+
+    std, rank = store.last("embedding_std"), store.last("effective_rank")
+    d = int(round(dim)) if dim else None
+    unknown = 10 ** 9  # no limit from an unknown width or probe size
+    return "; ".join(collapse_reasons(std if std is not None and d else math.nan,
+                                      rank if rank is not None else math.nan,
+                                      d or unknown, probe_size or d or unknown))
