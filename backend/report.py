@@ -46,7 +46,7 @@ class RunView:
     evaluations: list = field(default_factory=list)
     events: list = field(default_factory=list)
     state: str = "?"
-    embedding: dict | None = None                   # {"xy", "labels", "class_names", "title"}
+    embedding: dict | None = None                   # {"xy", "labels", "class_names", "projection", "source"}
 
 
 def read_run(run_dir) -> RunView:
@@ -82,7 +82,7 @@ def cached_projection(run_dir) -> dict | None:
             continue
         if xy.ndim == 2 and xy.shape[1] == 2 and (labels is None or len(labels) == len(xy)):
             return {"xy": xy, "labels": labels, "class_names": [str(n) for n in names],
-                    "title": f"{key} of {source} ({path.name}, {len(xy)} points)"}
+                    "projection": key, "source": f"{source} split, {path.name}, {len(xy)} points"}
     return None
 
 
@@ -240,18 +240,18 @@ def _embedding_section(runs: list[RunView]) -> str:
         if r.embedding is None:
             continue
         e = r.embedding
-        svg = scatter_plot(f"{r.label}: {e['title']}", e["xy"], e["labels"], e["class_names"])
-        figures.append(f'<figure data-run="{escape(r.label)}" class="embedding">{svg}</figure>')
+        svg = scatter_plot(f"{r.label}: {e['projection']}", e["xy"], e["labels"], e["class_names"])
+        figures.append(f'<figure class="embedding">{svg}<figcaption>{escape(e["source"])}</figcaption></figure>')
     body = "".join(figures) or "<p>No run has a cached 2-D embedding projection (inspect/*.h5).</p>"
     return f'<section id="embeddings"><h2>Embeddings</h2><div class="grid">{body}</div></section>'
 
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
-h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:28px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;
+h1{font-size:22px}p{font-size:13px}.top{display:flex;gap:48px;align-items:flex-start}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ccc;padding:2px 8px;
 text-align:left;vertical-align:top}th{background:#f2f2f2}tr.always td:first-child{font-style:italic}
-.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}
+.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figcaption{font-size:12px;color:#555;max-width:380px}
 .legend-list{list-style:none;padding:0}.legend-list li{margin:3px 0;cursor:pointer}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:middle}
 .state{color:#666;font-size:12px}svg.plot{background:#fff;border:1px solid #ddd}
@@ -278,17 +278,26 @@ JS = """
 """
 
 
+def _unique_labels(runs: list[RunView]) -> None:
+    """Make run labels unique (the legend must tell runs apart): a shared name gets the run id,
+    and a label still shared after that gets its position."""
+    names = [r.label for r in runs]
+    for r in runs:
+        if names.count(r.label) > 1:
+            r.label = f"{r.label} ({r.run_dir.name})"
+    seen: dict[str, int] = {}
+    for i, r in enumerate(runs):
+        seen[r.label] = seen.get(r.label, 0) + 1
+        if seen[r.label] > 1:
+            r.label = f"{r.label} #{i + 1}"
+
+
 def render_report(runs: list[RunView], title: str = "Run comparison") -> str:
     """The report's HTML text for already-read runs."""
-    labels = [r.label for r in runs]
-    for i, r in enumerate(runs):  # unique labels: the legend must tell runs apart
-        if labels.count(r.label) > 1:
-            r.label = f"{r.label} ({r.run_dir.name})"
-        if [x.label for x in runs].count(r.label) > 1:
-            r.label = f"{r.label} #{i + 1}"
+    _unique_labels(runs)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    sections = [_runs_section(runs), _config_section(runs), _curves_section(runs), _final_section(runs),
-                _collapse_section(runs), _embedding_section(runs)]
+    sections = [f'<div class="top">{_runs_section(runs)}{_config_section(runs)}</div>', _curves_section(runs),
+                _final_section(runs), _collapse_section(runs), _embedding_section(runs)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{escape(title)}</h1><p class=\"state\">{len(runs)} runs, generated {stamp} by SSL Workbench.</p>"

@@ -13,8 +13,9 @@ import numpy as np
 # Colour-blind-friendly palette (Okabe-Ito, then Tableau-like extras) for runs and classes.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
            "#8C564B", "#7F7F7F", "#BCBD22", "#17BECF")
-WIDTH, HEIGHT = 620, 300
-MARGIN = {"left": 64, "right": 16, "top": 28, "bottom": 40}
+WIDTH, HEIGHT = 428, 240
+MARGIN = {"left": 52, "right": 140, "top": 28, "bottom": 38}  # legend in the right margin
+LEGEND_CHARS = 18  # longer labels are shortened in a legend (the full one is its tooltip)
 
 
 def colour(i: int) -> str:
@@ -99,9 +100,10 @@ def _legend(entries: list[tuple[str, str, str]], x0: float, y0: float) -> list[s
     out = []
     for i, (label, col, key) in enumerate(entries):
         y = y0 + 14 * i
-        out.append(f'<g class="legend-entry" data-run="{escape(key)}">'
+        short = label if len(label) <= LEGEND_CHARS else label[:LEGEND_CHARS - 1] + "\u2026"
+        out.append(f'<g class="legend-entry" data-run="{escape(key)}"><title>{escape(label)}</title>'
                    f'<rect x="{x0:.0f}" y="{y - 8:.0f}" width="10" height="10" fill="{col}"/>'
-                   f'<text class="legend" x="{x0 + 14:.0f}" y="{y + 1:.0f}">{escape(label)}</text></g>')
+                   f'<text class="legend" x="{x0 + 14:.0f}" y="{y + 1:.0f}">{escape(short)}</text></g>')
     return out
 
 
@@ -135,7 +137,7 @@ def line_plot(title: str, series: list[dict], x_label: str = "step") -> str:
         if d:
             out.append(f'<path class="curve" data-run="{escape(s["key"])}" d="{d}" fill="none" '
                        f'stroke="{s["colour"]}" stroke-width="1.6"><title>{escape(s["label"])}</title></path>')
-    out += _legend(legend, right - 150, top + 14)
+    out += _legend(legend, right + 8, top + 8)
     out.append("</svg>")
     return "".join(out)
 
@@ -150,7 +152,7 @@ def scatter_plot(title: str, xy: np.ndarray, labels: np.ndarray | None, class_na
     keep = np.unique(np.linspace(0, len(xy) - 1, min(len(xy), max_points)).astype(int)) if len(xy) else []
     xy = xy[keep]
     lab = np.asarray(labels)[keep] if labels is not None else np.zeros(len(xy), dtype=int)
-    size = HEIGHT
+    size = HEIGHT + 20
     pad = 24
     x_lo, x_hi = _range([xy[:, 0]])
     y_lo, y_hi = _range([xy[:, 1]])
@@ -161,7 +163,7 @@ def scatter_plot(title: str, xy: np.ndarray, labels: np.ndarray | None, class_na
     def sy(v):
         return size - pad - (v - y_lo) / (y_hi - y_lo) * (size - 2 * pad)
 
-    width = size + 170
+    width = size + 120
     out = [f'<svg class="plot scatter" viewBox="0 0 {width} {size}" '
            f'width="{width}" height="{size}" role="img" aria-label="{escape(title)}">',
            f'<text class="title" x="{pad}" y="16">{escape(title)}</text>',

@@ -212,7 +212,12 @@ class RunLock:
                         proc_start=_proc_start(pid))
         payload = json.dumps(asdict(info)) + "\n"
         for _ in range(20):
-            if _create_exclusive(self.path, payload):
+            try:
+                created = _create_exclusive(self.path, payload)
+            except OSError as exc:
+                raise RunLockedError(f"run {self.run_dir.name}: cannot write its lock file {self.path}: "
+                                     f"{exc.strerror or exc}") from None
+            if created:
                 self.info = info
                 atexit.register(self.release)
                 return self

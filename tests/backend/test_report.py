@@ -35,15 +35,16 @@ def fake_run(workspace, key, overrides, collapsed=False):
     run = create_run(workspace, ExperimentConfig.from_dict(overrides), run_id=key)
     w = EventWriter(run / "events.jsonl", echo=False)
     w.status("running")
+    i = list(RUNS).index(key)
     for step in range(1, 41):
         t = step / 40
-        w.metric("loss", 5 - 3 * t + (0.1 if key == "beta" else 0), step, step // 20)
-        w.metric("alignment", 1.2 - 0.5 * t, step, step // 20)
-        w.metric("uniformity", -1 - 2 * t, step, step // 20)
-        w.metric("embedding_std", 1e-4 if collapsed and step > 10 else 0.08, step, step // 20)
-        w.metric("effective_rank", 1.2 if collapsed and step > 10 else 20 + 10 * t, step, step // 20)
-        if step % 20 == 0:
-            w.metric("knn_top1", 0.3 + 0.2 * t + (0.05 if key == "gamma" else 0), step, step // 20)
+        w.metric("loss", 2 + 3 * (1 - t) ** (1 + i) + (0.1 if key == "beta" else 0), step, step // 20)
+        w.metric("alignment", 1.2 - (0.5 - 0.1 * i) * t, step, step // 20)
+        w.metric("uniformity", -1 - (2 - 0.4 * i) * math.sqrt(t), step, step // 20)
+        w.metric("embedding_std", 1e-4 if collapsed and step > 10 else 0.06 + 0.01 * i * t, step, step // 20)
+        w.metric("effective_rank", 1.2 if collapsed and step > 10 else 20 + (10 - 3 * i) * t, step, step // 20)
+        if step % 10 == 0:
+            w.metric("knn_top1", 0.2 + 0.3 * t ** (1 + i / 2) + (0.05 if key == "gamma" else 0), step, step // 20)
     if collapsed:
         w.log("representation collapse suspected at step 12", level="warning", warning="collapse", step=12)
     w.status("finished", "done", step=40, epoch=2)
@@ -185,7 +186,8 @@ def test_embedding_scatter_for_the_run_with_a_cached_projection(report):
     c = parse(report[1])
     (scatter,) = [s for s in c.svgs if "scatter" in s["class"]]
     assert scatter["circles"] == 150 and scatter["legend"] == ["cat", "dog", "<ship>"]
-    assert scatter["title"].startswith("alpha: pca-0 of backbone features of test")
+    assert scatter["title"] == "alpha: pca-0"
+    assert "backbone features of test split, last-test-backbone-0.h5, 150 points" in report[1]
 
 
 def test_self_contained_and_escaped(report):
@@ -213,6 +215,7 @@ def test_report_module_imports_no_torch():
     assert not re.search(r"^\s*(import|from)\s+torch", source + svg, re.M)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_headless_chromium_renders_without_console_errors(report):
     path, text = report
@@ -230,4 +233,10 @@ def test_headless_chromium_renders_without_console_errors(report):
     assert f'data-drawn="{n_plots}"' in proc.stdout  # the inline script ran to its end
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
-    assert not math.isnan(float(n_plots)) and n_plots == len(CURVE_METRICS) + 1
+    assert n_plots == len(CURVE_METRICS) + 1  # six curves and one scatter
+
+
+def test_runs_with_the_same_name_get_distinct_legend_labels(tmp_path):
+    runs = [fake_run(tmp_path, key, {"name": "same", "method": {"name": "simclr"}}) for key in ("alpha", "beta")]
+    c = parse(write_report(runs, tmp_path / "r.html").read_text())
+    assert c.svgs[0]["legend"] == ["same (alpha)", "same (beta)"]

@@ -184,3 +184,15 @@ def test_unreadable_lock_and_missing_run_are_clear_errors(tmp_path):
     assert lock_holder(tmp_path).command == "unreadable lock file"
     with pytest.raises(RunLockedError, match="does not exist"):
         RunLock(tmp_path / "nope").acquire()
+
+
+def test_unwritable_run_is_a_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    def read_only(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(run_lock.os, "link", read_only)
+    with pytest.raises(RunLockedError, match="cannot write its lock file .*: Read-only file system"):
+        RunLock(tmp_path).acquire()
+    assert os.listdir(tmp_path) == []  # the temp file is gone too
