@@ -41,12 +41,13 @@ def _check_embeddings(z: torch.Tensor) -> torch.Tensor:
                           f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
     if z.shape[0] < 2 or z.shape[1] < 1:
         raise ConfigError(f"embeddings need at least 2 rows and 1 column, got shape {tuple(z.shape)}")
-    return z.detach().to(torch.float64)
+    return z.detach().to("cpu", torch.float64)  # a probe batch is small: CPU float64 is exact and cheap
 
 
 @torch.no_grad()
 def eigenspectrum(z: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """Eigenvalues of the centred covariance of ``z`` (N, D), float64, length D, sorted descending.
+    """Eigenvalues of the centred covariance of ``z`` (N, D), float64 on the CPU (whatever the
+    input's device and dtype), length D, sorted descending.
 
     Computed from the singular values of the centred rows (``lambda = s^2 / (N - 1)``), which is
     more accurate than an eigendecomposition of the covariance; the ``D - min(N, D)`` eigenvalues a

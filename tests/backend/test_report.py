@@ -240,3 +240,22 @@ def test_runs_with_the_same_name_get_distinct_legend_labels(tmp_path):
     runs = [fake_run(tmp_path, key, {"name": "same", "method": {"name": "simclr"}}) for key in ("alpha", "beta")]
     c = parse(write_report(runs, tmp_path / "r.html").read_text())
     assert c.svgs[0]["legend"] == ["same (alpha)", "same (beta)"]
+
+
+def test_a_bare_run_and_a_diverged_curve_still_render(tmp_path):
+    bare = create_run(tmp_path, ExperimentConfig.from_dict({"name": "bare"}), run_id="bare")
+    nan = create_run(tmp_path, ExperimentConfig.from_dict({"name": "nan"}), run_id="nan")
+    w = EventWriter(nan / "events.jsonl", echo=False)
+    for step, value in enumerate([3.0, 2.0, float("nan"), 1.5, 1.0], start=1):
+        w.metric("loss", value, step, 0)
+    w.close()
+    text = write_report([bare, nan], tmp_path / "r.html").read_text()
+    c = parse(text)
+    (loss,) = [s for s in c.svgs if s["title"] == "loss"]
+    assert loss["paths"] == ["run1"] and loss["legend"] == ["bare (no data)", "nan"]
+    d = re.search(r'<path class="curve" data-run="run1" d="([^"]+)"', text).group(1)
+    assert d.count("M") == 2 and "nan" not in d.lower()  # the NaN breaks the line
+    assert "No run recorded: knn_top1, alignment" in text
+    collapse = {r["cells"][0]: r["cells"][-1] for r in c.tables["collapse"][1:]}
+    assert collapse == {"bare": "no data", "nan": "no data"}
+    assert "No stored evaluations" in text and "No run has a cached 2-D embedding projection" in text

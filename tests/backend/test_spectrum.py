@@ -139,3 +139,12 @@ def test_bad_input_is_refused_clearly():
     bad = torch.randn(8, 4)
     bad[0, 0] = float("nan")
     assert bool(spectrum.eigenspectrum(bad).isnan().all()) and math.isnan(spectrum.alpha_req(bad))
+
+
+def test_half_precision_and_any_device_input_is_read_in_float64_on_the_cpu():
+    z = exact_embeddings(power_law(32, 1.0), n=200).to(torch.bfloat16)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lam = spectrum.eigenspectrum(z.to(device))
+    assert lam.device.type == "cpu" and lam.dtype == torch.float64
+    assert spectrum.alpha_req(z.to(device)) == pytest.approx(1.0, abs=0.05)  # bf16 rounding only
+    assert spectrum.spectrum_record(z.to(device))["dim"] == 32
