@@ -173,7 +173,7 @@ def _curves_section(runs: list[RunView]) -> str:
 def _final_section(runs: list[RunView]) -> str:
     summary = []
     for r in runs:
-        steps, knn = _series(r, "knn_top1")
+        _, knn = _series(r, "knn_top1")
         _, loss = _series(r, "loss")
         finite = knn[np.isfinite(knn)]
         last_step = max((int(c["step"][-1]) for c in r.metrics.values() if len(c["step"])), default=0)
