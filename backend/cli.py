@@ -242,7 +242,7 @@ def _inspect_embeddings(args) -> None:
     print(f"projection: {args.projection} (seed {args.seed}) in {time.perf_counter() - start:.2f}s; "
           f"x in [{xy[:, 0].min():.3g}, {xy[:, 0].max():.3g}], y in [{xy[:, 1].min():.3g}, {xy[:, 1].max():.3g}]")
     if args.out:
-        from .inspection.render import matplotlib_missing, save_scatter
+        from .inspect.render import matplotlib_missing, save_scatter
         if matplotlib_missing():
             _warn(f"{args.out} not written: {matplotlib_missing()}")
             return
@@ -255,7 +255,7 @@ def _inspect_embeddings(args) -> None:
 
 def _inspect_attention(args) -> None:
     from .inspect import attention_maps, attention_threshold_mask, load_image_file, split_images
-    from .inspection._common import run_config
+    from .inspect.common import run_config
 
     cfg = run_config(args.run_dir, args.checkpoint)
     if args.image is not None:
@@ -272,7 +272,7 @@ def _inspect_attention(args) -> None:
         peak = result.grid[0, h].flatten().max().item()
         print(f"  head {h}: {args.mass:.0%} of the mass in {frac:.0%} of the cells; peak cell {peak:.3f}")
     if args.out:
-        from .inspection.render import matplotlib_missing, save_attention
+        from .inspect.render import matplotlib_missing, save_attention
         if matplotlib_missing():
             _warn(f"{args.out} not written: {matplotlib_missing()}")
             return
@@ -339,7 +339,7 @@ def cmd_export(args) -> int:
 
 
 def _extra_commands() -> dict:
-    """inspect/export handlers (issue 6)."""
+    """The ``inspect`` and ``export`` subcommand handlers."""
     return {"inspect": cmd_inspect, "export": cmd_export}
 
 
