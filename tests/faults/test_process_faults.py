@@ -268,34 +268,13 @@ def test_sigkill_mid_run_keeps_every_flushed_metric_and_resume_has_each_step_onc
 
 
 # ---- 9. a flood of events while the GUI shows them -------------------------------------------------
-EMITTER = r"""
-import sys, time
-from pathlib import Path
-from backend.events import EventWriter
-
-run_dir, rate, seconds = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-NAMES = ("loss", "lr", "alignment", "uniformity", "embedding_std", "effective_rank",
-         "backbone_alignment", "backbone_uniformity", "backbone_embedding_std", "backbone_effective_rank")
-steps = int(rate * seconds) // len(NAMES)
-writer = EventWriter(run_dir / "events.jsonl")
-writer.status("started", "event flood")
-writer.status("running", f"{steps} steps", total_steps=steps, steps_per_epoch=100, epochs=steps // 100)
-start = time.monotonic()
-for step in range(1, steps + 1):
-    delay = start + step * len(NAMES) / rate - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-    for i, name in enumerate(NAMES):
-        writer.metric(name, 1.0 / step + i, step, (step - 1) // 100)
-writer.status("finished", f"finished {steps} steps", step=steps)
-writer.close()
-"""
+EMITTER = ROOT / "benchmarks" / "event_flood.py"   # the stand-in trainer: RUN_DIR RATE SECONDS
 
 
 def flood(window, qtbot, monkeypatch, rate: float, seconds: float) -> dict:
     """Run the event emitter as the trainer of a GUI run; measure stalls and write handles."""
     monkeypatch.setattr(process_module, "trainer_arguments",
-                        lambda run_dir, resume=False: ["-c", EMITTER, str(run_dir), str(rate), str(seconds)])
+                        lambda run_dir, resume=False: [str(EMITTER), str(run_dir), str(rate), str(seconds)])
     workspace_dir = window.workspace
     heart = Heartbeat()
     handles: list[str] = []
