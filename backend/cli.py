@@ -199,18 +199,26 @@ def cmd_eval(args) -> int:
 
 
 def cmd_gui(args) -> int:
-    import importlib
+    return run_gui(args.rest)
 
-    app = importlib.import_module("workbench.app")
-    return app.main(args.rest)
+
+def run_gui(argv) -> int:
+    """``sslwb gui ARGS``: the desktop app in its own interpreter (``python -m workbench.app``), so
+    the engine never imports the GUI; returns the app's exit code."""
+    import os
+    import subprocess
+
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, PYTHONPATH=root + (os.pathsep + path if path else ""))
+    return subprocess.call([sys.executable, "-m", "workbench.app", *argv], env=env)
 
 
 def main(argv=None) -> int:
     """Entry point of ``sslwb``; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["gui"]:  # the app parses its own options (--screenshot, --run-dir, ...)
-        import importlib
-        return importlib.import_module("workbench.app").main(argv[1:])
+        return run_gui(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "gui": cmd_gui}
