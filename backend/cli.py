@@ -199,18 +199,26 @@ def cmd_eval(args) -> int:
 
 
 def cmd_gui(args) -> int:
-    import importlib
+    return run_gui(args.rest)
 
-    app = importlib.import_module("workbench.app")
-    return app.main(args.rest)
+
+def run_gui(argv) -> int:
+    """``sslwb gui ARGS``: the desktop app in its own interpreter (``python -m workbench.app``), so
+    the engine never imports the GUI; returns the app's exit code."""
+    import os
+    import subprocess
+
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, PYTHONPATH=root + (os.pathsep + path if path else ""))
+    return subprocess.call([sys.executable, "-m", "workbench.app", *argv], env=env)
 
 
 def main(argv=None) -> int:
     """Entry point of ``sslwb``; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["gui"]:  # the app parses its own options (--screenshot, --run-dir, ...)
-        import importlib
-        return importlib.import_module("workbench.app").main(argv[1:])
+        return run_gui(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "gui": cmd_gui}
@@ -242,7 +250,7 @@ def _inspect_embeddings(args) -> None:
     print(f"projection: {args.projection} (seed {args.seed}) in {time.perf_counter() - start:.2f}s; "
           f"x in [{xy[:, 0].min():.3g}, {xy[:, 0].max():.3g}], y in [{xy[:, 1].min():.3g}, {xy[:, 1].max():.3g}]")
     if args.out:
-        from .inspection.render import matplotlib_missing, save_scatter
+        from .inspect.render import matplotlib_missing, save_scatter
         if matplotlib_missing():
             _warn(f"{args.out} not written: {matplotlib_missing()}")
             return
@@ -255,7 +263,7 @@ def _inspect_embeddings(args) -> None:
 
 def _inspect_attention(args) -> None:
     from .inspect import attention_maps, attention_threshold_mask, load_image_file, split_images
-    from .inspection._common import run_config
+    from .inspect.common import run_config
 
     cfg = run_config(args.run_dir, args.checkpoint)
     if args.image is not None:
@@ -272,7 +280,7 @@ def _inspect_attention(args) -> None:
         peak = result.grid[0, h].flatten().max().item()
         print(f"  head {h}: {args.mass:.0%} of the mass in {frac:.0%} of the cells; peak cell {peak:.3f}")
     if args.out:
-        from .inspection.render import matplotlib_missing, save_attention
+        from .inspect.render import matplotlib_missing, save_attention
         if matplotlib_missing():
             _warn(f"{args.out} not written: {matplotlib_missing()}")
             return
@@ -339,7 +347,7 @@ def cmd_export(args) -> int:
 
 
 def _extra_commands() -> dict:
-    """inspect/export handlers (issue 6)."""
+    """The ``inspect`` and ``export`` subcommand handlers."""
     return {"inspect": cmd_inspect, "export": cmd_export}
 
 

@@ -29,3 +29,11 @@ class CheckpointError(WorkbenchError):
     """A checkpoint or exported file cannot be used; the message names the file and why."""
 
     exit_code = 1
+
+
+class Cancelled(Exception):
+    """A long call stopped early because its caller asked it to (its ``cancelled()`` callable
+    returned True, or a GUI task was cancelled). Not a failure: nothing to report to the user.
+
+    The one cancellation exception of the project: backend tools (inspection, export, probes,
+    fine-tuning, folder scans and decoding) and the GUI's task runner all raise this class."""

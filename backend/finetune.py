@@ -26,8 +26,8 @@ from .data.sources import load_dataset
 from .devices import autocast_dtype, resolve_device
 from .errors import ConfigError, DataError
 from .evaluate import extract_features, subset_indices
-from .inspection._common import as_reporter
 from .linear_probe import classification_scores
+from .reporter import as_reporter
 from .restore import restore_method
 from .runs import record_evaluation
 
@@ -45,7 +45,7 @@ def fine_tune(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05, b
 
     ``lr`` is the classifier's learning rate per 256 images (scaled by ``batch_size / 256``);
     ``train_limit`` caps the training images (0 = all). Raises ConfigError for bad settings,
-    DataError for unlabelled data and :class:`backend.inspect.Cancelled` when ``cancelled()``
+    DataError for unlabelled data and :class:`backend.errors.Cancelled` when ``cancelled()``
     turns true (nothing is recorded then)."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if int(value) < 1:

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DataError
+from .inspect.embeddings import compute_embeddings
 from .metrics import knn_votes
-from .inspection._common import as_reporter
-from .inspection.embeddings import compute_embeddings
+from .reporter import as_reporter
 from .runs import record_evaluation
 
 
@@ -87,7 +87,7 @@ def linear_probe(run_dir, *, checkpoint=None, features: str = "backbone", epochs
     Trained on the train split (``train_limit`` images at most, 0 = all), tested on the whole test
     split. The result dict holds the parameters that produced it and, when ``record``, is appended
     to the run's evaluations.jsonl (kind ``linear_probe``). Raises DataError for unlabelled data
-    and :class:`backend.inspect.Cancelled` when ``cancelled()`` turns true."""
+    and :class:`backend.errors.Cancelled` when ``cancelled()`` turns true."""
     report = as_reporter(progress, cancelled)
     start = time.perf_counter()
     train, test = _labelled_splits(run_dir, checkpoint, train_limit, features, device, report.sub(0.0, 0.6),
@@ -116,7 +116,7 @@ def knn_probe(run_dir, *, checkpoint=None, k: int = 200, temperature: float = 0.
               device: str = "cpu", record: bool = True, progress=None, cancelled=None) -> dict:
     """kNN top-1 like :func:`backend.evaluate.evaluate_knn_checkpoint` (same bank, same result
     keys), but on cached features, so changing ``k`` or ``temperature`` is instant."""
-    from .inspection._common import run_config
+    from .inspect.common import run_config
     from .restore import resolve_checkpoint
 
     report = as_reporter(progress, cancelled)

@@ -6,7 +6,20 @@ heartbeat timer measures event-loop stalls (stall = gap between heartbeats - int
 stream then drives a naive baseline (Python lists, ``setData`` on every event, no downsampling or
 clipping) and the table compares both.
 
+``--process`` measures the whole GUI path instead: a stand-in trainer process
+(``benchmarks/event_flood.py``) writes 1,000 events/s for ``--seconds`` through the real
+``TrainerController`` (QProcess pipe, event parsing, ``RunState``) into a ``RunDashboard``, while a
+1 ms heartbeat records event-loop stalls and the GUI thread's CPU time per gap (busy: stalls the
+GUI caused; the rest is the machine). The baseline, in the same run, is the heartbeat alone while
+the same writer runs with nobody reading it (what the machine itself costs; "GUI CPU s" includes
+the benchmark's own event-loop polling, the same in both rows). Then the reaction
+times: a stand-in killed with SIGKILL until the run shows "crashed", and Stop pressed twice until
+it shows "killed", against ``os.waitpid`` reaping the same process killed without a GUI. These are
+the figures the fault tests used to assert (crashed within 1.5 s, GUI busy under 100 ms, a second
+Stop kills within 3 s); the tests now check behaviour only.
+
     python benchmarks/gui_latency.py                      # 500 events/s for 10 s
+    python benchmarks/gui_latency.py --process --seconds 8
     python benchmarks/gui_latency.py --rate 1000 --seconds 60
     python benchmarks/gui_latency.py --screenshot docs/screenshots/dashboard_synthetic.png
 """
@@ -214,6 +227,126 @@ def print_table(rows, rate: float) -> None:
         print(f"{name:<27}" + "".join(f"{values[key]:>{width}{fmt}}" for _, width, key, fmt in COLUMNS))
 
 
+# ---- --process: the whole GUI path from a trainer process ------------------------------------------
+FLOOD = Path(__file__).resolve().parent / "event_flood.py"
+SLEEPER = ("import sys, time; from pathlib import Path; from backend.events import EventWriter; "
+           "w = EventWriter(Path(sys.argv[1]) / 'events.jsonl'); w.status('started', 'sleeping'); time.sleep(120)")
+
+
+class Heartbeat:
+    """A 1 ms precise timer noting (wall time, GUI-thread CPU time) at every beat."""
+
+    def __init__(self):
+        self.stamps: list = []
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(1)
+        self.timer.timeout.connect(lambda: self.stamps.append((time.perf_counter(), time.thread_time())))
+
+    def summary(self) -> dict:
+        """Worst and p99 stall (gap - 1 ms) and worst GUI-thread CPU time within one gap, in ms."""
+        a = np.asarray(self.stamps)
+        stalls = np.maximum(0.0, np.diff(a[:, 0]) * 1000 - 1) if len(a) > 1 else np.zeros(1)
+        busy = np.diff(a[:, 1]) * 1000 if len(a) > 1 else np.zeros(1)
+        return {"worst": float(stalls.max()), "p99": float(np.percentile(stalls, 99)), "busy": float(busy.max()),
+                "gui_cpu": float(a[-1, 1] - a[0, 1]) if len(a) > 1 else 0.0}
+
+
+def _wait(app: QApplication, done, limit_s: float) -> float:
+    """Run the event loop until ``done()``; the seconds it took (inf past ``limit_s``)."""
+    start = time.perf_counter()
+    while not done():
+        if time.perf_counter() - start > limit_s:
+            return math.inf
+        app.processEvents()
+        time.sleep(0.0005)
+    return time.perf_counter() - start
+
+
+def _gui_run(workspace: Path, arguments):
+    """A run folder, its RunState and TrainerController (trainer = ``arguments``) and a dashboard."""
+    from backend.config import ExperimentConfig
+    from backend.runs import create_run
+    from workbench import process
+    from workbench.run_state import RunState
+
+    run_dir = create_run(workspace, ExperimentConfig())
+    process.trainer_arguments = lambda run_dir, resume=False: arguments(run_dir)
+    state = RunState(run_dir)
+    controller = process.TrainerController(state)
+    dash = RunDashboard()
+    dash.set_run(run_dir)
+    state.eventsArrived.connect(dash.add_events)
+    return state, controller, dash
+
+
+def process_benchmark(app: QApplication, rate: float, seconds: float) -> int:
+    """Print the flood table (GUI path vs machine baseline) and the reaction-time table."""
+    import signal
+    import subprocess
+    import tempfile
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rows, reactions = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        heart = Heartbeat()
+        state, controller, dash = _gui_run(Path(tmp) / "a", lambda d: [str(FLOOD), str(d), str(rate), str(seconds)])
+        dash.resize(1400, 900)
+        dash.show()
+        heart.timer.start()
+        controller.start()
+        wall = _wait(app, lambda: not state.live, seconds * 3 + 60)
+        _wait(app, lambda: False, 0.3)  # the last redraw
+        heart.timer.stop()
+        shown = len(dash.curves("loss")[0].xData) if dash.curves("loss") else 0
+        rows.append(("GUI path (QProcess -> dashboard)", {**heart.summary(), "wall": wall, "shown": shown}))
+        dash.close()
+
+        heart = Heartbeat()  # baseline: the same writer, nobody reading its output
+        (Path(tmp) / "b").mkdir()
+        heart.timer.start()
+        writer = subprocess.Popen([sys.executable, str(FLOOD), str(Path(tmp) / "b"), str(rate), str(seconds)],
+                                  stdout=subprocess.DEVNULL, env=env)
+        wall = _wait(app, lambda: writer.poll() is not None, seconds * 3 + 60)
+        heart.timer.stop()
+        rows.append(("baseline (writer, no GUI)", {**heart.summary(), "wall": wall, "shown": 0}))
+
+        for how in ("SIGKILL -> crashed", "Stop twice -> killed"):
+            state, controller, dash = _gui_run(Path(tmp) / how[:4], lambda d: ["-c", SLEEPER, str(d)])
+            controller.start()
+            _wait(app, lambda: len(controller.log_tail) > 0, 60)  # its "started" event arrived
+            start = time.perf_counter()
+            if how.startswith("SIGKILL"):
+                os.kill(int(controller.process.processId()), signal.SIGKILL)
+            else:
+                controller.stop()
+                controller.stop()
+            _wait(app, lambda: not state.live, 30)
+            reactions.append((how, state.state, time.perf_counter() - start))
+            dash.close()
+        sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER, tmp], stdout=subprocess.DEVNULL, env=env)
+        while not (Path(tmp) / "events.jsonl").exists():  # it has started
+            time.sleep(0.01)
+        start = time.perf_counter()
+        sleeper.kill()
+        sleeper.wait()
+        reactions.append(("baseline: os.waitpid after SIGKILL", "reaped", time.perf_counter() - start))
+
+    print(f"\nGUI path under {rate:g} events/s for {seconds:g} s, heartbeat 1 ms, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    header = f"{'':<34}{'wall s':>8}{'loss points':>13}{'worst stall ms':>16}{'p99 ms':>8}" \
+             f"{'worst GUI busy ms':>19}{'GUI CPU s':>11}"
+    print(header + "\n" + "-" * len(header))
+    for name, r in rows:
+        print(f"{name:<34}{r['wall']:>8.1f}{r['shown']:>13d}{r['worst']:>16.1f}{r['p99']:>8.1f}{r['busy']:>19.1f}"
+              f"{r['gui_cpu']:>11.2f}")
+    print(f"\n{'reaction':<36}{'shown as':>10}{'seconds':>9}")
+    for name, shown_as, took in reactions:
+        print(f"{name:<36}{shown_as:>10}{took:>9.3f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=500.0, help="events per second")
@@ -221,11 +354,15 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-ms", type=int, default=20, help="delivery interval (a pipe's read chunks)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
     parser.add_argument("--screenshot", type=Path, help="only write a PNG of a synthetic run and exit")
+    parser.add_argument("--process", action="store_true",
+                        help="measure the whole path from a trainer process (1,000 events/s) and reaction times")
     args = parser.parse_args(argv)
     if args.screenshot:
         screenshot(args.screenshot)
         return 0
     app = QApplication.instance() or QApplication(sys.argv)
+    if args.process:
+        return process_benchmark(app, 1000.0, args.seconds)
     load_before = os.getloadavg()[0]
     rows = [(f"dashboard (timer, {REFRESH_HZ} Hz)",
              measure(app, RunDashboard(), args.rate, args.seconds, args.chunk_ms, max_wall=args.seconds * 3 + 10))]

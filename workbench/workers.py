@@ -15,15 +15,11 @@ from typing import Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal, Slot
 
-from backend.errors import WorkbenchError
+from backend.errors import Cancelled, WorkbenchError
 
 _synchronous = False
 _live: set = set()  # tasks kept alive until their result has been delivered
 _pool: QThreadPool | None = None
-
-
-class Cancelled(Exception):
-    """Raised by ``TaskContext.check()`` once the task has been cancelled."""
 
 
 def set_synchronous(flag: bool) -> None:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DataError
+from ..errors import Cancelled, DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 ALPHA_BACKGROUND = (255, 255, 255)   # transparent pixels become white
@@ -239,10 +239,6 @@ def _read_subdirs(root: Path) -> dict:
     except OSError as exc:
         raise DataError(f"cannot read image folder {root}: {exc.strerror or exc}; give your user read "
                         f"access (chmod -R u+rX '{root}') or copy the images to a folder you own") from None
-
-
-class Cancelled(Exception):
-    """Decoding (or a folder scan) was cancelled through its ``cancelled`` callable."""
 
 
 def plan(cfg, arg: str, split: str, seed: int, limit: int, warn, *, on_progress=None, cancelled=None):

@@ -7,8 +7,8 @@ PNG without its IEND chunk is decoded to confirm). Verdicts are cached on disk k
 (relative path, size, mtime), so scanning an unchanged folder again only lists and stats it.
 
 No Qt: progress goes to ``on_progress(fraction, text)`` (fraction < 0 while the total is unknown)
-and ``cancelled()`` is polled between chunks; a cancelled scan raises ``ScanCancelled`` after
-saving the verdicts it already has, so the next scan resumes where it stopped.
+and ``cancelled()`` is polled between chunks; a cancelled scan raises :class:`backend.errors.Cancelled`
+after saving the verdicts it already has, so the next scan resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -24,17 +24,15 @@ from types import SimpleNamespace
 
 from PIL import Image
 
+from ..errors import Cancelled
 from . import cache
-from .imagefolder import Cancelled, _check_root, _read_subdirs, _scan, _tree_problems, error_reason
+from .imagefolder import _check_root, _read_subdirs, _scan, _tree_problems, error_reason
 from .sources import parse_source
 
 SCAN_FORMAT = 1
 CHUNK = 512            # files between two progress reports / cancel checks
 TAIL_BYTES = 4096      # how far from the end a JPEG's end-of-image marker is looked for
 _MAX_NAMED = 3
-
-
-ScanCancelled = Cancelled   # raised when the scan is cancelled through its ``cancelled`` callable
 
 
 @dataclass
@@ -68,7 +66,7 @@ class ScanReport:
 def scan_folder(source: str, *, cache_dir: str | None = None, on_progress=None,
                 cancelled=None) -> ScanReport:
     """Scan ``source`` ('imagefolder:<path>' or a plain path). Raises DataError for folder problems
-    (missing, unreadable, empty, empty class folders, symlink loops) and ``ScanCancelled``."""
+    (missing, unreadable, empty, empty class folders, symlink loops) and :class:`backend.errors.Cancelled`."""
     start = time.perf_counter()
     report_progress = on_progress or (lambda _f, _t: None)
     is_cancelled = cancelled or (lambda: False)
@@ -111,7 +109,7 @@ def scan_folder(source: str, *, cache_dir: str | None = None, on_progress=None,
 def _check_cancel(is_cancelled, store: "_ScanCache", verdicts: dict) -> None:
     if is_cancelled():
         store.save(verdicts, merge=True)   # keep the work done: the next scan resumes from here
-        raise ScanCancelled()
+        raise Cancelled()
 
 
 def _list_images(root: Path) -> tuple[str, list, dict]:

@@ -149,7 +149,7 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
     without it they go to the ``backend.data`` logger. ``on_skipped(message, skipped)``, when
     given, receives the skipped-files report instead of ``on_warning``: the sentence plus every
     (relative path, reason) pair (the sentence names only the first few). Image folders report
-    decoding progress to ``on_progress(fraction, text)`` and stop with ``imagefolder.Cancelled``
+    decoding progress to ``on_progress(fraction, text)`` and stop with ``backend.errors.Cancelled``
     once ``cancelled()`` returns True. Raises DataError naming the path or source when the data
     is missing, empty, unreadable or cannot be downloaded."""
     if split not in SPLITS:

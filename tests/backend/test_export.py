@@ -112,7 +112,7 @@ def test_mismatching_artifact_is_refused(tmp_path, monkeypatch):
         tensors = dict(tensors, **{key: tensors[key] + 0.05})
         save_file(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr("backend.exporting.formats.save_file", corrupting_save)
+    monkeypatch.setattr("backend.export.formats.save_file", corrupting_save)
     out = tmp_path / "out"
     with pytest.raises(CheckpointError, match=r"encoder\.safetensors.*max abs difference"):
         export_encoder(run, out, formats=("safetensors",))

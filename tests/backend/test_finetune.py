@@ -10,7 +10,7 @@ import torch
 from backend.cli import main
 from backend.errors import ConfigError, DataError
 from backend.finetune import fine_tune, finetune_augment
-from backend.inspect import Cancelled
+from backend.errors import Cancelled
 from backend.runs import checkpoint_path, read_evaluations
 
 from backend.train import run_training

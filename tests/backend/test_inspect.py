@@ -9,7 +9,7 @@ from PIL import Image
 from backend import inspect as ins
 from backend.checkpoint import load_checkpoint, save_checkpoint
 from backend.cli import main
-from backend.errors import DataError
+from backend.errors import Cancelled, DataError
 from backend.runs import checkpoint_path
 
 from .inspect_helpers import copy_run, trained_run
@@ -41,7 +41,7 @@ def test_embeddings_cached_and_reopened_without_computing(tmp_path, monkeypatch)
     assert seen == sorted(seen) and seen[-1] == 1.0
     assert not [p for p in es.path.parent.iterdir() if ".tmp-" in p.name]
 
-    monkeypatch.setattr("backend.inspection.embeddings.extract_features", _fail)
+    monkeypatch.setattr("backend.inspect.embeddings.extract_features", _fail)
     again = ins.compute_embeddings(run)
     assert again.from_cache
     assert np.array_equal(again.features, es.features) and np.array_equal(again.labels, es.labels)
@@ -59,13 +59,13 @@ def test_newer_checkpoint_invalidates_cache(tmp_path, monkeypatch):
     new = ins.compute_embeddings(run, limit=40)
     assert not new.from_cache and np.array_equal(new.indices, old.indices)
     assert not np.allclose(new.features, old.features)
-    monkeypatch.setattr("backend.inspection.embeddings.extract_features", _fail)
+    monkeypatch.setattr("backend.inspect.embeddings.extract_features", _fail)
     assert ins.compute_embeddings(run, limit=40).from_cache
 
 
 def test_cancelled_embedding_writes_no_cache(tmp_path):
     run = copy_run("cnn", tmp_path)
-    with pytest.raises(ins.Cancelled):
+    with pytest.raises(Cancelled):
         ins.compute_embeddings(run, cancelled=lambda: True)
     assert not (run / "inspect").exists() or not any((run / "inspect").iterdir())
 
@@ -84,7 +84,7 @@ def test_projections_are_stored_in_the_cache_file(tmp_path, monkeypatch):
     assert xy.shape == (128, 2) and xy.dtype == np.float32
     with h5py.File(es.path, "r") as fh:
         assert np.array_equal(fh["projections/pca-0"][()], xy)
-    monkeypatch.setattr("backend.inspection.projection.project_2d", _fail)
+    monkeypatch.setattr("backend.inspect.projection.project_2d", _fail)
     reopened = ins.compute_embeddings(run)
     assert reopened.from_cache and np.array_equal(ins.embedding_projection(reopened, "pca"), xy)
 
@@ -250,6 +250,6 @@ def test_umap_reports_its_epochs_and_stops_when_cancelled():
         return any("epoch" in m for _, m in seen_again)
 
     seen_again = []
-    with pytest.raises(ins.Cancelled):
+    with pytest.raises(Cancelled):
         ins.project_2d(x, "umap", seed=1, progress=lambda f, m: seen_again.append((f, m)), cancelled=cancelled)
     assert any("epoch" in m for _, m in seen_again) and not any(f == 1.0 for f, _ in seen_again)

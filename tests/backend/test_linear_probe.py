@@ -7,7 +7,7 @@ import torch
 
 from backend.cli import main
 from backend.evaluate import evaluate_knn_checkpoint
-from backend.inspect import Cancelled
+from backend.errors import Cancelled
 from backend.linear_probe import confusion_matrix, fit_logistic_regression, knn_probe, linear_probe
 from backend.runs import read_evaluations
 

@@ -1,4 +1,4 @@
-"""Fault suite, issue #8 scenarios 1-7: checkpoints and security.
+"""Fault suite, scenarios 1-7 of docs/faults.md: checkpoints and security.
 
 Every scenario goes through the paths a user takes: the CLI (``python -m backend ...`` as a
 subprocess, or ``backend.cli.main`` in-process where many variants are checked), the trainer

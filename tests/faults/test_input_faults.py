@@ -1,4 +1,4 @@
-"""Fault suite, issue #8 scenarios 15-20: numerics and bad inputs and config.
+"""Fault suite, scenarios 15-20 of docs/faults.md: numerics and bad inputs and config.
 
 15. A non-finite loss: the step is skipped and counted, weights stay finite, K bad steps in a row
     stop the run naming step, lr, AMP and grad scale; no checkpoint holds non-finite values.

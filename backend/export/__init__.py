@@ -1,5 +1,8 @@
 """Export a run's encoder (normalisation + backbone, optionally + projector) and load exports.
 
+This package's entry point; its parts: ``module`` (the exported module and its metadata),
+``formats`` (writers, safe recognition and loaders) and ``card`` (model card and README).
+
 ``export_encoder`` writes ``<run>/export/<name>/``: ``encoder.safetensors`` (weights + metadata
 header), ``encoder.torchscript.pt`` (traced), ``encoder.onnx`` (only when the ``onnx`` package
 imports), a ``.sha256`` beside each, ``model_card.json`` and ``README.md``. Each file is written
@@ -9,7 +12,7 @@ encoder on a probe batch; only a file whose features match (max abs difference <
 
 ``load_encoder(path)`` returns a module mapping images (N, 3, H, W) in [0, 1] to features (N, F),
 from an export folder (its safetensors file is preferred) or one of the files; see
-:mod:`backend.exporting.formats` for what is checked and what runs.
+:mod:`backend.export.formats` for what is checked and what runs.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import TEMP_MARK, file_sha256
-from .errors import CheckpointError, ConfigError
-from .exporting.formats import (FILE_NAMES, FORMATS, LOADERS, WRITERS, onnx_unavailable_reason, recorded_hashes,
-                                sidecar_path, sniff, verify_sidecar)
-from .exporting.module import ExportedEncoder, from_method
-from .inspection._common import as_reporter
+from ..checkpoint import TEMP_MARK, file_sha256
+from ..errors import CheckpointError, ConfigError
+from ..reporter import as_reporter
+from .formats import (FILE_NAMES, FORMATS, LOADERS, WRITERS, onnx_unavailable_reason, recorded_hashes,
+                      sidecar_path, sniff, verify_sidecar)
+from .module import ExportedEncoder, from_method
 
 __all__ = ["FORMATS", "ExportedEncoder", "export_encoder", "load_encoder", "default_export_name"]
 
@@ -96,8 +99,8 @@ def export_encoder(run_dir, out_dir=None, *, checkpoint=None, name: str | None =
     ONNX is skipped (``on_warning`` is told why, and model_card.json records it) when the onnx
     package is missing. Raises ConfigError for an unknown format, CheckpointError for an unusable
     checkpoint or an artifact that fails verification (that file is not written)."""
-    from .checkpoint import load_checkpoint
-    from .restore import resolve_checkpoint, restore_method
+    from ..checkpoint import load_checkpoint
+    from ..restore import resolve_checkpoint, restore_method
 
     report = as_reporter(progress, cancelled)
     formats = tuple(dict.fromkeys(formats))
@@ -156,7 +159,7 @@ def export_encoder(run_dir, out_dir=None, *, checkpoint=None, name: str | None =
         written.append(final)
 
     report(0.92, "writing the model card")
-    from .exporting.card import model_card, readme
+    from .card import model_card, readme
     card = model_card(run_dir, cfg, meta, path, state_info, files, skipped, atol,
                       f"{PROBE_BATCH} uniform random images in [0, 1] (seed {PROBE_SEED})")
     card_path, readme_path = folder / "model_card.json", folder / "README.md"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ._common import as_reporter
+from ..reporter import as_reporter
 
 PROJECTIONS = ("pca", "umap", "tsne")
 
@@ -66,7 +66,7 @@ def ensure_numba_cache() -> None:
 
 class _EpochSink:
     """A file for UMAP's tqdm bar (formatted ``{n}/{total}``): each write becomes a progress
-    report, and a cancel request raises :class:`Cancelled` out of UMAP's epoch loop."""
+    report, and a cancel request raises :class:`~backend.errors.Cancelled` out of UMAP's epoch loop."""
 
     def __init__(self, report):
         self.report = report

@@ -22,7 +22,8 @@ import torch
 from ..checkpoint import TEMP_MARK
 from ..errors import ConfigError
 from ..evaluate import extract_features, subset_indices
-from ._common import as_reporter, checkpoint_fingerprint, is_inside_run, restored
+from ..reporter import as_reporter
+from .common import checkpoint_fingerprint, is_inside_run, restored
 
 CACHE_FORMAT = 1
 INSPECT_DIR = "inspect"
@@ -127,14 +128,14 @@ def compute_embeddings(run_dir, *, checkpoint=None, split: str = "test", limit: 
 
     Read from ``<run>/inspect/`` when a cache file for the same checkpoint content exists;
     otherwise computed in batches (frozen encoder, deterministic eval views: resize + normalise),
-    reporting ``progress(fraction, message)`` and stopping with :class:`Cancelled` when
+    reporting ``progress(fraction, message)`` and stopping with :class:`~backend.errors.Cancelled` when
     ``cancelled()`` is true, then cached. ``checkpoint`` defaults to ``checkpoints/last.pt``.
     The subset of a limited split is the same one ``evaluate_knn_checkpoint`` uses as its bank.
     """
     from ..data.augment import ViewGenerator
     from ..data.sources import load_dataset
     from ..restore import resolve_checkpoint
-    from ._common import run_config
+    from .common import run_config
 
     if features not in FEATURE_SOURCES:
         raise ConfigError(f"features must be backbone or projector, got {features!r}")
@@ -228,7 +229,7 @@ def split_images(run_dir, indices=None, *, split: str = "test", checkpoint=None)
     """(uint8 images (n, 3, S, S), labels (n,) or None, class names) of a run's split, e.g. the
     thumbnails of the points of an EmbeddingSet (``indices`` = es.indices; None = all)."""
     from ..data.sources import load_dataset
-    from ._common import run_config
+    from .common import run_config
 
     cfg = run_config(run_dir, checkpoint)
     data = load_dataset(cfg.data, split, seed=cfg.runtime.seed)

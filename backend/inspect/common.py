@@ -1,5 +1,5 @@
-"""Shared plumbing of the inspection tools: progress/cancellation, the run's config, a small cache of
-restored methods, and checkpoint fingerprints."""
+"""Shared plumbing of the inspection tools: the run's config, a small cache of restored methods,
+and checkpoint fingerprints (progress and cancellation: :mod:`backend.reporter`)."""
 
 from __future__ import annotations
 
@@ -7,51 +7,11 @@ import hashlib
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
 
 from ..checkpoint import load_checkpoint
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..runs import CHECKPOINT_DIR, CONFIG_FILE, read_run_config
-
-ProgressFn = Callable[[float, str], None]
-CancelledFn = Callable[[], bool]
-
-
-class Cancelled(Exception):
-    """Raised inside a long inspection call when its ``cancelled()`` callable returned True."""
-
-
-class Reporter:
-    """Forwards ``(fraction, message)`` to an optional ``progress`` callback, mapped into the
-    [start, end] part of the whole job, and raises :class:`Cancelled` when ``cancelled()`` says so."""
-
-    def __init__(self, progress: ProgressFn | None = None, cancelled: CancelledFn | None = None,
-                 start: float = 0.0, end: float = 1.0):
-        self.progress, self.cancelled, self.start, self.end = progress, cancelled, start, end
-
-    def check(self) -> None:
-        """Raise Cancelled if the caller asked to stop."""
-        if self.cancelled is not None and self.cancelled():
-            raise Cancelled("cancelled")
-
-    def __call__(self, fraction: float, message: str = "") -> None:
-        self.check()
-        if self.progress is not None:
-            f = min(max(float(fraction), 0.0), 1.0)
-            self.progress(self.start + f * (self.end - self.start), message)
-
-    def sub(self, start: float, end: float) -> "Reporter":
-        """A reporter for the [start, end] part of this one."""
-        span = self.end - self.start
-        return Reporter(self.progress, self.cancelled, self.start + start * span, self.start + end * span)
-
-
-def as_reporter(progress=None, cancelled=None) -> Reporter:
-    """A Reporter from callbacks (or the Reporter itself when one is passed as ``progress``)."""
-    if isinstance(progress, Reporter):
-        return progress
-    return Reporter(progress, cancelled)
 
 
 def checkpoint_fingerprint(path) -> str:

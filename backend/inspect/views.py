@@ -17,7 +17,7 @@ def augmentation_pairs(run_dir, indices, seed: int = 0, split: str = "train", *,
     """
     from ..data.augment import ViewGenerator
     from ..data.sources import load_dataset
-    from ._common import run_config
+    from .common import run_config
 
     cfg = run_config(run_dir, checkpoint)
     data = load_dataset(cfg.data, split, seed=cfg.runtime.seed)
