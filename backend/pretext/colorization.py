@@ -88,7 +88,7 @@ def soft_encode_dense(indices: torch.Tensor, weights: torch.Tensor, num_bins: in
 
 
 def bin_counts(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """(Q,) float64 counts of the nearest bin of every pixel of ab (N, 2, H, W); sum over batches."""
+    """(Q,) float64 counts of the nearest bin of each pixel of ab (N, 2, H, W); sum over batches."""
     flat = _flat_ab(ab)
     nearest = torch.cdist(flat, bins.to(flat)).argmin(dim=1)
     return torch.bincount(nearest, minlength=bins.shape[0]).to(torch.float64)
@@ -126,7 +126,8 @@ def colorization_loss(logits: torch.Tensor, indices: torch.Tensor, weights: torc
     ``-v(q*) sum_k weights_k log softmax(logits)[indices_k]`` with q* = ``indices[:, 0]``.
     """
     if indices.shape[0] != logits.shape[0] or indices.shape[2:] != logits.shape[2:]:
-        raise ValueError(f"target {tuple(indices.shape)} does not match logits {tuple(logits.shape)}")
+        raise ValueError(f"target {tuple(indices.shape)} does not match logits "
+                         f"{tuple(logits.shape)}")
     logp = F.log_softmax(logits, dim=1).gather(1, indices)
     per_pixel = -(weights.to(logp.dtype) * logp).sum(dim=1)
     if class_weights is not None:
@@ -134,7 +135,8 @@ def colorization_loss(logits: torch.Tensor, indices: torch.Tensor, weights: torc
     return per_pixel.mean()
 
 
-def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
+def annealed_mean(logits: torch.Tensor, bins: torch.Tensor,
+                  temperature: float = 0.38) -> torch.Tensor:
     """Decode (N, Q, H, W) logits to ab (N, 2, H, W): the annealed mean of Zhang et al. (eq. 5)."""
     probs = torch.softmax(logits.float() / temperature, dim=1)
     return torch.einsum("nqhw,qc->nchw", probs, bins.to(probs))

@@ -33,8 +33,8 @@ def mochi_negatives(q: torch.Tensor, queue: torch.Tensor, n_hard: int, n_mix: in
         raise ValueError(f"n_hard must be in [2, queue size {queue.shape[0]}], got {n_hard}")
     if n_mix < 0 or n_query_mix < 0:
         raise ValueError(f"mix counts must be >= 0, got {n_mix} and {n_query_mix}")
-    q = F.normalize(q.detach().float() if q.dtype in (torch.float16, torch.bfloat16) else q.detach(),
-                    dim=1)
+    q = q.detach()
+    q = F.normalize(q.float() if q.dtype in (torch.float16, torch.bfloat16) else q, dim=1)
     queue = F.normalize(queue.detach().to(q.dtype), dim=1)
     n, device = q.shape[0], q.device
     hardest = torch.topk(q @ queue.T, n_hard, dim=1).indices           # (N, n_hard), hardest first

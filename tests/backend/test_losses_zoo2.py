@@ -117,6 +117,17 @@ def test_hcl_reduces_to_nt_xent():
     z1, z2 = rand(7, 3, seed=8), rand(7, 3, seed=9)
     for t in (0.1, 0.5):
         close(losses.hcl(z1, z2, t, beta=0.0, tau_plus=0.0), losses.nt_xent(z1, z2, t), 1e-12)
+    a = z1.clone().requires_grad_(True)
+    (g_hcl,) = torch.autograd.grad(losses.hcl(a, z2, 0.5, beta=0.0, tau_plus=0.0), a)
+    (g_nt,) = torch.autograd.grad(losses.nt_xent(a, z2, 0.5), a)
+    assert torch.allclose(g_hcl, g_nt, atol=1e-12)
+
+
+def test_new_contrastive_losses_run_in_float32_on_bf16_inputs():
+    z1, z2 = rand(8, 16, seed=1).bfloat16(), rand(8, 16, seed=2).bfloat16()
+    labels = torch.arange(8).repeat(2)
+    for value in (losses.hcl(z1, z2), losses.supcon(torch.cat([z1, z2]), labels)):
+        assert value.dtype == torch.float32 and torch.isfinite(value)
 
 
 def test_hcl_float32_small_temperature_finite_and_rejects_bad_tau():
@@ -180,7 +191,8 @@ def test_info_nce_with_negatives_matches_loop_and_info_nce():
         expected += -logits[0] / t + math.log(sum(math.exp(x / t) for x in logits))
     close(mochi.info_nce_with_negatives(q, k, queue, extra, t), expected / 3)
     empty = torch.zeros(3, 0, 4, dtype=torch.float64)
-    close(mochi.info_nce_with_negatives(q, k, queue, empty, t), losses.info_nce(q, k, queue, t), 1e-12)
+    close(mochi.info_nce_with_negatives(q, k, queue, empty, t), losses.info_nce(q, k, queue, t),
+          1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +228,8 @@ def test_memory_bank_nce_matches_loop():
 
 def test_estimate_partition_and_bank_update_by_hand():
     v, neg = rand(2, 3, seed=7), rand(2, 4, 3, seed=8)
-    expected = 50 * sum(math.exp(dot(unit(v[n]), unit(e)) / 0.1) for n in range(2) for e in neg[n]) / 8
+    expected = 50 * sum(math.exp(dot(unit(v[n]), unit(e)) / 0.1)
+                        for n in range(2) for e in neg[n]) / 8
     close(memory_bank.estimate_partition(v, neg, 50, 0.1), expected)
     rows = F.normalize(rand(2, 3, seed=9), dim=1)
     new = memory_bank.bank_update(rows, v, momentum=0.5)
@@ -237,7 +250,8 @@ def test_sample_negatives_excludes_own_index_and_is_reproducible():
 
 
 def test_pirl_loss_mixes_the_two_terms():
-    vi, vt, pos, neg = rand(3, 4, seed=1), rand(3, 4, seed=2), rand(3, 4, seed=3), rand(6, 4, seed=4)
+    vi, vt, pos = rand(3, 4, seed=1), rand(3, 4, seed=2), rand(3, 4, seed=3)
+    neg = rand(6, 4, seed=4)
     for bank_size, term in ((None, lambda v: memory_bank.memory_bank_info_nce(v, pos, neg, 0.07)),
                             (1000, lambda v: memory_bank.memory_bank_nce(v, pos, neg, 1000, 0.07))):
         got = memory_bank.pirl_loss(vi, vt, pos, neg, lam=0.3, bank_size=bank_size)
@@ -391,8 +405,8 @@ def test_jigsaw_cross_entropy_over_permutation_index_by_hand():
     x = rand(4, 3, 32, 32, seed=12)
     shuffled, labels = jigsaw.jigsaw_batch(x, perms, generator=torch.Generator().manual_seed(2))
     logits = rand(4, 12, seed=13)
-    expected = sum(math.log(sum(math.exp(float(v)) for v in logits[n])) - float(logits[n, labels[n]])
-                   for n in range(4)) / 4
+    expected = sum(math.log(sum(math.exp(float(v)) for v in logits[n]))
+                   - float(logits[n, labels[n]]) for n in range(4)) / 4
     close(F.cross_entropy(logits, labels), expected)
     tiles = jigsaw.grid_tiles(x, generator=torch.Generator().manual_seed(2)).tiles
     for n in range(4):   # the label names the permutation that was applied

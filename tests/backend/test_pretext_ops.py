@@ -3,7 +3,6 @@ jigsaw permutations, relative patch location, CPC grid, patchify, masks."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -99,7 +98,7 @@ def test_ab_bins_cover_the_gamut_on_a_grid_of_ten():
 
 
 def check_tile_layout(origins, tile, cell, size):
-    """Tiles inside the image, in row-major cells, each gap between neighbours in [0, 2(cell - t)]."""
+    """Tiles inside the image, in row-major cells, gaps between neighbours in [0, 2(cell - t)]."""
     o = origins.view(-1, 3, 3, 2)
     assert int(o.min()) >= 0 and int(o.max()) <= size - tile
     for axis, dim in ((0, 1), (1, 2)):    # rows: consecutive grid rows; cols: consecutive columns
