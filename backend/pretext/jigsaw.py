@@ -9,9 +9,8 @@ the permutation whose average Hamming distance to those chosen is largest (``cri
 the paper's; ``"min"`` maximises the minimum distance instead). Ties go to the first in
 lexicographic order, the start comes from ``seed``: the set is deterministic. The paper's best
 setting is 1000 permutations; 100 is the default here (a 32 px tile carries little evidence).
-Measured with seed 0: 100 by "mean" -> mean distance 8.08, minimum 2 (the paper's Table 3 reports
-8.00 and 2 for its maximal sets; our 1000 by "mean": 8.008 and 2); 100 by "min" -> mean 8.03,
-minimum 6.
+Measured with seed 0: 100 by "mean" -> mean distance 8.08, minimum 2; 1000 by "mean" -> 8.008
+and 2; 100 by "min" -> mean 8.03, minimum 6 (the average criterion does not keep pairs apart).
 
 Convention: ``shuffled[n, i] = tiles[n, perms[label[n], i]]`` (output position i shows tile
 ``perms[label, i]``); :func:`unshuffle` inverts it. Per-tile normalisation (:func:`normalise_tiles`,
