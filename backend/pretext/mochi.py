@@ -9,9 +9,9 @@ most similar entries (the hardest negatives, Q~^N in the paper) are kept. From t
   the query weighs less than the negative.
 
 They are per-query constants (detached) appended to the logits as extra negatives
-(:func:`info_nce_with_negatives`); they never enter the queue. The paper's ImageNet-100 setting is
-N = 1024, s = 1024, s' = 256 with a 16k queue; for a CIFAR-size queue (4096) keep N a quarter of
-the queue and s, s' at most N. Randomness: CPU ``generator``.
+(:func:`info_nce_with_negatives`); they never enter the queue. The paper writes a setting as
+MoCHi(N, s, s') and uses N from a few hundred to 1024 against a 16k queue; for a CIFAR-size queue
+(4096) our suggestion is N = 256-1024 and s, s' of a few hundred. Randomness: CPU ``generator``.
 """
 
 from __future__ import annotations
