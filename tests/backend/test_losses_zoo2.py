@@ -1,5 +1,6 @@
 """Method zoo II losses against independent computations written here (explicit loops in
-float64): SupCon, HCL, MoCHi, memory-bank NCE / PIRL, CPC, MAE, inpainting, colorization, jigsaw."""
+float64): SupCon, HCL, MoCHi, memory-bank NCE / PIRL, CPC, MAE, inpainting, colorization (the
+jigsaw cross entropy is in test_pretext_ops)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from backend import losses
 from backend.pretext import colorization as col
-from backend.pretext import cpc, jigsaw, memory_bank, mochi, reconstruction
+from backend.pretext import cpc, memory_bank, mochi, reconstruction
 
 
 def rand(*shape, seed=0, dtype=torch.float64):
@@ -394,22 +395,3 @@ def test_annealed_mean_extremes():
     logits[0, 7] = 50.0
     assert col.annealed_mean(logits, bins)[0, :, 0, 0].tolist() == pytest.approx(
         bins[7].tolist(), abs=1e-4)
-
-
-# --------------------------------------------------------------------------------------------
-# Jigsaw: cross entropy over the permutation index
-
-
-def test_jigsaw_cross_entropy_over_permutation_index_by_hand():
-    perms = jigsaw.permutation_set(12, seed=1)
-    x = rand(4, 3, 32, 32, seed=12)
-    shuffled, labels = jigsaw.jigsaw_batch(x, perms, generator=torch.Generator().manual_seed(2))
-    logits = rand(4, 12, seed=13)
-    expected = sum(math.log(sum(math.exp(float(v)) for v in logits[n]))
-                   - float(logits[n, labels[n]]) for n in range(4)) / 4
-    close(F.cross_entropy(logits, labels), expected)
-    tiles = jigsaw.grid_tiles(x, generator=torch.Generator().manual_seed(2)).tiles
-    for n in range(4):   # the label names the permutation that was applied
-        order = perms[labels[n]].tolist()
-        for i in range(9):
-            assert torch.equal(shuffled[n, i], tiles[n, order[i]])

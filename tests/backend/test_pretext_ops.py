@@ -4,8 +4,11 @@ jigsaw permutations, relative patch location, CPC grid, patchify, masks."""
 from __future__ import annotations
 
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from backend.pretext import colorization as col
 from backend.pretext import jigsaw, lab, masks, patches
@@ -278,3 +281,22 @@ def test_random_patch_mask_matches_mae(length, ratio):
     assert len({tuple(r) for r in pm.mask.tolist()}) > 1               # per-sample masks
     with pytest.raises(ValueError, match="ratio"):
         masks.random_patch_mask(1, 4, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Jigsaw: cross entropy over the permutation index
+
+
+def test_jigsaw_cross_entropy_over_permutation_index_by_hand():
+    perms = jigsaw.permutation_set(12, seed=1)
+    x = rand(4, 3, 32, 32, seed=12)
+    shuffled, labels = jigsaw.jigsaw_batch(x, perms, generator=torch.Generator().manual_seed(2))
+    logits = rand(4, 12, seed=13)
+    expected = sum(math.log(sum(math.exp(float(v)) for v in logits[n]))
+                   - float(logits[n, labels[n]]) for n in range(4)) / 4
+    assert float(F.cross_entropy(logits, labels)) == pytest.approx(expected, abs=1e-12)
+    tiles = patches.grid_tiles(x, generator=torch.Generator().manual_seed(2)).tiles
+    for n in range(4):   # the label names the permutation that was applied
+        order = perms[labels[n]].tolist()
+        for i in range(9):
+            assert torch.equal(shuffled[n, i], tiles[n, order[i]])
