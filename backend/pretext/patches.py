@@ -106,8 +106,9 @@ def cpc_grid(x: torch.Tensor, patch: int | None = None, stride: int | None = Non
     """CPC's overlapping patch grid (Hénaff et al. 2019): (N, C, H, W) -> (N, G, G, C, p, p).
 
     CPC cuts an image into a 7 x 7 grid of half-overlapping patches (v1: 64 px patches at stride
-    32 of a 256 px image). At small sizes we keep the 7 x 7 half-overlapping layout: ``patch = H // 4``, ``stride = patch
-    // 2``, so 32 px -> 8 px patches at stride 4, 64 -> 16 at 8, 96 -> 24 at 12. Square images only.
+    32 of a 256 px image). At small sizes we keep the 7 x 7 half-overlapping layout: ``patch =
+    H // 4``, ``stride = patch // 2``, so 32 px -> 8 px patches at stride 4, 64 -> 16 at 8, 96 ->
+    24 at 12. Square images only.
     """
     _check_images(x, "cpc_grid")
     h, w = x.shape[-2:]
