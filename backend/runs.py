@@ -18,7 +18,8 @@ import numpy as np
 
 from .config import ExperimentConfig
 from .errors import ConfigError
-from .events import TERMINAL_STATES, metric_series, read_events
+from .events import metric_series, read_events
+from .ledger import RunLedger, fold
 
 CONFIG_FILE = "config.json"
 EVENTS_FILE = "events.jsonl"
@@ -211,9 +212,18 @@ class RunSummary:
     has_checkpoint: bool = False
     evaluations: list = field(default_factory=list)
 
+    def update_from(self, ledger: RunLedger) -> None:
+        """Take state, message, counters and best kNN from a run's ledger (the config fields stay)."""
+        self.state, self.message = ledger.state, ledger.message
+        self.step, self.epoch, self.best_knn = ledger.step, ledger.epoch, ledger.best_knn
+        self.epochs = ledger.epochs or self.epochs
+        self.last_time = ledger.last_time
+        self.has_checkpoint = self.has_checkpoint or ledger.has_checkpoint
+
 
 def summarize_run(run_dir) -> RunSummary:
-    """Summarise a run from config.json and events.jsonl; a bad config shows as state 'invalid'."""
+    """Summarise a run from config.json and events.jsonl (folded by a ``RunLedger``); a bad config
+    shows as state 'invalid', a run without a terminal event as 'interrupted'."""
     run_dir = Path(run_dir)
     summary = RunSummary(run_dir=run_dir, run_id=run_dir.name)
     try:
@@ -223,26 +233,10 @@ def summarize_run(run_dir) -> RunSummary:
     except ConfigError as exc:
         summary.state, summary.message = "invalid", str(exc)
         return summary
+    ledger = fold(run_events(run_dir), keep_series=False)
+    ledger.settle()  # no terminal event: running now, or killed; the GUI knows which
+    summary.update_from(ledger)
     summary.has_checkpoint = checkpoint_path(run_dir).exists()
-    events = run_events(run_dir)
-    state, message = "created", ""
-    for event in events:
-        kind = event["kind"]
-        if kind == "metric":
-            summary.step = max(summary.step, int(event.get("step", 0)))
-            summary.epoch = max(summary.epoch, int(event.get("epoch", 0)))
-            if event.get("name") == "knn_top1":
-                v = event.get("value")
-                if isinstance(v, (int, float)) and (summary.best_knn is None or v > summary.best_knn):
-                    summary.best_knn = float(v)
-        elif kind == "status":
-            state, message = event.get("state", state), event.get("message", "")
-        elif kind == "error":  # an unexpected exception (not a config/data/checkpoint error) is a crash
-            state, message = ("crashed" if event.get("unexpected") else "error"), event.get("message", "")
-        summary.last_time = event.get("time", summary.last_time)
-    if events and state not in TERMINAL_STATES + ("crashed",) and state != "created":
-        state = "interrupted"  # no terminal event: running now, or killed; the GUI knows which
-    summary.state, summary.message = state, message
     summary.evaluations = read_evaluations(run_dir)
     return summary
 
