@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -146,21 +147,14 @@ class LedgerUpdate:
         return bool(self.metrics or self.logs or self.status)
 
 
-class Progress:
+class Progress(NamedTuple):
     """Where a run stands: 1-based epoch in progress, step, totals (0 = unknown), ETA (None = unknown)."""
 
-    __slots__ = ("epoch", "step", "total_epochs", "eta_seconds", "total_steps")
-
-    def __init__(self, epoch: int, step: int, total_epochs: int, eta_seconds, total_steps: int = 0):
-        self.epoch, self.step, self.total_epochs = epoch, step, total_epochs
-        self.eta_seconds, self.total_steps = eta_seconds, total_steps
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Progress) and self.as_tuple() == other.as_tuple()
-
-    def as_tuple(self) -> tuple:
-        """(epoch, step, total_epochs, eta_seconds, total_steps)."""
-        return self.epoch, self.step, self.total_epochs, self.eta_seconds, self.total_steps
+    epoch: int
+    step: int
+    total_epochs: int
+    eta_seconds: float | None
+    total_steps: int = 0
 
     def parts(self) -> list[str]:
         """'epoch 3/15', 'step 120/600', 'ETA 0:42': the known ones, in that order."""

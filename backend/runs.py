@@ -221,17 +221,27 @@ class RunSummary:
         self.has_checkpoint = self.has_checkpoint or ledger.has_checkpoint
 
 
-def summarize_run(run_dir) -> RunSummary:
-    """Summarise a run from config.json and events.jsonl (folded by a ``RunLedger``); a bad config
-    shows as state 'invalid', a run without a terminal event as 'interrupted'."""
+def config_summary(run_dir) -> RunSummary:
+    """A run's summary from config.json alone (what it trains; no progress yet); a bad config
+    shows as state 'invalid' with the reason as message."""
     run_dir = Path(run_dir)
     summary = RunSummary(run_dir=run_dir, run_id=run_dir.name)
     try:
         cfg = read_run_config(run_dir)
-        summary.name, summary.method, summary.backbone = cfg.name, cfg.method.name, cfg.model.backbone
-        summary.data, summary.epochs = cfg.data.source, cfg.schedule.epochs
     except ConfigError as exc:
         summary.state, summary.message = "invalid", str(exc)
+        return summary
+    summary.name, summary.method, summary.backbone = cfg.name, cfg.method.name, cfg.model.backbone
+    summary.data, summary.epochs = cfg.data.source, cfg.schedule.epochs
+    return summary
+
+
+def summarize_run(run_dir) -> RunSummary:
+    """Summarise a run from config.json and events.jsonl (folded by a ``RunLedger``); a bad config
+    shows as state 'invalid', a run without a terminal event as 'interrupted'."""
+    run_dir = Path(run_dir)
+    summary = config_summary(run_dir)
+    if summary.state == "invalid":
         return summary
     ledger = fold(run_events(run_dir), keep_series=False)
     ledger.settle()  # no terminal event: running now, or killed; the GUI knows which

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from backend.config import ExperimentConfig
 from backend.errors import WorkbenchError
-from backend.runs import checkpoint_path, create_run, read_run_config, summarize_run, write_run_config
+from backend.runs import checkpoint_path, create_run, read_run_config, write_run_config
 
 from .process import TrainerController
 from .run_state import RunState
@@ -35,7 +35,8 @@ def _resolved(path: str) -> str:
 
 class RunManager(QObject):
     """Signals: ``runAdded(RunState)`` when a run becomes known, ``runChanged(RunState)`` on any
-    state change, ``logLine(run_id, level, text)`` for log events and trainer output."""
+    state change, ``logLine(run_id, level, text)`` for log events and trainer output. The states
+    (and the ledgers in them) live as long as the manager: closing a run's tab loses nothing."""
 
     runAdded = Signal(object)
     runChanged = Signal(object)
@@ -61,8 +62,9 @@ class RunManager(QObject):
         return [s for s in self.states.values() if s.live]
 
     def live_states(self) -> dict[str, RunState]:
-        """run key -> state for every run this session has seen (the browser shows these live)."""
-        return dict(self.states)
+        """run key -> state of every run whose trainer is running in this session (the runs
+        browser shows these from their ledgers instead of re-reading their growing files)."""
+        return {key: s for key, s in self.states.items() if s.live}
 
     # ---- actions ------------------------------------------------------------------------
     def launch(self, cfg: ExperimentConfig, device: str | None = None) -> RunState:
@@ -75,13 +77,13 @@ class RunManager(QObject):
         self._start(state, resume=False)
         return state
 
-    def open(self, run_dir, summary=None) -> RunState:
-        """Make a run known from its directory alone (history only; nothing is started).
-        ``summary``: an up-to-date ``RunSummary`` when the caller has one (saves re-reading)."""
+    def open(self, run_dir) -> RunState:
+        """Make a run known from its directory alone (its files are folded into the run's ledger
+        once; nothing is started)."""
         state = self.state(run_dir)
         if state is None:
             state = self._add(run_dir)
-            state.load_summary(summary or summarize_run(run_dir))
+            state.load_files()
         return state
 
     def resume(self, run_dir) -> RunState:

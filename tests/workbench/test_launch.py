@@ -143,7 +143,7 @@ def test_exit_outcomes_without_a_process(tmp_path):
     ctl._handle_stdout([b'{"kind": "error", "time": 3, "message": "no images in /x", "exit_code": 3}'])
     assert ctl.outcome(3, crashed=False) == ("error", "data error: no images in /x")
     ctl._handle_stdout([b'{"kind": "status", "time": 4, "state": "finished", "message": "done"}'])
-    ctl._error_event = None
+    ctl.state.ledger.last_error = None  # as for a new process
     assert ctl.outcome(0, crashed=False) == ("finished", "done")
 
 
