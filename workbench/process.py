@@ -202,9 +202,11 @@ class TrainerController(QObject):
             self._note_output()
         lines = data.split(b"\n")
         self._stdout_buf = lines.pop()
-        self._handle_stdout(lines)
+        self.handle_stdout(lines)
 
-    def _handle_stdout(self, lines) -> None:
+    def handle_stdout(self, lines) -> None:
+        """Complete stdout lines (bytes) of the trainer: events go into the run's ledger (then
+        ``eventsReceived``), other text to ``outputLine``."""
         events = []
         for raw in lines:
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
@@ -231,9 +233,10 @@ class TrainerController(QObject):
             self._note_output()
         lines = data.split(b"\n")
         self._stderr_buf = lines.pop()
-        self._handle_stderr(lines)
+        self.handle_stderr(lines)
 
-    def _handle_stderr(self, lines) -> None:
+    def handle_stderr(self, lines) -> None:
+        """Complete stderr lines (bytes) of the trainer: kept for the crash message, relayed."""
         for raw in lines:
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
             if text.strip():
@@ -247,10 +250,10 @@ class TrainerController(QObject):
         self._read_stdout()
         self._read_stderr()
         if self._stdout_buf:
-            self._handle_stdout([self._stdout_buf])
+            self.handle_stdout([self._stdout_buf])
             self._stdout_buf = b""
         if self._stderr_buf:
-            self._handle_stderr([self._stderr_buf])
+            self.handle_stderr([self._stderr_buf])
             self._stderr_buf = b""
 
     # ---- ending -------------------------------------------------------------------------

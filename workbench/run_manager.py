@@ -74,7 +74,7 @@ class RunManager(QObject):
         run_dir = create_run(self.workspace, cfg)
         state = self._add(run_dir)
         state.epochs = cfg.schedule.epochs
-        self._start(state, resume=False)
+        self.start(state, resume=False)
         return state
 
     def open(self, run_dir) -> RunState:
@@ -90,7 +90,7 @@ class RunManager(QObject):
         """Restart the trainer of a stopped/crashed run from its last checkpoint."""
         state = self.open(run_dir)
         if not state.live:
-            self._start(state, resume=True)
+            self.start(state, resume=True)
         return state
 
     def command(self, run_dir, command: str) -> bool:
@@ -124,7 +124,7 @@ class RunManager(QObject):
             state.set_state("error", f"cannot switch the run to the CPU: {exc}")
             return state
         self.logLine.emit(state.run_id, "status", "runtime.device set to cpu; starting again on the CPU")
-        self._start(state, resume=checkpoint_path(run_dir).exists())
+        self.start(state, resume=checkpoint_path(run_dir).exists())
         return state
 
     def shutdown(self, timeout_ms: int = 15000) -> None:
@@ -145,7 +145,9 @@ class RunManager(QObject):
         self.runAdded.emit(state)
         return state
 
-    def _start(self, state: RunState, resume: bool) -> None:
+    def start(self, state: RunState, resume: bool) -> None:
+        """Start (``resume``: continue from its checkpoint) the trainer of a known run, in a new
+        controller feeding the run's ledger."""
         old = self.controllers.get(run_key(state.run_dir))
         if old is not None:
             old.deleteLater()
