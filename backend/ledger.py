@@ -18,10 +18,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import numpy as np
-
 from .collapse import collapse_reasons
 from .events import TERMINAL_STATES
+from .series import COLUMNS, Series
+
+__all__ = ["ACTIVE", "ENDED", "RESUMABLE", "LedgerUpdate", "Progress", "RunLedger", "Series", "error_state",
+           "fold", "format_duration", "shown_epoch"]
 
 # States where a run can be resumed from its checkpoint.
 RESUMABLE = ("stopped", "crashed", "killed", "interrupted", "error")
@@ -35,8 +37,6 @@ SETTLED = TERMINAL_STATES + ("crashed", "killed", "invalid")
 STATE_NAMES = {"started": "running", "resumed": "running", "loading_data": "loading data"}
 EXIT_MEANINGS = {2: "config error", 3: "data error", 1: "training error"}
 MAX_LOG_EVENTS = 2000  # log / status / error events kept (a log pane shows about this many lines)
-INITIAL_CAPACITY = 256
-COLUMNS = ("step", "epoch", "value", "time")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -63,74 +63,6 @@ def shown_epoch(state: str, epoch: int, epochs: int, started: bool = True) -> in
     if not started:
         return 0
     return min(epoch + 1, epochs) if epochs else epoch + 1
-
-
-class Series:
-    """One metric's points (step, epoch, value, time) in numpy buffers whose capacity doubles."""
-
-    __slots__ = ("step", "epoch", "value", "time", "n")
-
-    def __init__(self, capacity: int = INITIAL_CAPACITY):
-        self.step = np.empty(capacity, np.int64)
-        self.epoch = np.empty(capacity, np.int64)
-        self.value = np.empty(capacity, np.float64)
-        self.time = np.empty(capacity, np.float64)
-        self.n = 0
-
-    def __len__(self) -> int:
-        return self.n
-
-    def append(self, step: int, epoch: int, value: float, t: float) -> None:
-        """Add one point, doubling the buffers when full."""
-        n = self.n
-        if n == len(self.value):
-            self._reallocate(np.arange(n), 2 * n)
-        self.step[n] = step
-        self.epoch[n] = epoch
-        self.value[n] = value
-        self.time[n] = t
-        self.n = n + 1
-
-    def _reallocate(self, keep: np.ndarray, capacity: int) -> None:
-        for key in COLUMNS:
-            old = getattr(self, key)
-            new = np.empty(max(capacity, INITIAL_CAPACITY), old.dtype)
-            new[:len(keep)] = old[keep]
-            setattr(self, key, new)
-        self.n = len(keep)
-
-    def truncate_after(self, cut: int) -> bool:
-        """Keep only points with step <= cut (the resume rule); True when something was dropped.
-        Fresh buffers are allocated so arrays already handed to a plot are never rewritten."""
-        keep = np.flatnonzero(self.step[:self.n] <= cut)
-        if len(keep) == self.n:
-            return False
-        self._reallocate(keep, len(self.value))
-        return True
-
-    @property
-    def steps(self) -> np.ndarray:
-        """Steps of the points so far (a view)."""
-        return self.step[:self.n]
-
-    @property
-    def epochs(self) -> np.ndarray:
-        """Epochs (0-based, as emitted) of the points so far (a view)."""
-        return self.epoch[:self.n]
-
-    @property
-    def values(self) -> np.ndarray:
-        """Values so far (a view; NaN where the trainer sent a non-finite value)."""
-        return self.value[:self.n]
-
-    @property
-    def times(self) -> np.ndarray:
-        """Event wall-clock times of the points so far (a view)."""
-        return self.time[:self.n]
-
-    def last(self) -> float | None:
-        """The latest value, or None when empty."""
-        return float(self.value[self.n - 1]) if self.n else None
 
 
 @dataclass
@@ -384,6 +316,20 @@ class RunLedger:
             return "failed before the first step"
         return " · ".join(self.progress().parts()) or self.state
 
+    def headline(self) -> list[str]:
+        """The run tab's header line: latest loss, kNN and throughput, then the progress parts
+        (once a step is known) and the state."""
+        parts = []
+        for name, fmt in (("loss", "loss {:.4f}"), ("knn_top1", "kNN {:.1%}"), ("throughput", "{:,.0f} img/s")):
+            value = self.latest.get(name)
+            if value is not None and math.isfinite(value):
+                parts.append(fmt.format(value))
+        if self.step:
+            parts += self.progress().parts()
+        if self.state != "created":
+            parts.append(self.state)
+        return parts
+
     def get(self, name: str) -> Series | None:
         """The series of a metric, or None."""
         return self.series.get(name)
@@ -416,9 +362,11 @@ class RunLedger:
                                           rank if rank is not None else math.nan,
                                           d or unknown, probe_size or d or unknown))
 
-    def collapse_message(self, dim: float | None = None, probe_size: int | None = None) -> str:
-        """The trainer's active collapse warning, else the rule applied to the latest metrics."""
-        return self.trainer_collapse or self.collapse_reason(self.projector_dim(dim), probe_size)
+    def collapse_message(self, dim: float | None = None, probe_size: int | None = None, trainer: bool = True) -> str:
+        """The trainer's active collapse warning (it judges std and effective rank, and also catches
+        a low-rank projection whose std looks healthy; skipped when not ``trainer``), else the rule
+        applied to the latest metrics with D = ``projector_dim(dim)``."""
+        return (trainer and self.trainer_collapse) or self.collapse_reason(self.projector_dim(dim), probe_size)
 
 
 def fold(events, **kwargs) -> RunLedger:

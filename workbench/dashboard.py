@@ -10,17 +10,14 @@ nothing changed. The ledger outlives the widget: a closed and reopened tab shows
 from __future__ import annotations
 
 import html
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from backend.errors import ConfigError
@@ -29,26 +26,12 @@ from backend.ledger import LedgerUpdate, Progress, RunLedger
 from backend.runs import EVENTS_FILE, read_run_config
 
 from . import plots
+from .log_view import RunLogPane
 
 REFRESH_HZ = 10  # redraws per second: smooth enough for training curves, light on 2 cores
 LOG_MAX_LINES = 2000
 GRID_COLUMNS = 3
 OTHER_HINT = "Method-specific metrics (e.g. moco/queue_fill) appear here."
-
-
-@dataclass
-class _Binding:
-    """A live curve and how to feed it from its series."""
-
-    item: pg.PlotDataItem
-    x: str
-    follower: plots.XFollower
-
-    def update(self, series) -> None:
-        x = series.steps if self.x == "step" else series.epochs + 1
-        self.item.setData(x, series.values)
-        if len(x):
-            self.follower.note(float(x[-1]))
 
 
 @dataclass
@@ -139,11 +122,7 @@ class RunDashboard(QWidget):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.grid, "Curves")
         self.tabs.addTab(self.other_grid, "Other")
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(LOG_MAX_LINES)
-        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.log_view.setPlaceholderText("Trainer log")
+        self.log_view = RunLogPane(LOG_MAX_LINES)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tabs)
         splitter.addWidget(self.log_view)
@@ -219,10 +198,6 @@ class RunDashboard(QWidget):
     def progress_info(self) -> Progress:
         """Where the shown run stands (the ledger's epoch, step, totals and ETA)."""
         return self._runs[0].ledger.progress()
-
-    def ledger(self) -> RunLedger:
-        """The ledger of the (first) shown run."""
-        return self._runs[0].ledger
 
     def set_run(self, run_dir: Path | None, ledger: RunLedger | None = None) -> None:
         """Show ``run_dir`` (its id as title, its config for totals and projector size); clears.
@@ -340,7 +315,7 @@ class RunDashboard(QWidget):
         if not self._overlay:
             logs, self._runs[0].pending_logs = self._runs[0].pending_logs, []
         if logs:
-            self._append_logs(logs)
+            self.log_view.append_events(logs[-LOG_MAX_LINES:], self.theme.muted)
         if changed or logs:
             self._update_header()
             self.redraw_ms.append(1000 * (time.perf_counter() - start))
@@ -358,7 +333,7 @@ class RunDashboard(QWidget):
         for follower in self._followers.values():
             follower.fit()
 
-    def _make_bindings(self, run: _Run, name: str) -> list[_Binding]:
+    def _make_bindings(self, run: _Run, name: str) -> list[plots.CurveBinding]:
         bindings = []
         for spec in plots.PLOTS:
             multi = len([c for c in spec.curves if not self._overlay or c.overlay]) > 1
@@ -373,14 +348,14 @@ class RunDashboard(QWidget):
                 sparse = spec.x == "epoch"  # a point per epoch: marked, and a wider pen is cheap
                 item = plots.make_curve(self._plots[spec.key], color, label, style,
                                         width=1.5 if sparse else 1.0, symbol="o" if sparse else None)
-                bindings.append(_Binding(item, spec.x, self._followers[spec.key]))
+                bindings.append(plots.CurveBinding(item, spec.x, self._followers[spec.key]))
                 self.legend.setVisible(bool(self.legend.items))
         if name not in plots.KNOWN_METRICS and name not in plots.PLANE_METRICS:
             plot = self._other.get(name)
             if plot is None:
                 plot = self._add_other_plot(name)
             color = plots.series_color(run.color if self._overlay else len(self._other) - 1)
-            bindings.append(_Binding(plots.make_curve(plot, color), "step", self._followers[name]))
+            bindings.append(plots.CurveBinding(plots.make_curve(plot, color), "step", self._followers[name]))
         return bindings
 
     def _add_other_plot(self, name: str) -> pg.PlotItem:
@@ -395,46 +370,20 @@ class RunDashboard(QWidget):
         return plot
 
     def _update_plane(self, run: _Run) -> None:
-        a, u = run.ledger.get("alignment"), run.ledger.get("uniformity")
-        if a is None or u is None or not a.n or not u.n:
-            return
-        _, ia, iu = np.intersect1d(a.steps, u.steps, return_indices=True)
-        if not len(ia):
+        points = plots.plane_points(run.ledger.get("alignment"), run.ledger.get("uniformity"))
+        if points is None:
             return
         if run.plane is None:
             color = plots.series_color(run.color) if self._overlay else None
             run.plane = plots.PlaneView(self._plots["plane"], self.theme, color)
-        run.plane.set_data(a.values[ia], u.values[iu], a.times[ia])
-
-    def _append_logs(self, events: list[dict]) -> None:
-        colors = {"warning": "#d89614", "error": plots.WARNING_COLOR, "status": self.theme.muted}
-        for event in events[-LOG_MAX_LINES:]:
-            kind = event.get("kind")
-            stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0.0))))
-            if kind == "status":
-                state, message = event.get("state", ""), event.get("message", "")
-                level, text = "status", message if message.startswith(state) else f"{state}: {message}"
-            elif kind == "error":
-                level, text = "error", f"error: {event.get('message', '')}"
-            else:
-                level = "warning" if event.get("level") == "warning" else "info"
-                text = f"{'warning: ' if level == 'warning' else ''}{event.get('message', '')}"
-            body = html.escape(f"{stamp}  {text}")
-            color = colors.get(level)
-            if color:
-                weight = "bold" if level in ("warning", "error") else "normal"
-                body = f"<span style='color:{color}; font-weight:{weight}'>{body}</span>"
-            self.log_view.appendHtml(body)
+        run.plane.set_data(*points)
 
     def _update_header(self) -> None:
         reasons = []
         for run in self._runs:
-            # A single run: the trainer's own warning (it judges std and effective rank, and also
-            # catches a low-rank projection whose std looks healthy), else the same rule on the
-            # latest metrics (runs whose trainer predates its collapse events); overlays: the rule.
-            led = run.ledger
-            reason = (led.collapse_reason(led.projector_dim(run.configured_dim), run.probe_size) if self._overlay
-                      else led.collapse_message(run.configured_dim, run.probe_size))
+            # A single run: the trainer's own warning, else its rule on the latest metrics (runs
+            # whose trainer predates its collapse events); overlays: the rule.
+            reason = run.ledger.collapse_message(run.configured_dim, run.probe_size, trainer=not self._overlay)
             if reason:
                 reasons.append(f"{run.label}: {reason}" if self._overlay else reason)
         self._collapse = " | ".join(reasons)
@@ -447,13 +396,5 @@ class RunDashboard(QWidget):
         led = run.ledger
         if not run.configured_dim:
             self.collapse_band.set_dim(led.projector_dim())
-        parts = []
-        for name, fmt in (("loss", "loss {:.4f}"), ("knn_top1", "kNN {:.1%}"), ("throughput", "{:,.0f} img/s")):
-            value = led.last(name)
-            if value is not None and math.isfinite(value):
-                parts.append(fmt.format(value))
-        if led.step:
-            parts += led.progress().parts()  # the run bar's own counters, ETA and formatter
-        if led.state != "created":
-            parts.append(led.state)
+        parts = led.headline()  # the run bar's own counters, ETA and formatter
         self.stats_label.setText("   \u00b7   ".join(parts))
