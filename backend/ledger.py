@@ -240,11 +240,16 @@ class RunLedger:
             self.message = message
         return LedgerUpdate(status=True)
 
-    def settle(self) -> None:
-        """The trainer is gone and its files hold no more: a run without a terminal state was
-        interrupted (killed, or running in a process this reader does not know)."""
+    def settled_state(self) -> str:
+        """The state once the trainer is gone and its files hold no more: a run without a
+        terminal state was interrupted (killed, or running in a process this reader does not know)."""
         if self.n_events and self.state not in SETTLED and self.state != "created":
-            self.state = "interrupted"
+            return "interrupted"
+        return self.state
+
+    def settle(self) -> None:
+        """Take ``settled_state()`` as the state (a run read from its files alone)."""
+        self.state = self.settled_state()
 
     # ---- the process outcome ---------------------------------------------------------------
     def outcome(self, exit_code: int, crashed: bool, kill_reason: str = "", tail: str = "") -> tuple[str, str]:

@@ -6,6 +6,7 @@ Layout of ``<workspace>/runs/<run-id>/``: ``config.json`` (resolved config, seed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -18,8 +19,8 @@ import numpy as np
 
 from .config import ExperimentConfig
 from .errors import ConfigError
-from .events import metric_series, read_events
-from .ledger import RunLedger, fold
+from .events import EventTail, metric_series, read_events
+from .ledger import RunLedger
 
 CONFIG_FILE = "config.json"
 EVENTS_FILE = "events.jsonl"
@@ -236,19 +237,85 @@ def config_summary(run_dir) -> RunSummary:
     return summary
 
 
+def run_files_stamp(run_dir) -> tuple:
+    """(mtime_ns, size) or None for config.json, events.jsonl, evaluations.jsonl and the last
+    checkpoint: what changes when a run's summary may change."""
+    run_dir = Path(run_dir)
+    stamp = []
+    for path in (run_dir / CONFIG_FILE, run_dir / EVENTS_FILE, run_dir / EVALUATIONS_FILE, checkpoint_path(run_dir)):
+        try:
+            st = os.stat(path)
+            stamp.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+class RunReader:
+    """A run's summary kept up to date from its files at O(what changed): events.jsonl is folded
+    from where the previous read stopped, config.json and evaluations.jsonl are re-read only when
+    their modification time or size changed; nothing changed, nothing is read (the same summary
+    object comes back)."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self.stamp: tuple | None = None
+        self.summary: RunSummary | None = None
+        self._config: RunSummary | None = None
+        self._config_stamp = None
+        self._evaluations: list = []
+        self._restart()
+
+    def _restart(self) -> None:
+        self._tail = EventTail(self.run_dir / EVENTS_FILE)
+        self._ledger = RunLedger(keep_series=False, max_logs=1)
+
+    def _config_summary(self, config_stamp) -> RunSummary:
+        if self._config is None or config_stamp != self._config_stamp:
+            self._config, self._config_stamp = config_summary(self.run_dir), config_stamp
+        return self._config
+
+    def _with(self, ledger: RunLedger) -> RunSummary:
+        summary = dataclasses.replace(self._config, evaluations=self._evaluations)
+        if summary.state != "invalid":
+            summary.update_from(ledger)
+        return summary
+
+    @property
+    def events_read(self) -> int:
+        """Events folded so far (each event of the file once, unless it was rewritten)."""
+        return self._ledger.n_events
+
+    def read(self) -> RunSummary:
+        """The run's summary now ('interrupted' without a terminal event, 'invalid' with a bad config)."""
+        stamp = run_files_stamp(self.run_dir)
+        if stamp == self.stamp and self.summary is not None:
+            return self.summary
+        old, self.stamp = self.stamp or (None,) * 4, stamp
+        if self._config_summary(stamp[0]).state == "invalid":
+            self.summary = self._config
+            return self.summary
+        if stamp[1] is None or (old[1] is not None and stamp[1][1] < old[1][1]):
+            self._restart()  # the events file went or shrank (rewritten): fold it again
+        self._ledger.apply(self._tail.read_new(final=True))
+        if stamp[2] != old[2]:
+            self._evaluations = read_evaluations(self.run_dir)
+        self.summary = self._with(self._ledger)
+        self.summary.state = self._ledger.settled_state()  # no terminal event: running now, or killed
+        self.summary.has_checkpoint = stamp[3] is not None
+        return self.summary
+
+    def with_ledger(self, ledger: RunLedger) -> RunSummary:
+        """The run's summary with progress from ``ledger`` (a run training in this session: its
+        growing events file is not read; config.json only when it changed)."""
+        self._config_summary(run_files_stamp(self.run_dir)[0])
+        return self._with(ledger)
+
+
 def summarize_run(run_dir) -> RunSummary:
     """Summarise a run from config.json and events.jsonl (folded by a ``RunLedger``); a bad config
     shows as state 'invalid', a run without a terminal event as 'interrupted'."""
-    run_dir = Path(run_dir)
-    summary = config_summary(run_dir)
-    if summary.state == "invalid":
-        return summary
-    ledger = fold(run_events(run_dir), keep_series=False)
-    ledger.settle()  # no terminal event: running now, or killed; the GUI knows which
-    summary.update_from(ledger)
-    summary.has_checkpoint = checkpoint_path(run_dir).exists()
-    summary.evaluations = read_evaluations(run_dir)
-    return summary
+    return RunReader(run_dir).read()
 
 
 def list_runs(workspace) -> list[RunSummary]:

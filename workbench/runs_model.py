@@ -1,20 +1,18 @@
-"""The runs table's model: run summaries read from the workspace in a worker (a finished run's
-files are re-read only when they changed; a run training in this session is never re-read, its row
-comes from the ledger the ``RunManager`` holds), overlaid with the live states."""
+"""The runs table's model: run summaries read from the workspace in a worker (a run's files are
+re-read only when they changed, and a growing events file only from where the last read stopped;
+a run training in this session is not read at all, its row comes from the ledger the
+``RunManager`` holds), overlaid with the live states."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
 from backend.ledger import RunLedger, shown_epoch
-from backend.runs import (CONFIG_FILE, EVALUATIONS_FILE, EVENTS_FILE, checkpoint_path, config_summary, runs_root,
-                          summarize_run)
+from backend.runs import CONFIG_FILE, RunReader, runs_root
 
 from .run_manager import RunManager, run_key
 
@@ -34,18 +32,6 @@ def short_source(spec: str) -> str:
     return spec
 
 
-def signature(run_dir: Path) -> tuple:
-    """What changes when a run's summary may change (sizes and modification times)."""
-    sig = []
-    for path in (run_dir / CONFIG_FILE, run_dir / EVENTS_FILE, run_dir / EVALUATIONS_FILE, checkpoint_path(run_dir)):
-        try:
-            st = os.stat(path)
-            sig.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            sig.append(None)
-    return tuple(sig)
-
-
 def live_ledgers(manager: RunManager | None) -> dict[str, RunLedger]:
     """GUI thread: {run_dir: a snapshot of its ledger} for every run training in this session
     (shallow copies: the worker reads them while the live ledgers move on)."""
@@ -55,32 +41,26 @@ def live_ledgers(manager: RunManager | None) -> dict[str, RunLedger]:
 
 
 def scan_runs(ctx, workspace, cache: dict, live: dict | None = None) -> tuple[list, dict]:
-    """Worker: summaries of every run under the workspace, newest first, re-reading only runs whose
-    files changed since ``cache`` ({run_dir: (signature, summary)}). Runs in ``live`` ({run_dir:
-    RunLedger}, see ``live_ledgers``) are summarised from their ledger, not their growing files
-    (only config.json is read, once). Returns (summaries, cache)."""
+    """Worker: summaries of every run under the workspace, newest first. ``cache`` ({run_dir:
+    RunReader}, from the previous scan) makes a run cost only what changed in its files (nothing
+    when nothing did; the appended events of a growing events.jsonl). Runs in ``live`` ({run_dir:
+    RunLedger}, see ``live_ledgers``) are summarised from their ledger, their files not read (but
+    config.json when it changed). Returns (summaries, cache)."""
     root = runs_root(workspace)
     if not root.is_dir():
         return [], {}
     live = live or {}
-    fresh = {}
+    fresh, summaries = {}, []
     dirs = sorted((p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).exists()),
                   key=lambda p: p.name, reverse=True)
     for i, run_dir in enumerate(dirs):
         ctx.check()
         key = str(run_dir)
-        old = cache.get(key)
+        reader = fresh[key] = cache.get(key) or RunReader(run_dir)
         ledger = live.get(key)
-        if ledger is not None:  # no signature: once it stops, its files are read once more
-            summary = dataclasses.replace(old[1]) if old else config_summary(run_dir)
-            if summary.state != "invalid":
-                summary.update_from(ledger)
-            fresh[key] = (None, summary)
-        else:
-            sig = signature(run_dir)
-            fresh[key] = (sig, old[1] if old and old[0] == sig else summarize_run(run_dir))
+        summaries.append(reader.read() if ledger is None else reader.with_ledger(ledger))
         ctx.progress((i + 1) / len(dirs), "")
-    return [fresh[str(d)][1] for d in dirs], fresh
+    return summaries, fresh
 
 
 class RunsTableModel(QAbstractTableModel):

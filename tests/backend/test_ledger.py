@@ -10,9 +10,11 @@ import random
 import numpy as np
 import pytest
 
-from backend.events import metric_series
+from backend.config import ExperimentConfig
+from backend.events import EventWriter, metric_series
 from backend.ledger import RunLedger, Series, error_state, fold, format_duration, shown_epoch
 from backend.progress import ProgressPrinter
+from backend.runs import RunReader, create_run, record_evaluation, summarize_run
 
 D = 128
 
@@ -213,3 +215,28 @@ def test_progress_printer_shows_the_ledgers_counters():
     printer.on_event(status("checkpoint", t=1021.0, message="checkpoint saved", step=20))
     text = out.getvalue()
     assert "20/100 ep 2" in text and "eta 1:20" in text and "checkpoint: checkpoint saved" in text
+
+
+def test_run_reader_folds_only_what_was_appended(tmp_path):
+    run = create_run(tmp_path, ExperimentConfig())
+    w = EventWriter(run / "events.jsonl", echo=False)
+    w.status("running", total_steps=10)
+    w.metric("loss", 1.0, 1, 0)
+    reader = RunReader(run)
+    first = reader.read()
+    assert (first.state, first.step, reader.events_read) == ("interrupted", 1, 2)
+    assert reader.read() is first  # nothing changed: nothing read
+    w.metric("knn_top1", 0.5, 2, 0)
+    w.status("finished", "done")
+    w.close()
+    after = reader.read()
+    assert (after.state, after.step, after.best_knn, reader.events_read) == ("finished", 2, 0.5, 4)
+    assert after == summarize_run(run)
+    record_evaluation(run, {"kind": "knn", "top1": 0.5})
+    assert [e["top1"] for e in reader.read().evaluations] == [0.5]
+    assert reader.events_read == 4
+    (run / "events.jsonl").write_text("")  # rewritten shorter: folded again from the start
+    assert reader.read().state == "created"
+    live = fold([{"kind": "status", "time": 1.0, "state": "running", "message": ""}, metric("loss", 1.0, 7)])
+    summary = reader.with_ledger(live)
+    assert (summary.state, summary.step, summary.method) == ("running", 7, "simclr")
