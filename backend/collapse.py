@@ -21,8 +21,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 STD_FRACTION = 0.1    # complete collapse: embedding_std < 0.1 / sqrt(D)
 RANK_FLOOR = 3.5      # dimensional collapse: effective rank below 3.5 (rank <= 3, bias included) ...
 RANK_SHARE = 0.5      # ... or below half the largest possible rank min(N, D), when that is smaller
@@ -48,14 +46,16 @@ def collapse_reasons(embedding_std: float, effective_rank: float, dim: int, prob
     return reasons
 
 
-@torch.no_grad()
-def projection_dim(method, images: torch.Tensor) -> int:
+def projection_dim(method, images) -> int:
     """Width D of ``method``'s projector output, from a forward pass of two images in eval mode
     (eval: batch-norm statistics are not touched; no randomness is drawn)."""
+    import torch  # here, not at the top: the run ledger uses this module's rule without torch
+
     was_training = method.training
     method.eval()
     try:
-        return int(method.embed(images[:2])[1].shape[-1])
+        with torch.no_grad():
+            return int(method.embed(images[:2])[1].shape[-1])
     finally:
         method.train(was_training)
 

@@ -136,15 +136,15 @@ class EventTail:
         self.offset = 0
         self._partial = b""
 
-    def read_new(self) -> list[dict]:
-        """Events completed since the previous call (empty if the file does not exist yet)."""
+    def read_new(self, final: bool = False) -> list[dict]:
+        """Events completed since the previous call (empty if the file does not exist yet).
+        ``final``: also take an unterminated last line that is a complete event (a writer that
+        stopped before its newline; its newline, should it come, reads as a blank line)."""
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
                 chunk = fh.read()
         except FileNotFoundError:
-            return []
-        if not chunk:
             return []
         self.offset += len(chunk)
         data = self._partial + chunk
@@ -155,18 +155,17 @@ class EventTail:
             event = parse_event_line(raw.decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
+        if final and self._partial:
+            last = parse_event_line(self._partial.decode("utf-8", errors="replace"))
+            if last is not None:  # complete JSON without the newline: keep it
+                events.append(last)
+                self._partial = b""
         return events
 
 
 def read_events(path) -> list[dict]:
     """Every complete event in an events file (a torn last line is skipped)."""
-    tail = EventTail(path)
-    events = tail.read_new()
-    if tail._partial:
-        last = parse_event_line(tail._partial.decode("utf-8", errors="replace"))
-        if last is not None:  # complete JSON without the newline: keep it
-            events.append(last)
-    return events
+    return EventTail(path).read_new(final=True)
 
 
 def metric_series(events) -> dict[str, dict[str, list]]:

@@ -6,6 +6,7 @@ Layout of ``<workspace>/runs/<run-id>/``: ``config.json`` (resolved config, seed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -18,7 +19,8 @@ import numpy as np
 
 from .config import ExperimentConfig
 from .errors import ConfigError
-from .events import TERMINAL_STATES, metric_series, read_events
+from .events import EventTail, metric_series, read_events
+from .ledger import RunLedger
 
 CONFIG_FILE = "config.json"
 EVENTS_FILE = "events.jsonl"
@@ -211,40 +213,109 @@ class RunSummary:
     has_checkpoint: bool = False
     evaluations: list = field(default_factory=list)
 
+    def update_from(self, ledger: RunLedger) -> None:
+        """Take state, message, counters and best kNN from a run's ledger (the config fields stay)."""
+        self.state, self.message = ledger.state, ledger.message
+        self.step, self.epoch, self.best_knn = ledger.step, ledger.epoch, ledger.best_knn
+        self.epochs = ledger.epochs or self.epochs
+        self.last_time = ledger.last_time
+        self.has_checkpoint = self.has_checkpoint or ledger.has_checkpoint
 
-def summarize_run(run_dir) -> RunSummary:
-    """Summarise a run from config.json and events.jsonl; a bad config shows as state 'invalid'."""
+
+def config_summary(run_dir) -> RunSummary:
+    """A run's summary from config.json alone (what it trains; no progress yet); a bad config
+    shows as state 'invalid' with the reason as message."""
     run_dir = Path(run_dir)
     summary = RunSummary(run_dir=run_dir, run_id=run_dir.name)
     try:
         cfg = read_run_config(run_dir)
-        summary.name, summary.method, summary.backbone = cfg.name, cfg.method.name, cfg.model.backbone
-        summary.data, summary.epochs = cfg.data.source, cfg.schedule.epochs
     except ConfigError as exc:
         summary.state, summary.message = "invalid", str(exc)
         return summary
-    summary.has_checkpoint = checkpoint_path(run_dir).exists()
-    events = run_events(run_dir)
-    state, message = "created", ""
-    for event in events:
-        kind = event["kind"]
-        if kind == "metric":
-            summary.step = max(summary.step, int(event.get("step", 0)))
-            summary.epoch = max(summary.epoch, int(event.get("epoch", 0)))
-            if event.get("name") == "knn_top1":
-                v = event.get("value")
-                if isinstance(v, (int, float)) and (summary.best_knn is None or v > summary.best_knn):
-                    summary.best_knn = float(v)
-        elif kind == "status":
-            state, message = event.get("state", state), event.get("message", "")
-        elif kind == "error":  # an unexpected exception (not a config/data/checkpoint error) is a crash
-            state, message = ("crashed" if event.get("unexpected") else "error"), event.get("message", "")
-        summary.last_time = event.get("time", summary.last_time)
-    if events and state not in TERMINAL_STATES + ("crashed",) and state != "created":
-        state = "interrupted"  # no terminal event: running now, or killed; the GUI knows which
-    summary.state, summary.message = state, message
-    summary.evaluations = read_evaluations(run_dir)
+    summary.name, summary.method, summary.backbone = cfg.name, cfg.method.name, cfg.model.backbone
+    summary.data, summary.epochs = cfg.data.source, cfg.schedule.epochs
     return summary
+
+
+def run_files_stamp(run_dir) -> tuple:
+    """(mtime_ns, size) or None for config.json, events.jsonl, evaluations.jsonl and the last
+    checkpoint: what changes when a run's summary may change."""
+    run_dir = Path(run_dir)
+    stamp = []
+    for path in (run_dir / CONFIG_FILE, run_dir / EVENTS_FILE, run_dir / EVALUATIONS_FILE, checkpoint_path(run_dir)):
+        try:
+            st = os.stat(path)
+            stamp.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+class RunReader:
+    """A run's summary kept up to date from its files at O(what changed): events.jsonl is folded
+    from where the previous read stopped, config.json and evaluations.jsonl are re-read only when
+    their modification time or size changed; nothing changed, nothing is read (the same summary
+    object comes back)."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self.stamp: tuple | None = None
+        self.summary: RunSummary | None = None
+        self._config: RunSummary | None = None
+        self._config_stamp = None
+        self._evaluations: list = []
+        self._restart()
+
+    def _restart(self) -> None:
+        self._tail = EventTail(self.run_dir / EVENTS_FILE)
+        self._ledger = RunLedger(keep_series=False, max_logs=1)
+
+    def _config_summary(self, config_stamp) -> RunSummary:
+        if self._config is None or config_stamp != self._config_stamp:
+            self._config, self._config_stamp = config_summary(self.run_dir), config_stamp
+        return self._config
+
+    def _with(self, ledger: RunLedger) -> RunSummary:
+        summary = dataclasses.replace(self._config, evaluations=self._evaluations)
+        if summary.state != "invalid":
+            summary.update_from(ledger)
+        return summary
+
+    @property
+    def events_read(self) -> int:
+        """Events folded so far (each event of the file once, unless it was rewritten)."""
+        return self._ledger.n_events
+
+    def read(self) -> RunSummary:
+        """The run's summary now ('interrupted' without a terminal event, 'invalid' with a bad config)."""
+        stamp = run_files_stamp(self.run_dir)
+        if stamp == self.stamp and self.summary is not None:
+            return self.summary
+        old, self.stamp = self.stamp or (None,) * 4, stamp
+        if self._config_summary(stamp[0]).state == "invalid":
+            self.summary = self._config
+            return self.summary
+        if stamp[1] is None or (old[1] is not None and stamp[1][1] < old[1][1]):
+            self._restart()  # the events file went or shrank (rewritten): fold it again
+        self._ledger.apply(self._tail.read_new(final=True))
+        if stamp[2] != old[2]:
+            self._evaluations = read_evaluations(self.run_dir)
+        self.summary = self._with(self._ledger)
+        self.summary.state = self._ledger.settled_state()  # no terminal event: running now, or killed
+        self.summary.has_checkpoint = stamp[3] is not None
+        return self.summary
+
+    def with_ledger(self, ledger: RunLedger) -> RunSummary:
+        """The run's summary with progress from ``ledger`` (a run training in this session: its
+        growing events file is not read; config.json only when it changed)."""
+        self._config_summary(run_files_stamp(self.run_dir)[0])
+        return self._with(ledger)
+
+
+def summarize_run(run_dir) -> RunSummary:
+    """Summarise a run from config.json and events.jsonl (folded by a ``RunLedger``); a bad config
+    shows as state 'invalid', a run without a terminal event as 'interrupted'."""
+    return RunReader(run_dir).read()
 
 
 def list_runs(workspace) -> list[RunSummary]:

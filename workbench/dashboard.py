@@ -1,32 +1,32 @@
 """The live run dashboard: curves of a training run (or several, overlaid), a header with the latest
 values, progress and a collapse warning, and a log pane.
 
-Model/view: events go into a ``MetricStore`` per shown run (``add_events`` only appends); a timer
-redraws at ``REFRESH_HZ`` with one ``setData`` per changed curve, and stops when nothing changed.
+Model/view: the dashboard observes a run's ``backend.ledger.RunLedger`` (the one the run manager's
+``RunState`` owns, or one of its own for history and overlays). ``notify(update)`` only notes what
+changed; a timer redraws at ``REFRESH_HZ`` with one ``setData`` per changed curve, and stops when
+nothing changed. The ledger outlives the widget: a closed and reopened tab shows the same run.
 """
 
 from __future__ import annotations
 
 import html
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QSizePolicy, QSplitter,
+from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from backend.errors import ConfigError
 from backend.events import read_events
+from backend.ledger import LedgerUpdate, Progress, RunLedger
 from backend.runs import EVENTS_FILE, read_run_config
 
 from . import plots
-from .metric_store import MetricStore, Progress, collapse_reason, projector_dim
+from .log_view import RunLogPane
 
 REFRESH_HZ = 10  # redraws per second: smooth enough for training curves, light on 2 cores
 LOG_MAX_LINES = 2000
@@ -35,25 +35,12 @@ OTHER_HINT = "Method-specific metrics (e.g. moco/queue_fill) appear here."
 
 
 @dataclass
-class _Binding:
-    """A live curve and how to feed it from its series."""
-
-    item: pg.PlotDataItem
-    x: str
-    follower: plots.XFollower
-
-    def update(self, series) -> None:
-        x = series.steps if self.x == "step" else series.epochs + 1
-        self.item.setData(x, series.values)
-        if len(x):
-            self.follower.note(float(x[-1]))
-
-
-@dataclass
 class _Run:
-    """One run on show: its store, identity and curves."""
+    """One run on show: its ledger, what changed since the last redraw, identity and curves."""
 
-    store: MetricStore
+    ledger: RunLedger
+    dirty: set = field(default_factory=set)         # metric names to redraw
+    pending_logs: list = field(default_factory=list)  # log events not yet in the log pane
     label: str = ""
     run_dir: Path | None = None
     color: int = 0
@@ -65,18 +52,11 @@ class _Run:
 
 
 class RunDashboard(QWidget):
-    """Live and historical curves of training runs.
-
-    ``progress`` is emitted (epoch in progress, step, total epochs or 0, ETA seconds or -1) when it
-    changes; ``progress_info`` holds the same as a ``Progress`` tuple (with total steps).
-    """
-
-    progress = Signal(int, int, int, float)
+    """Live and historical curves of training runs (``progress_info``: where the shown run stands)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.theme = plots.theme_for(self)
-        self.progress_info = Progress(0, 0, 0, None, 0)
         self.redraw_ms: deque = deque(maxlen=2000)  # duration of each redraw tick (for benchmarks)
         self._overlay = False
         self._runs: list[_Run] = []
@@ -84,7 +64,6 @@ class RunDashboard(QWidget):
         self._other: dict[str, pg.PlotItem] = {}
         self._followers: dict[str, plots.XFollower] = {}  # by plot key or Other metric name
         self._collapse = ""
-        self._trainer_collapse = ""  # the trainer's own collapse warning (rank and std), if active
         self._build()
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / REFRESH_HZ))
@@ -143,11 +122,7 @@ class RunDashboard(QWidget):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.grid, "Curves")
         self.tabs.addTab(self.other_grid, "Other")
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(LOG_MAX_LINES)
-        self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.log_view.setPlaceholderText("Trainer log")
+        self.log_view = RunLogPane(LOG_MAX_LINES)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tabs)
         splitter.addWidget(self.log_view)
@@ -206,43 +181,65 @@ class RunDashboard(QWidget):
             self._other_hint = self.other_grid.addLabel(OTHER_HINT, color=self.theme.muted)
         self.tabs.setTabText(1, "Other")
         self._overlay = overlay
-        run = _Run(MetricStore())
+        run = _Run(RunLedger())
         self._runs = [run]
         if not overlay:  # the live run's curves are made now, not in its first (busy) tick
             for name in sorted(plots.KNOWN_METRICS, key=plots.metric_order):
                 run.bindings[name] = self._make_bindings(run, name)
         self._collapse = ""
-        self._trainer_collapse = ""
         self.collapse_label.hide()
         self.collapse_band.set_dim(None)
         self.log_view.clear()
         self.title_label.setText("No run")
         self.stats_label.setText("")
-        self._set_progress(Progress(0, 0, 0, None, 0))
         self._apply_theme()
 
-    def set_run(self, run_dir: Path | None) -> None:
-        """Show ``run_dir`` (its id as title, its config for totals and projector size); clears."""
+    @property
+    def progress_info(self) -> Progress:
+        """Where the shown run stands (the ledger's epoch, step, totals and ETA)."""
+        return self._runs[0].ledger.progress()
+
+    def set_run(self, run_dir: Path | None, ledger: RunLedger | None = None) -> None:
+        """Show ``run_dir`` (its id as title, its config for totals and projector size); clears.
+        ``ledger``: the run's ledger to observe (what it holds already is drawn at once; pass its
+        later updates to ``notify``); without one the dashboard keeps its own."""
         self.clear()
         if run_dir is None:
             return
         run = self._runs[0]
+        if ledger is not None:
+            run.ledger = ledger
         self._open(run, Path(run_dir), 0)
         self.title_label.setText(run.label)  # the run id names method and backbone already
         self.title_label.setToolTip(f"{run.title}\n{run.run_dir}")
         self.collapse_band.set_dim(run.configured_dim)
+        run.dirty.update(name for name, s in run.ledger.series.items() if s.n)
+        self.notify(LedgerUpdate(logs=list(run.ledger.logs), status=True))
+        if run.ledger.n_events:
+            self._draw_all()  # what the ledger holds already is drawn now, in one go
+
+    def notify(self, update: LedgerUpdate) -> None:
+        """The shown run's ledger changed (``update``, as ``RunLedger.apply`` returned it): the
+        redraw follows on the next tick."""
+        run = self._runs[0]
+        run.dirty.update(update.metrics)
+        if update.logs:
+            run.pending_logs.extend(update.logs)
+            if len(run.pending_logs) > LOG_MAX_LINES:
+                del run.pending_logs[:-LOG_MAX_LINES]
+        if update and not self._timer.isActive():
+            self._timer.start()
 
     def add_events(self, events: list[dict]) -> None:
-        """Append trainer events to the (first) shown run; the redraw follows on the next tick."""
-        self._runs[0].store.add_events(events)
-        if not self._timer.isActive():
-            self._timer.start()
+        """Feed trainer events to the shown run's ledger (standalone use: a dashboard that keeps
+        its own ledger); the redraw follows on the next tick."""
+        self.notify(self._runs[0].ledger.apply(events))
 
     def load_history(self, run_dir: Path) -> None:
         """Show a run from its directory alone (finished, crashed or still running)."""
-        self.set_run(run_dir)
-        self.add_events(read_events(Path(run_dir) / EVENTS_FILE))
-        self._draw_all()
+        ledger = RunLedger()
+        ledger.apply(read_events(Path(run_dir) / EVENTS_FILE))
+        self.set_run(run_dir, ledger)
 
     def overlay_runs(self, run_dirs: list[Path]) -> None:
         """Compare runs: every plot overlays one curve per run, one colour per run."""
@@ -252,9 +249,9 @@ class RunDashboard(QWidget):
         self._reset(overlay=True)
         self._runs = []
         for i, run_dir in enumerate(run_dirs):
-            run = _Run(MetricStore(), color=i)
+            run = _Run(RunLedger(), color=i)
             self._open(run, run_dir, i)
-            run.store.add_events(read_events(run_dir / EVENTS_FILE))
+            run.dirty.update(run.ledger.apply(read_events(run_dir / EVENTS_FILE)).metrics)
             self._runs.append(run)
         self.title_label.setText(f"Comparing {len(run_dirs)} runs")
         self.stats_label.setText("  ".join(
@@ -285,7 +282,8 @@ class RunDashboard(QWidget):
             return  # curves still show; totals and D stay unknown
         run.configured_dim = cfg.model.projector_out_dim
         run.probe_size = cfg.eval.probe_batch_size
-        run.store.total_epochs = cfg.schedule.epochs
+        if not run.ledger.epochs:
+            run.ledger.epochs = cfg.schedule.epochs
         run.title = f"{run_dir.name}\n{cfg.method.name} / {cfg.model.backbone} on {cfg.data.source}, " \
                     f"{cfg.schedule.epochs} epochs"
 
@@ -294,7 +292,7 @@ class RunDashboard(QWidget):
         start = time.perf_counter()
         changed, new_plot = False, False
         for run in self._runs:
-            dirty = run.store.take_dirty()
+            dirty, run.dirty = run.dirty, set()
             if dirty:
                 changed = True
                 for name in sorted(dirty, key=plots.metric_order):
@@ -302,23 +300,26 @@ class RunDashboard(QWidget):
                     if bindings is None:
                         if name not in self._other and name not in plots.KNOWN_METRICS:
                             if new_plot:  # building a plot is costly: one per tick, the rest next time
-                                run.store.mark_dirty(name)
+                                run.dirty.add(name)
                                 continue
                             new_plot = True
                         bindings = run.bindings[name] = self._make_bindings(run, name)
-                    series = run.store.series[name]
+                    series = run.ledger.series.get(name)
+                    if series is None:
+                        continue
                     for b in bindings:
                         b.update(series)
                 if dirty.intersection(plots.PLANE_METRICS):
                     self._update_plane(run)
-        logs = self._runs[0].store.take_logs() if not self._overlay else []
+        logs = []
+        if not self._overlay:
+            logs, self._runs[0].pending_logs = self._runs[0].pending_logs, []
         if logs:
-            self._note_trainer_warnings(logs)
-            self._append_logs(logs)
+            self.log_view.append_events(logs[-LOG_MAX_LINES:], self.theme.muted)
         if changed or logs:
             self._update_header()
             self.redraw_ms.append(1000 * (time.perf_counter() - start))
-        pending = any(run.store.has_dirty() for run in self._runs)
+        pending = any(run.dirty for run in self._runs)
         if pending and not self._timer.isActive():
             self._timer.start()
         elif not (changed or logs or pending):
@@ -327,12 +328,12 @@ class RunDashboard(QWidget):
     def _draw_all(self) -> None:
         """Redraw everything now (loading a finished run: no need to spread the work)."""
         self._tick()
-        while any(run.store.has_dirty() for run in self._runs):
+        while any(run.dirty for run in self._runs):
             self._tick()
         for follower in self._followers.values():
             follower.fit()
 
-    def _make_bindings(self, run: _Run, name: str) -> list[_Binding]:
+    def _make_bindings(self, run: _Run, name: str) -> list[plots.CurveBinding]:
         bindings = []
         for spec in plots.PLOTS:
             multi = len([c for c in spec.curves if not self._overlay or c.overlay]) > 1
@@ -347,14 +348,14 @@ class RunDashboard(QWidget):
                 sparse = spec.x == "epoch"  # a point per epoch: marked, and a wider pen is cheap
                 item = plots.make_curve(self._plots[spec.key], color, label, style,
                                         width=1.5 if sparse else 1.0, symbol="o" if sparse else None)
-                bindings.append(_Binding(item, spec.x, self._followers[spec.key]))
+                bindings.append(plots.CurveBinding(item, spec.x, self._followers[spec.key]))
                 self.legend.setVisible(bool(self.legend.items))
         if name not in plots.KNOWN_METRICS and name not in plots.PLANE_METRICS:
             plot = self._other.get(name)
             if plot is None:
                 plot = self._add_other_plot(name)
             color = plots.series_color(run.color if self._overlay else len(self._other) - 1)
-            bindings.append(_Binding(plots.make_curve(plot, color), "step", self._followers[name]))
+            bindings.append(plots.CurveBinding(plots.make_curve(plot, color), "step", self._followers[name]))
         return bindings
 
     def _add_other_plot(self, name: str) -> pg.PlotItem:
@@ -369,53 +370,20 @@ class RunDashboard(QWidget):
         return plot
 
     def _update_plane(self, run: _Run) -> None:
-        a, u = run.store.get("alignment"), run.store.get("uniformity")
-        if a is None or u is None or not a.n or not u.n:
-            return
-        _, ia, iu = np.intersect1d(a.steps, u.steps, return_indices=True)
-        if not len(ia):
+        points = plots.plane_points(run.ledger.get("alignment"), run.ledger.get("uniformity"))
+        if points is None:
             return
         if run.plane is None:
             color = plots.series_color(run.color) if self._overlay else None
             run.plane = plots.PlaneView(self._plots["plane"], self.theme, color)
-        run.plane.set_data(a.values[ia], u.values[iu], a.times[ia])
-
-    def _append_logs(self, events: list[dict]) -> None:
-        colors = {"warning": "#d89614", "error": plots.WARNING_COLOR, "status": self.theme.muted}
-        for event in events[-LOG_MAX_LINES:]:
-            kind = event.get("kind")
-            stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0.0))))
-            if kind == "status":
-                state, message = event.get("state", ""), event.get("message", "")
-                level, text = "status", message if message.startswith(state) else f"{state}: {message}"
-            elif kind == "error":
-                level, text = "error", f"error: {event.get('message', '')}"
-            else:
-                level = "warning" if event.get("level") == "warning" else "info"
-                text = f"{'warning: ' if level == 'warning' else ''}{event.get('message', '')}"
-            body = html.escape(f"{stamp}  {text}")
-            color = colors.get(level)
-            if color:
-                weight = "bold" if level in ("warning", "error") else "normal"
-                body = f"<span style='color:{color}; font-weight:{weight}'>{body}</span>"
-            self.log_view.appendHtml(body)
-
-    def _note_trainer_warnings(self, events: list[dict]) -> None:
-        """Follow the trainer's collapse warnings: set at an onset, cleared when it recovers."""
-        for event in events:
-            if event.get("warning") == "collapse":
-                self._trainer_collapse = event.get("message", "")
-            elif event.get("warning") == "collapse_cleared":
-                self._trainer_collapse = ""
+        run.plane.set_data(*points)
 
     def _update_header(self) -> None:
         reasons = []
         for run in self._runs:
-            # The trainer judges from both embedding_std and effective rank (it also catches a
-            # low-rank projection whose std looks healthy); the metric test covers older runs.
-            reason = "" if self._overlay else self._trainer_collapse
-            reason = reason or collapse_reason(run.store, projector_dim(run.store, run.configured_dim),
-                                               run.probe_size)
+            # A single run: the trainer's own warning, else its rule on the latest metrics (runs
+            # whose trainer predates its collapse events); overlays: the rule.
+            reason = run.ledger.collapse_message(run.configured_dim, run.probe_size, trainer=not self._overlay)
             if reason:
                 reasons.append(f"{run.label}: {reason}" if self._overlay else reason)
         self._collapse = " | ".join(reasons)
@@ -425,37 +393,8 @@ class RunDashboard(QWidget):
         if self._overlay:
             return
         run = self._runs[0]
-        store = run.store
+        led = run.ledger
         if not run.configured_dim:
-            self.collapse_band.set_dim(projector_dim(store))
-        info = store.progress()
-        parts = []
-        for name, fmt in (("loss", "loss {:.4f}"), ("knn_top1", "kNN {:.1%}"), ("throughput", "{:,.0f} img/s")):
-            value = store.last(name)
-            if value is not None and math.isfinite(value):
-                parts.append(fmt.format(value))
-        if info.step:
-            parts.append(f"step {info.step:,}" + (f"/{info.total_steps:,}" if info.total_steps else ""))
-            parts.append(f"epoch {info.epoch}" + (f"/{info.total_epochs}" if info.total_epochs else ""))
-        if info.eta_seconds:
-            parts.append(f"ETA {format_seconds(info.eta_seconds)}")
-        if store.state:
-            parts.append(store.state)
+            self.collapse_band.set_dim(led.projector_dim())
+        parts = led.headline()  # the run bar's own counters, ETA and formatter
         self.stats_label.setText("   \u00b7   ".join(parts))
-        self._set_progress(info)
-
-    def _set_progress(self, info: Progress) -> None:
-        if info != self.progress_info:
-            self.progress_info = info
-            eta = -1.0 if info.eta_seconds is None else float(info.eta_seconds)
-            self.progress.emit(info.epoch, info.step, info.total_epochs, eta)
-
-
-def format_seconds(seconds: float) -> str:
-    """A short duration: 45s, 3m 05s, 2h 10m."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"

@@ -8,8 +8,46 @@ import time
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QPlainTextEdit
 
+from .plots import WARNING_COLOR
+
 LEVEL_COLOURS = {"error": "#c62828", "stderr": "#8d6e63", "warning": "#ef6c00", "status": "#1565c0"}
 MAX_LINES = 5000
+
+
+def event_html(event: dict, muted: str = "#757575") -> str:
+    """One trainer log / status / error event as a line of the run tab's log pane (HTML)."""
+    kind = event.get("kind")
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(event.get("time", 0.0))))
+    if kind == "status":
+        state, message = event.get("state", ""), event.get("message", "")
+        level, text = "status", message if message.startswith(state) else f"{state}: {message}"
+    elif kind == "error":
+        level, text = "error", f"error: {event.get('message', '')}"
+    else:
+        level = "warning" if event.get("level") == "warning" else "info"
+        text = f"{'warning: ' if level == 'warning' else ''}{event.get('message', '')}"
+    body = html.escape(f"{stamp}  {text}")
+    color = {"warning": "#d89614", "error": WARNING_COLOR, "status": muted}.get(level)
+    if color:
+        weight = "bold" if level in ("warning", "error") else "normal"
+        body = f"<span style='color:{color}; font-weight:{weight}'>{body}</span>"
+    return body
+
+
+class RunLogPane(QPlainTextEdit):
+    """A run tab's log pane: read-only, bounded, one line per trainer log / status / error event."""
+
+    def __init__(self, max_lines: int, parent=None):
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(max_lines)
+        self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.setPlaceholderText("Trainer log")
+
+    def append_events(self, events, muted: str = "#757575") -> None:
+        """Add one line per event (``muted``: the theme's colour for status lines)."""
+        for event in events:
+            self.appendHtml(event_html(event, muted))
 
 
 class LogView(QPlainTextEdit):

@@ -288,7 +288,7 @@ class MainWindow(QMainWindow):
             return None
         self.log.append_line(state.run_id, "status", f"launched on {device}: {state.run_dir}")
         self.show_message(f"launched {state.run_id}")
-        return self._panel(state, history=False)
+        return self._panel(state)
 
     def open_run(self, run_dir) -> RunPanel | None:
         """Show a run in its tab (re-reading its history when the tab is new)."""
@@ -300,8 +300,7 @@ class MainWindow(QMainWindow):
         if not (run_dir / "config.json").exists():
             self.show_message(f"{run_dir} is not a run directory (no config.json)")
             return None
-        state = self.manager.open(run_dir, self.browser.summary_of(run_dir))
-        return self._panel(state, history=True)
+        return self._panel(self.manager.open(run_dir))
 
     def resume_run(self, run_dir) -> RunPanel | None:
         """Restart a stopped/crashed run from its checkpoint, in its tab."""
@@ -318,15 +317,11 @@ class MainWindow(QMainWindow):
         self._add_tab(panel, panel.title(), ", ".join(Path(p).name for p in run_dirs))
         return panel
 
-    def _panel(self, state, history: bool) -> RunPanel:
-        panel = RunPanel(state)
+    def _panel(self, state) -> RunPanel:
+        panel = RunPanel(state)  # its dashboard shows the run's ledger: history and live alike
         panel.commandRequested.connect(lambda run_dir, cmd: self.manager.command(run_dir, cmd))
         panel.resumeRequested.connect(self.resume_run)
         panel.cpuFallbackRequested.connect(self.manager.relaunch_on_cpu)
-        if history:
-            panel.load_history()
-        else:
-            panel.dashboard.set_run(state.run_dir)
         self.panels[run_key(state.run_dir)] = panel
         self._add_tab(panel, panel.title(), str(state.run_dir))
         return panel

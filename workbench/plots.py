@@ -253,6 +253,32 @@ class PlaneView:
         self.latest.setData(x[-1:], y[-1:])
 
 
+def plane_points(alignment, uniformity) -> tuple | None:
+    """(alignment, uniformity, time) at the steps both series have, or None when there are none."""
+    if alignment is None or uniformity is None or not alignment.n or not uniformity.n:
+        return None
+    _, ia, iu = np.intersect1d(alignment.steps, uniformity.steps, return_indices=True)
+    if not len(ia):
+        return None
+    return alignment.values[ia], uniformity.values[iu], alignment.times[ia]
+
+
+@dataclass
+class CurveBinding:
+    """A live curve and how to feed it from its series (x: 'step', or 'epoch' drawn 1-based)."""
+
+    item: pg.PlotDataItem
+    x: str
+    follower: XFollower
+
+    def update(self, series) -> None:
+        """Give the curve all of ``series`` and let the x range follow its last point."""
+        x = series.steps if self.x == "step" else series.epochs + 1
+        self.item.setData(x, series.values)
+        if len(x):
+            self.follower.note(float(x[-1]))
+
+
 # ---- the dashboard's plot catalogue ------------------------------------------------------------
 @dataclass(frozen=True)
 class CurveSpec:

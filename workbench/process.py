@@ -2,9 +2,10 @@
 
 ``TrainerController`` starts ``python -m backend train --run-dir DIR [--resume]
 --exit-on-stdin-eof``, parses its stdout JSON lines into events, forwards control commands on
-stdin, and decides how the run ended from the events and the exit code. A crash (a signal, or a
-non-zero exit without an error event, or an error event marked ``unexpected``) becomes state
-``crashed`` with the last lines of the trainer's output. A live trainer silent for longer than the
+stdin, and feeds the parsed events into the run's ledger (``RunState``), which also decides how the
+run ended from its events and the exit code (``RunLedger.outcome``: a signal, a non-zero exit without
+an error event, or an error event marked ``unexpected`` is ``crashed``, with the last lines of the
+trainer's output). A live trainer silent for longer than the
 stall timeout (``settings.stall_timeout_seconds``) shows as ``stalled`` until it speaks again;
 ``stop()`` twice, or ``kill()``, ends it at once (state ``killed``).
 """
@@ -21,12 +22,12 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from backend.events import parse_event_line
+from backend.runs import checkpoint_path
 
 from . import settings
 from .run_state import RunState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EXIT_MEANINGS = {2: "config error", 3: "data error", 1: "training error"}
 COMMANDS = ("stop", "pause", "resume", "checkpoint")
 LOG_TAIL_LINES = 3  # lines of the trainer's output quoted when it crashes
 # States in which silence is expected (paused; a trainer that has reported its end and is exiting)
@@ -89,8 +90,6 @@ class TrainerController(QObject):
         self._watchdog.timeout.connect(self._check_stall)
         self._stdout_buf = b""
         self._stderr_buf = b""
-        self._error_event: dict | None = None
-        self._last_status = ""
         self._stop_requested = False
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -98,7 +97,7 @@ class TrainerController(QObject):
         """Start the trainer (``resume``: continue from checkpoints/last.pt)."""
         if self.is_running():
             return
-        self._error_event, self._last_status, self._stop_requested = None, "", False
+        self._stop_requested = False
         self._kill_requested, self._before_stall = "", None
         self.stderr_tail.clear()
         self.log_tail.clear()
@@ -117,7 +116,7 @@ class TrainerController(QObject):
         proc.errorOccurred.connect(self._on_error)
         self.process = proc
         self.state.exit_code = None
-        self.state.live = True
+        self.state.set_live(True)  # a new segment of the run's ledger
         self.state.set_state("starting", "resuming from the last checkpoint" if resume else "starting the trainer")
         self._last_output = time.monotonic()
         self._watchdog.start(int(max(100, min(1000, 250 * self.stall_timeout_s))))
@@ -203,9 +202,11 @@ class TrainerController(QObject):
             self._note_output()
         lines = data.split(b"\n")
         self._stdout_buf = lines.pop()
-        self._handle_stdout(lines)
+        self.handle_stdout(lines)
 
-    def _handle_stdout(self, lines) -> None:
+    def handle_stdout(self, lines) -> None:
+        """Complete stdout lines (bytes) of the trainer: events go into the run's ledger (then
+        ``eventsReceived``), other text to ``outputLine``."""
         events = []
         for raw in lines:
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
@@ -216,10 +217,8 @@ class TrainerController(QObject):
                     self.outputLine.emit("stdout", text)
                 continue
             if event["kind"] == "error":
-                self._error_event = event
                 self.log_tail.append(f"error: {event.get('message', '')}")
             elif event["kind"] == "status":
-                self._last_status = event.get("state", self._last_status)
                 self.log_tail.append(f"{event.get('state', '')}: {event.get('message', '')}")
             elif event["kind"] == "log":
                 self.log_tail.append(f"{event.get('level', 'info')}: {event.get('message', '')}")
@@ -227,7 +226,6 @@ class TrainerController(QObject):
         if events:
             self.state.apply_events(events)
             self.eventsReceived.emit(events)
-            self.state.eventsArrived.emit(events)
 
     def _read_stderr(self) -> None:
         data = self._stderr_buf + bytes(self.process.readAllStandardError().data())
@@ -235,9 +233,10 @@ class TrainerController(QObject):
             self._note_output()
         lines = data.split(b"\n")
         self._stderr_buf = lines.pop()
-        self._handle_stderr(lines)
+        self.handle_stderr(lines)
 
-    def _handle_stderr(self, lines) -> None:
+    def handle_stderr(self, lines) -> None:
+        """Complete stderr lines (bytes) of the trainer: kept for the crash message, relayed."""
         for raw in lines:
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
             if text.strip():
@@ -251,34 +250,18 @@ class TrainerController(QObject):
         self._read_stdout()
         self._read_stderr()
         if self._stdout_buf:
-            self._handle_stdout([self._stdout_buf])
+            self.handle_stdout([self._stdout_buf])
             self._stdout_buf = b""
         if self._stderr_buf:
-            self._handle_stderr([self._stderr_buf])
+            self.handle_stderr([self._stderr_buf])
             self._stderr_buf = b""
 
     # ---- ending -------------------------------------------------------------------------
     def outcome(self, exit_code: int, crashed: bool) -> tuple[str, str]:
-        """(state, message) for a process that ended with ``exit_code`` / by a signal."""
+        """(state, message) for a process that ended with ``exit_code`` / by a signal (the ledger's
+        rule, given what only the controller knows: a kill it asked for, the output's last lines)."""
         tail = " | ".join(list(self.stderr_tail or self.log_tail)[-LOG_TAIL_LINES:])
-        last = f"; last output: {tail}" if tail else ""
-        if self._kill_requested and crashed:
-            return "killed", (f"{self._kill_requested} at step {self.state.step}; resume continues from the "
-                              f"last checkpoint")
-        if self._error_event is not None and not crashed:
-            meaning = EXIT_MEANINGS.get(exit_code, f"exit code {exit_code}")
-            message = f"{meaning}: {self._error_event.get('message', '')}"
-            if self._error_event.get("unexpected"):  # a bug, not a problem with the settings or data
-                return "crashed", message + last
-            return "error", message
-        if crashed:
-            return "crashed", "the trainer process was killed or crashed (no clean exit)" + last
-        if exit_code == 0:
-            if self._last_status in ("finished", "stopped"):
-                return self._last_status, self.state.message
-            return "stopped", "the trainer exited before finishing; resume to continue"
-        return "crashed", f"the trainer exited with code {exit_code} without an error report" + (
-            f"; last output: {tail}" if tail else "")
+        return self.state.ledger.outcome(exit_code, crashed, self._kill_requested, tail)
 
     def _on_finished(self, exit_code: int, exit_status) -> None:
         self._watchdog.stop()
@@ -287,11 +270,12 @@ class TrainerController(QObject):
         state, message = self.outcome(exit_code, crashed)
         self.state.exit_code = None if crashed else exit_code
         self.state.live = False
-        self.state.has_checkpoint = (self.run_dir / "checkpoints" / "last.pt").exists()
-        self.state.set_state(state, message)
-        if state in ("crashed", "killed"):  # the trainer could not say so itself: tell the dashboard
-            self.state.eventsArrived.emit([{"kind": "status", "time": round(time.time(), 3),
-                                            "state": state, "message": message}])
+        self.state.has_checkpoint = checkpoint_path(self.run_dir).exists()
+        if state in ("crashed", "killed"):  # the trainer could not say so itself: into the run's log
+            self.state.apply_events([{"kind": "status", "time": round(time.time(), 3), "state": state,
+                                      "message": message}])
+        else:
+            self.state.set_state(state, message)
         self.exited.emit(state, message)
 
     def _on_error(self, error) -> None:

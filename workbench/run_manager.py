@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from backend.config import ExperimentConfig
 from backend.errors import WorkbenchError
-from backend.runs import checkpoint_path, create_run, read_run_config, summarize_run, write_run_config
+from backend.runs import checkpoint_path, create_run, read_run_config, write_run_config
 
 from .process import TrainerController
 from .run_state import RunState
@@ -35,7 +35,8 @@ def _resolved(path: str) -> str:
 
 class RunManager(QObject):
     """Signals: ``runAdded(RunState)`` when a run becomes known, ``runChanged(RunState)`` on any
-    state change, ``logLine(run_id, level, text)`` for log events and trainer output."""
+    state change, ``logLine(run_id, level, text)`` for log events and trainer output. The states
+    (and the ledgers in them) live as long as the manager: closing a run's tab loses nothing."""
 
     runAdded = Signal(object)
     runChanged = Signal(object)
@@ -61,8 +62,9 @@ class RunManager(QObject):
         return [s for s in self.states.values() if s.live]
 
     def live_states(self) -> dict[str, RunState]:
-        """run key -> state for every run this session has seen (the browser shows these live)."""
-        return dict(self.states)
+        """run key -> state of every run whose trainer is running in this session (the runs
+        browser shows these from their ledgers instead of re-reading their growing files)."""
+        return {key: s for key, s in self.states.items() if s.live}
 
     # ---- actions ------------------------------------------------------------------------
     def launch(self, cfg: ExperimentConfig, device: str | None = None) -> RunState:
@@ -72,23 +74,23 @@ class RunManager(QObject):
         run_dir = create_run(self.workspace, cfg)
         state = self._add(run_dir)
         state.epochs = cfg.schedule.epochs
-        self._start(state, resume=False)
+        self.start(state, resume=False)
         return state
 
-    def open(self, run_dir, summary=None) -> RunState:
-        """Make a run known from its directory alone (history only; nothing is started).
-        ``summary``: an up-to-date ``RunSummary`` when the caller has one (saves re-reading)."""
+    def open(self, run_dir) -> RunState:
+        """Make a run known from its directory alone (its files are folded into the run's ledger
+        once; nothing is started)."""
         state = self.state(run_dir)
         if state is None:
             state = self._add(run_dir)
-            state.load_summary(summary or summarize_run(run_dir))
+            state.load_files()
         return state
 
     def resume(self, run_dir) -> RunState:
         """Restart the trainer of a stopped/crashed run from its last checkpoint."""
         state = self.open(run_dir)
         if not state.live:
-            self._start(state, resume=True)
+            self.start(state, resume=True)
         return state
 
     def command(self, run_dir, command: str) -> bool:
@@ -122,7 +124,7 @@ class RunManager(QObject):
             state.set_state("error", f"cannot switch the run to the CPU: {exc}")
             return state
         self.logLine.emit(state.run_id, "status", "runtime.device set to cpu; starting again on the CPU")
-        self._start(state, resume=checkpoint_path(run_dir).exists())
+        self.start(state, resume=checkpoint_path(run_dir).exists())
         return state
 
     def shutdown(self, timeout_ms: int = 15000) -> None:
@@ -143,7 +145,9 @@ class RunManager(QObject):
         self.runAdded.emit(state)
         return state
 
-    def _start(self, state: RunState, resume: bool) -> None:
+    def start(self, state: RunState, resume: bool) -> None:
+        """Start (``resume``: continue from its checkpoint) the trainer of a known run, in a new
+        controller feeding the run's ledger."""
         old = self.controllers.get(run_key(state.run_dir))
         if old is not None:
             old.deleteLater()

@@ -1,5 +1,6 @@
 """One run's tab: state badge and message, progress bar with ETA, run controls, and the live
-dashboard (``workbench.dashboard.RunDashboard``, or a placeholder when that module is missing).
+dashboard (``workbench.dashboard.RunDashboard``), which observes the run's ledger: the ledger
+lives with the run manager's ``RunState``, so closing the tab loses no series.
 
 Fault handling lives in the bar too: Stop pressed again while the trainer is still stopping kills
 it ("Force stop"), a ``stalled`` run offers Kill, and a run that asked for CUDA on a machine without
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
 
 from backend.devices import cpu_fallback_offered
 
+from .dashboard import RunDashboard
 from .run_state import ACTIVE, RunState
 from .runs_model import STATE_COLOURS
 
@@ -24,44 +26,6 @@ BADGE_COLOURS = {**STATE_COLOURS, "stalled": "#ef6c00", "killed": "#c62828"}
 STOP_TIP = "Checkpoint and stop after the current step (resume later)"
 FORCE_STOP_TIP = ("The trainer is finishing its step: press again to kill it now (progress since the last "
                   "checkpoint is lost)")
-
-
-class PlaceholderDashboard(QWidget):
-    """Stands in for RunDashboard when it cannot be imported (same API, shows a note)."""
-
-    def __init__(self, reason: str = "", parent=None):
-        super().__init__(parent)
-        layout = QVBoxLayout(self)
-        label = QLabel(f"Live plots are unavailable: {reason}")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label.setWordWrap(True)
-        layout.addWidget(label)
-        self.events: list[dict] = []
-
-    def set_run(self, run_dir):  # noqa: D102 - same API as RunDashboard
-        self.events = []
-
-    def add_events(self, events):  # noqa: D102
-        self.events.extend(events)
-
-    def load_history(self, run_dir):  # noqa: D102
-        from backend.runs import run_events
-        self.events = run_events(run_dir)
-
-    def clear(self):  # noqa: D102
-        self.events = []
-
-    def overlay_runs(self, run_dirs):  # noqa: D102
-        self.events = []
-
-
-def make_dashboard(parent=None) -> QWidget:
-    """A RunDashboard, or a placeholder explaining why it is missing."""
-    try:
-        from .dashboard import RunDashboard
-    except Exception as exc:  # the plots module is optional for the shell
-        return PlaceholderDashboard(f"{type(exc).__name__}: {exc}", parent)
-    return RunDashboard(parent)
 
 
 class RunPanel(QWidget):
@@ -121,7 +85,8 @@ class RunPanel(QWidget):
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.message)
-        self.dashboard = make_dashboard()
+        self.dashboard = RunDashboard()
+        self.dashboard.set_run(self.run_dir, state.ledger)
         layout.addWidget(self.dashboard, 1)
 
         self.stop_button.clicked.connect(lambda: self.commandRequested.emit(self.run_dir, "stop"))
@@ -132,24 +97,13 @@ class RunPanel(QWidget):
         self.resume_button.clicked.connect(self._resume_clicked)
         self.folder_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.run_dir))))
         state.changed.connect(self.refresh)
-        state.eventsArrived.connect(self.dashboard.add_events)
+        state.updated.connect(self.dashboard.notify)
         self._look = None  # (state, message, live, resumable) the bar was last styled for
         self._eta_timer = QTimer(self)  # the ETA counts down between events
         self._eta_timer.setInterval(1000)
         self._eta_timer.timeout.connect(self.refresh)
         self._eta_timer.start()
         self.refresh()
-
-    def load_history(self) -> None:
-        """Show everything the run's events file holds so far."""
-        if (Path(self.run_dir) / "events.jsonl").exists():
-            self.dashboard.load_history(self.run_dir)
-        else:
-            self.dashboard.set_run(self.run_dir)
-        info = getattr(self.dashboard, "progress_info", None)  # totals the summary does not hold
-        if info is not None and getattr(info, "total_steps", 0) and not self.state.total_steps:
-            self.state.total_steps = int(info.total_steps)
-            self.refresh()
 
     def _resume_clicked(self) -> None:
         if self.state.live:
@@ -213,7 +167,7 @@ class ComparePanel(QWidget):
         self.run_dirs = [Path(p) for p in run_dirs]
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.dashboard = make_dashboard()
+        self.dashboard = RunDashboard()
         layout.addWidget(self.dashboard)
         self.dashboard.overlay_runs(self.run_dirs)
 

@@ -1,126 +1,99 @@
-"""The observable state of one run (model side of a run tab and of the runs browser's live rows).
+"""The observable state of one run: a Qt model around the run's ``backend.ledger.RunLedger``.
 
-``RunState`` folds the trainer's events (status / metric / error) into: state, message, step,
-epoch, totals, latest metric values and an ETA from the recent step rate.
+The run manager holds one ``RunState`` per run it knows, so a run's series, log lines and counters
+outlive the tab that shows them. Everything is folded by the ledger; this class adds what only the
+GUI knows (whether a trainer process of this run is running here) and re-emits each change.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-# States where a run can be resumed from its checkpoint.
-RESUMABLE = ("stopped", "crashed", "killed", "interrupted", "error")
-# States where the trainer process is gone.
-ENDED = ("finished", "stopped", "error", "crashed", "killed", "interrupted", "invalid")
-# States of a live trainer ("stalled": alive but silent for longer than the stall timeout).
-ACTIVE = ("starting", "loading data", "running", "paused", "stopping", "stalled")
+from backend.errors import ConfigError
+from backend.ledger import ACTIVE, ENDED, RESUMABLE, LedgerUpdate, RunLedger, format_duration
+from backend.runs import checkpoint_path, read_run_config, run_events
+
+__all__ = ["ACTIVE", "ENDED", "RESUMABLE", "RunState", "format_duration"]
 
 
-def format_duration(seconds: float | None) -> str:
-    """'1:02:03', '4:05' or '' for unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return ""
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+def _ledger_field(name: str, doc: str) -> property:
+    def get(self):
+        return getattr(self.ledger, name)
+
+    def put(self, value):
+        setattr(self.ledger, name, value)
+
+    return property(get, put, doc=doc)
 
 
 class RunState(QObject):
-    """What is known about one run; ``changed`` fires after every batch of updates and
-    ``eventsArrived(list)`` relays the live events (from whichever trainer process runs it)."""
+    """What is known about one run. ``updated(LedgerUpdate)`` fires after every batch of changes
+    (new events, or a state the controller set) and ``changed`` right after it."""
 
     changed = Signal()
-    eventsArrived = Signal(list)
+    updated = Signal(object)
+
+    state = _ledger_field("state", "Lifecycle state ('running', 'finished', 'crashed', ...).")
+    message = _ledger_field("message", "The latest status / error message.")
+    step = _ledger_field("step", "The latest optimisation step.")
+    epoch = _ledger_field("epoch", "The 0-based epoch of the latest metric.")
+    epochs = _ledger_field("epochs", "Total epochs (0 = unknown).")
+    total_steps = _ledger_field("total_steps", "Total steps (0 = unknown).")
+    steps_per_epoch = _ledger_field("steps_per_epoch", "Steps per epoch (0 = unknown).")
+    has_checkpoint = _ledger_field("has_checkpoint", "Whether checkpoints/last.pt exists (as far as known).")
+    exit_code = _ledger_field("exit_code", "The trainer's exit code, when it exited.")
 
     def __init__(self, run_dir, parent: QObject | None = None):
         super().__init__(parent)
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
-        self.state = "created"
-        self.message = ""
-        self.step = 0
-        self.epoch = 0
-        self.epochs = 0
-        self.total_steps = 0
-        self.steps_per_epoch = 0
-        self.has_checkpoint = False
+        self.ledger = RunLedger()
         self.live = False
-        self.latest: dict[str, float] = {}
-        self.exit_code: int | None = None
-        self._rate = deque(maxlen=64)  # (time, step) of recent metric events of this process
+
+    @property
+    def latest(self) -> dict[str, float]:
+        """The latest value of each metric."""
+        return self.ledger.latest
 
     # ---- updates ------------------------------------------------------------------------
-    def apply_events(self, events: list[dict], *, notify: bool = True) -> None:
-        """Fold a batch of events into the state."""
-        for event in events:
-            self._apply(event)
-        if notify and events:
-            self.changed.emit()
+    def apply_events(self, events: list[dict], *, notify: bool = True) -> LedgerUpdate:
+        """Fold a batch of events into the ledger and announce what changed."""
+        update = self.ledger.apply(events)
+        if notify and update:
+            self._announce(update)
+        return update
 
-    def _apply(self, event: dict) -> None:
-        kind = event.get("kind")
-        for key in ("total_steps", "steps_per_epoch", "epochs"):
-            if isinstance(event.get(key), int):
-                setattr(self, key, event[key])
-        if kind == "metric":
-            step, epoch = event.get("step"), event.get("epoch")
-            if isinstance(step, int):
-                self.step = step
-                self._rate.append((float(event.get("time", time.time())), step))
-            if isinstance(epoch, int):
-                self.epoch = epoch
-            if isinstance(event.get("value"), (int, float)) and "name" in event:
-                self.latest[event["name"]] = float(event["value"])
-        elif kind == "status":
-            state = event.get("state", "")
-            message = event.get("message", "")
-            if isinstance(event.get("step"), int):
-                self.step = event["step"]
-            if isinstance(event.get("epoch"), int):
-                self.epoch = event["epoch"]
-            if state == "checkpoint":
-                self.has_checkpoint = True
-                self.message = message
-                return
-            if state in ("started", "resumed"):
-                self._rate.clear()
-            self.state = {"started": "running", "resumed": "running",
-                          "loading_data": "loading data"}.get(state, state)
-            self.message = message
-        elif kind == "error":
-            # "unexpected": the trainer hit a bug (an exception it did not expect), not a problem
-            # with the settings or the data; it shows as a crash at once, before the process exits.
-            self.state = "crashed" if event.get("unexpected") else "error"
-            self.message = event.get("message", "")
-            self.exit_code = event.get("exit_code", self.exit_code)
+    def _announce(self, update: LedgerUpdate) -> None:
+        self.updated.emit(update)
+        self.changed.emit()
 
     def set_state(self, state: str, message: str | None = None) -> None:
-        """Set the state directly (process start/exit) and notify."""
-        self.state = state
-        if message is not None:
-            self.message = message
-        self.changed.emit()
+        """Set the state directly (process start/exit, stall) and notify."""
+        self._announce(self.ledger.set_state(state, message))
 
     def set_live(self, live: bool) -> None:
-        """Whether a trainer process of this run is running in this GUI."""
+        """Whether a trainer process of this run is running in this GUI (a new one starts a new
+        segment of the ledger: its error, last status and step rate are its own)."""
         self.live = live
         if live:
-            self._rate.clear()
-        self.changed.emit()
+            self.ledger.begin_segment()
+        self._announce(LedgerUpdate(status=True))
 
-    def load_summary(self, summary) -> None:
-        """Fill from a ``backend.runs.RunSummary`` (a run opened from its directory)."""
-        self.state, self.message = summary.state, summary.message
-        self.step, self.epoch, self.epochs = summary.step, summary.epoch, summary.epochs
-        self.has_checkpoint = summary.has_checkpoint
-        if summary.best_knn is not None:
-            self.latest["knn_top1"] = summary.best_knn
-        self.changed.emit()
+    def load_files(self) -> None:
+        """Fill the ledger from the run's directory (config totals, every event so far, the
+        checkpoint) for a run opened from its files; without a terminal event it is 'interrupted'."""
+        try:
+            self.ledger.epochs = read_run_config(self.run_dir).schedule.epochs
+        except ConfigError as exc:
+            self._announce(self.ledger.set_state("invalid", str(exc)))
+            return
+        update = self.ledger.apply(run_events(self.run_dir))
+        self.ledger.settle()
+        self.ledger.has_checkpoint = checkpoint_path(self.run_dir).exists()
+        update.status = True
+        self._announce(update)
 
     # ---- derived ------------------------------------------------------------------------
     @property
@@ -130,43 +103,12 @@ class RunState(QObject):
 
     def progress(self) -> float | None:
         """Fraction done in [0, 1], or None when unknown."""
-        if self.state == "finished":
-            return 1.0
-        if self.total_steps:
-            return min(1.0, self.step / self.total_steps)
-        if self.epochs:
-            return min(1.0, self.epoch / self.epochs)
-        return None
-
-    def steps_per_second(self) -> float | None:
-        """Recent optimisation steps per second (None until two points exist)."""
-        if len(self._rate) < 2:
-            return None
-        (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
-        if t1 <= t0 or s1 <= s0:
-            return None
-        return (s1 - s0) / (t1 - t0)
+        return self.ledger.fraction()
 
     def eta_seconds(self) -> float | None:
-        """Seconds left at the recent rate (None when unknown or not running)."""
-        rate = self.steps_per_second()
-        if not self.live or rate is None or not self.total_steps:
-            return None
-        return max(0.0, (self.total_steps - self.step) / rate)
+        """Seconds left (the ledger's ETA; None unless a trainer runs here)."""
+        return self.ledger.eta_seconds() if self.live else None
 
     def progress_text(self) -> str:
         """'epoch 3/15 · step 120/600 · ETA 0:42' (parts that are known)."""
-        if not self.step and not self.live and self.state in ("error", "crashed", "invalid"):
-            return "failed before the first step"
-        parts = []
-        if self.epochs:
-            shown = self.epochs if self.state == "finished" else min(self.epoch + 1, self.epochs)
-            parts.append(f"epoch {max(shown, 0)}/{self.epochs}")
-        if self.total_steps:
-            parts.append(f"step {self.step:,}/{self.total_steps:,}")
-        elif self.step:
-            parts.append(f"step {self.step:,}")
-        eta = format_duration(self.eta_seconds())
-        if eta:
-            parts.append(f"ETA {eta}")
-        return " · ".join(parts) or self.state
+        return self.ledger.progress_text(self.live)

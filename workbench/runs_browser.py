@@ -1,8 +1,8 @@
 """The runs browser: a sortable, filterable table of every run in the workspace.
 
 Summaries are read from the run directories (``backend.runs.summarize_run``) in a worker, only for
-runs whose files changed; runs trained in this session show their live state from the
-``RunManager``. Double-click opens a run, several selected rows can be overlaid, stopped or
+runs whose files changed; runs training in this session come from the ledgers the ``RunManager``
+holds (their growing event files are not re-read) and show their live state. Double-click opens a run, several selected rows can be overlaid, stopped or
 crashed runs with a checkpoint can be resumed.
 """
 
@@ -20,7 +20,7 @@ from backend.runs import runs_root
 from . import workers
 from .run_manager import RunManager
 from .run_state import RESUMABLE
-from .runs_model import COLUMNS, SORT_ROLE, STATE_COLOURS, SUMMARY_ROLE, RunsTableModel, scan_runs, signature
+from .runs_model import COLUMNS, SORT_ROLE, STATE_COLOURS, SUMMARY_ROLE, RunsTableModel, live_ledgers, scan_runs
 
 __all__ = ["RunsBrowser", "RunsTableModel", "COLUMNS", "STATE_COLOURS", "scan_runs"]
 REFRESH_MS = 3000  # also woken by a file system watcher on runs/ when a run appears
@@ -131,7 +131,8 @@ class RunsBrowser(QWidget):
         root = runs_root(self.workspace)
         if root.is_dir() and str(root) not in self.watcher.directories():
             self.watcher.addPath(str(root))
-        self._task = workers.submit(scan_runs, self.workspace, dict(self._cache), owner=self,
+        self._task = workers.submit(scan_runs, self.workspace, dict(self._cache), live_ledgers(self.manager),
+                                    owner=self,
                                     on_result=self._apply, on_error=lambda m: self.message.emit(
                                         f"could not read the runs: {m}"),
                                     on_finished=self._scan_done)
@@ -152,13 +153,6 @@ class RunsBrowser(QWidget):
     def summaries(self) -> list:
         """The listed run summaries (model order)."""
         return list(self.model.summaries)
-
-    def summary_of(self, run_dir):
-        """The cached summary of a run if it is listed and unchanged on disk since, else None."""
-        entry = self._cache.get(str(run_dir))
-        if entry is None or entry[0] != signature(Path(run_dir)):
-            return None
-        return entry[1]
 
     def view_of(self, run_dir) -> dict | None:
         """What the table shows for ``run_dir`` (state, epoch, kNN...), or None if not listed."""

@@ -1,15 +1,18 @@
-"""The runs table's model: run summaries read from the workspace in a worker (only runs whose
-files changed are re-read), overlaid with the live states the ``RunManager`` knows."""
+"""The runs table's model: run summaries read from the workspace in a worker (a run's files are
+re-read only when they changed, and a growing events file only from where the last read stopped;
+a run training in this session is not read at all, its row comes from the ledger the
+``RunManager`` holds), overlaid with the live states."""
 
 from __future__ import annotations
 
-import os
+import copy
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
-from backend.runs import CONFIG_FILE, EVALUATIONS_FILE, EVENTS_FILE, checkpoint_path, runs_root, summarize_run
+from backend.ledger import RunLedger, shown_epoch
+from backend.runs import CONFIG_FILE, RunReader, runs_root
 
 from .run_manager import RunManager, run_key
 
@@ -29,35 +32,35 @@ def short_source(spec: str) -> str:
     return spec
 
 
-def signature(run_dir: Path) -> tuple:
-    """What changes when a run's summary may change (sizes and modification times)."""
-    sig = []
-    for path in (run_dir / CONFIG_FILE, run_dir / EVENTS_FILE, run_dir / EVALUATIONS_FILE, checkpoint_path(run_dir)):
-        try:
-            st = os.stat(path)
-            sig.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            sig.append(None)
-    return tuple(sig)
+def live_ledgers(manager: RunManager | None) -> dict[str, RunLedger]:
+    """GUI thread: {run_dir: a snapshot of its ledger} for every run training in this session
+    (shallow copies: the worker reads them while the live ledgers move on)."""
+    if manager is None:
+        return {}
+    return {str(state.run_dir): copy.copy(state.ledger) for state in manager.live_states().values()}
 
 
-def scan_runs(ctx, workspace, cache: dict) -> tuple[list, dict]:
-    """Worker: summaries of every run under the workspace, newest first, re-reading only runs whose
-    files changed since ``cache`` ({run_dir: (signature, summary)}). Returns (summaries, cache)."""
+def scan_runs(ctx, workspace, cache: dict, live: dict | None = None) -> tuple[list, dict]:
+    """Worker: summaries of every run under the workspace, newest first. ``cache`` ({run_dir:
+    RunReader}, from the previous scan) makes a run cost only what changed in its files (nothing
+    when nothing did; the appended events of a growing events.jsonl). Runs in ``live`` ({run_dir:
+    RunLedger}, see ``live_ledgers``) are summarised from their ledger, their files not read (but
+    config.json when it changed). Returns (summaries, cache)."""
     root = runs_root(workspace)
     if not root.is_dir():
         return [], {}
-    fresh = {}
+    live = live or {}
+    fresh, summaries = {}, []
     dirs = sorted((p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).exists()),
                   key=lambda p: p.name, reverse=True)
     for i, run_dir in enumerate(dirs):
         ctx.check()
-        sig = signature(run_dir)
-        old = cache.get(str(run_dir))
-        summary = old[1] if old and old[0] == sig else summarize_run(run_dir)
-        fresh[str(run_dir)] = (sig, summary)
+        key = str(run_dir)
+        reader = fresh[key] = cache.get(key) or RunReader(run_dir)
+        ledger = live.get(key)
+        summaries.append(reader.read() if ledger is None else reader.with_ledger(ledger))
         ctx.progress((i + 1) / len(dirs), "")
-    return [fresh[str(d)][1] for d in dirs], fresh
+    return summaries, fresh
 
 
 class RunsTableModel(QAbstractTableModel):
@@ -108,14 +111,12 @@ class RunsTableModel(QAbstractTableModel):
                 "epochs": summary.epochs, "step": summary.step, "knn": summary.best_knn, "has_checkpoint": summary.has_checkpoint,
                 "live": False}
         if live is not None and (live.live or live.state != "created"):
-            knn = live.latest.get("knn_top1")
-            view.update(state=live.state, message=live.message, live=live.live,
-                        epoch=max(live.epoch, summary.epoch) if live.live else summary.epoch,
-                        step=max(live.step, summary.step) if live.live else summary.step,
-                        has_checkpoint=live.has_checkpoint or summary.has_checkpoint,
-                        epochs=live.epochs or summary.epochs)
-            if knn is not None and (view["knn"] is None or knn > view["knn"]):
-                view["knn"] = knn
+            led = live.ledger  # the same fold as the summary's, and up to date
+            view.update(state=led.state, message=led.message, live=live.live, epoch=led.epoch, step=led.step,
+                        has_checkpoint=led.has_checkpoint or summary.has_checkpoint,
+                        epochs=led.epochs or summary.epochs)
+            if led.best_knn is not None and (view["knn"] is None or led.best_knn > view["knn"]):
+                view["knn"] = led.best_knn
         return view
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -140,8 +141,8 @@ class RunsTableModel(QAbstractTableModel):
             if col == 5:
                 if role == SORT_ROLE:
                     return v["epoch"]
-                done = v["epochs"] if v["state"] == "finished" else (v["epoch"] + 1 if v["step"] else 0)
-                return f"{min(done, v['epochs'])}/{v['epochs']}" if v["epochs"] else ""
+                done = shown_epoch(v["state"], v["epoch"], v["epochs"], started=bool(v["step"]))
+                return f"{done}/{v['epochs']}" if v["epochs"] else ""
             if col == 6:
                 if role == SORT_ROLE:
                     return -1.0 if v["knn"] is None else v["knn"]

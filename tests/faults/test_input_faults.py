@@ -185,7 +185,7 @@ def test_16_constant_projector_warns_once_and_the_dashboard_shows_it(tmp_path, m
 
 def test_16_rank_two_bottleneck_is_caught_although_embedding_std_looks_healthy(tmp_path, qtbot):
     from workbench.dashboard import RunDashboard
-    from workbench.metric_store import MetricStore, collapse_reason
+    from backend.ledger import fold
 
     run = make_run(tmp_path, model={"projector_hidden_dim": 2}, schedule={"epochs": 3},
                    runtime={"num_threads": 1})
@@ -200,9 +200,8 @@ def test_16_rank_two_bottleneck_is_caught_although_embedding_std_looks_healthy(t
     assert rank[last] < 3.5                                  # ... the rank shows two directions
     assert "effective rank" in warning["message"] and "embedding_std" not in warning["message"]
     # The dashboard judges history by the trainer's own rule, so it catches it too.
-    store = MetricStore()
-    store.add_events(events)
-    assert "effective rank" in collapse_reason(store, dim) and "embedding_std" not in collapse_reason(store, dim)
+    reason = fold(events).collapse_reason(dim)
+    assert "effective rank" in reason and "embedding_std" not in reason
     dash = RunDashboard()
     qtbot.addWidget(dash)
     dash.set_run(run)

@@ -1,5 +1,6 @@
-"""The live dashboard: its metric store (buffers, resume rule, progress) and the widget (curves
-after a timer tick, history from a run directory, overlays, the Other grid, collapse warning)."""
+"""The live dashboard widget: curves after a timer tick, history from a run directory, overlays,
+the Other grid, the collapse warning, and observing a ledger it does not own (the run's model).
+The fold itself (buffers, resume rule, progress, collapse rule) is tested in tests/backend/test_ledger.py."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import numpy as np
 import pytest
 
 from backend.config import ExperimentConfig
-from backend.events import metric_series
+from backend.ledger import RunLedger
 from backend.runs import EVENTS_FILE, create_run
 from workbench.dashboard import RunDashboard
-from workbench.metric_store import MetricStore, Series, collapse_reason, projector_dim
 
 D = 128  # ExperimentConfig's default projector_out_dim
 
@@ -61,55 +61,6 @@ def data(curve):
     return (np.asarray([]), np.asarray([])) if x is None else (np.asarray(x), np.asarray(y))
 
 
-# ---- the store --------------------------------------------------------------------------------
-def test_series_grows_by_doubling_and_keeps_points():
-    s = Series(capacity=4)
-    for i in range(1000):
-        s.append(i, i // 100, float(i) / 2, 0.0)
-    assert len(s) == 1000 and len(s.value) == 1024
-    np.testing.assert_array_equal(s.steps, np.arange(1000))
-    assert s.last() == 499.5
-
-
-def test_store_applies_the_resume_rule_like_metric_series():
-    events = [metric("loss", 1.0 / s, s) for s in range(1, 31)]
-    events += [metric("knn_top1", 0.3, 20), metric("knn_top1", 0.4, 30)]
-    events.append({"kind": "status", "time": 2000.0, "state": "resumed", "step": 20, "message": ""})
-    events += [metric("loss", 2.0 / s, s) for s in range(21, 26)] + [metric("odd", float("inf"), 22)]
-    store = MetricStore()
-    store.add_events(events[:32])
-    store.take_dirty()
-    store.add_events(events[32:])
-    assert store.take_dirty() == {"loss", "knn_top1", "odd"}  # knn: its step-30 point was dropped
-    # the same columns as backend.events.metric_series (compared as JSON: NaN != NaN)
-    assert json.dumps(store.columns(), sort_keys=True) == json.dumps(metric_series(events), sort_keys=True)
-    loss = store.get("loss")
-    assert loss.steps.tolist() == list(range(1, 26))
-    assert loss.values[20] == pytest.approx(2.0 / 21)  # the value from after the resume
-    assert store.get("knn_top1").steps.tolist() == [20]
-    assert math.isnan(store.last("odd"))
-
-
-def test_store_progress_and_eta():
-    store = MetricStore()
-    store.add_events(run_events(steps=20))
-    info = store.progress()
-    assert (info.epoch, info.step, info.total_epochs, info.total_steps) == (2, 20, 10, 100)
-    assert info.eta_seconds == pytest.approx(80.0)  # one step per second since step 1
-    store.add_events([{"kind": "status", "time": 1.0, "state": "finished", "message": ""}])
-    assert store.progress().eta_seconds == 0.0
-
-
-def test_collapse_reason_uses_config_dim_or_an_estimate():
-    healthy, collapsed = MetricStore(), MetricStore()
-    healthy.add_events(run_events(steps=20))
-    collapsed.add_events(run_events(steps=20, std=1e-4, rank=1.2))
-    assert collapse_reason(healthy, projector_dim(healthy, D)) == ""
-    assert projector_dim(healthy) == pytest.approx(D)  # estimated as 1/std^2 of the first points
-    reason = collapse_reason(collapsed, projector_dim(collapsed, D))
-    assert "embedding_std" in reason and "effective rank" in reason
-
-
 # ---- the widget -------------------------------------------------------------------------------
 def test_add_events_draws_on_the_next_tick(dash, qtbot):
     dash.add_events(run_events(steps=30))
@@ -133,9 +84,8 @@ def test_load_history_from_a_run_dir_with_a_torn_line(dash, tmp_path, qtbot):
     events = run_events(steps=30)[1:]  # no "running" status: total epochs come from config.json
     events.append({"kind": "log", "time": 1040.0, "level": "warning", "message": "non-finite loss at step 30"})
     run_dir = write_run(tmp_path, events, torn_tail='{"kind": "metric", "time": 1, "step": 31, "na')
-    with qtbot.waitSignal(dash.progress, timeout=3000) as blocker:
-        dash.load_history(run_dir)
-    assert blocker.args[2] == ExperimentConfig().schedule.epochs
+    dash.load_history(run_dir)
+    assert dash.progress_info.total_epochs == ExperimentConfig().schedule.epochs
     x, _ = data(dash.curves("loss")[0])
     assert x.tolist() == list(range(1, 31))  # the torn step-31 line is skipped
     for key in ("lr", "align_unif", "std", "rank", "knn"):
@@ -199,3 +149,23 @@ def test_x_range_grows_in_round_steps_until_the_user_zooms(dash, qtbot):
     dash.add_events([metric("loss", 1.0, s) for s in range(1001, 3001)])
     qtbot.waitUntil(lambda: len(data(dash.curves("loss")[0])[0]) == 3000, timeout=3000)
     assert view.viewRange()[0][1] == 1200.0  # the user's view is left alone
+
+
+def test_observes_a_ledger_it_does_not_own_and_a_new_view_shows_the_same(dash, tmp_path, qtbot):
+    """The run tab's case: the ledger lives with the run (RunState), the dashboard only observes it,
+    so a dashboard made later (a reopened tab) shows every point and log line at once."""
+    run_dir = write_run(tmp_path, [])
+    ledger = RunLedger()
+    dash.set_run(run_dir, ledger)
+    events = run_events(steps=20)
+    events.append({"kind": "log", "time": 1030.0, "level": "info", "message": "hello from the trainer"})
+    dash.notify(ledger.apply(events))
+    qtbot.waitUntil(lambda: len(data(dash.curves("loss")[0])[0]) == 20, timeout=3000)
+    assert "step 20/100" in dash.stats_label.text() and "epoch 2/10" in dash.stats_label.text()
+    assert "hello from the trainer" in dash.log_view.toPlainText()
+    again = RunDashboard()
+    qtbot.addWidget(again)
+    again.set_run(run_dir, ledger)
+    assert len(data(again.curves("loss")[0])[0]) == 20
+    assert "hello from the trainer" in again.log_view.toPlainText()
+    assert again.progress_info == ledger.progress()

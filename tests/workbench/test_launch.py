@@ -111,7 +111,7 @@ def test_config_error_exit_code_2(window, qtbot, workspace):
     (run_dir / "config.json").write_text(json.dumps(payload))
     (run_dir / "events.jsonl").unlink()
     state = window.manager.open(run_dir)
-    window.manager._start(state, resume=False)
+    window.manager.start(state, resume=False)
     qtbot.waitUntil(lambda: not state.live, timeout=TIMEOUT_MS)
     assert state.state == "error" and state.message.startswith("config error:")
     assert "optim.lr" in state.message
@@ -131,19 +131,19 @@ def test_exit_outcomes_without_a_process(tmp_path):
     from workbench.run_state import RunState
 
     ctl = TrainerController(RunState(tmp_path / "run"))
-    ctl._handle_stdout([b'{"kind": "status", "time": 1, "state": "running", "message": "", "total_steps": 10}',
+    ctl.handle_stdout([b'{"kind": "status", "time": 1, "state": "running", "message": "", "total_steps": 10}',
                         b"some stray print", b'{"kind": "metric", "time": 2, "step": 3, "epoch": 0, '
                         b'"name": "loss", "value": 1.5}'])
     assert ctl.state.total_steps == 10 and ctl.state.step == 3 and ctl.state.latest["loss"] == 1.5
     assert ctl.outcome(0, crashed=False)[0] == "stopped"  # exit 0 without a terminal status
-    ctl._handle_stderr([b"Traceback (most recent call last):", b"RuntimeError: boom"])
+    ctl.handle_stderr([b"Traceback (most recent call last):", b"RuntimeError: boom"])
     state, message = ctl.outcome(1, crashed=False)
     assert state == "crashed" and "RuntimeError: boom" in message
     assert ctl.outcome(-9, crashed=True)[0] == "crashed"
-    ctl._handle_stdout([b'{"kind": "error", "time": 3, "message": "no images in /x", "exit_code": 3}'])
+    ctl.handle_stdout([b'{"kind": "error", "time": 3, "message": "no images in /x", "exit_code": 3}'])
     assert ctl.outcome(3, crashed=False) == ("error", "data error: no images in /x")
-    ctl._handle_stdout([b'{"kind": "status", "time": 4, "state": "finished", "message": "done"}'])
-    ctl._error_event = None
+    ctl.handle_stdout([b'{"kind": "status", "time": 4, "state": "finished", "message": "done"}'])
+    ctl.state.ledger.last_error = None  # as for a new process
     assert ctl.outcome(0, crashed=False) == ("finished", "done")
 
 

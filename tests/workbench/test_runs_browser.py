@@ -113,3 +113,30 @@ def test_window_compares_selected_runs(window, qtbot, runs):
     assert isinstance(panel, ComparePanel)
     assert len(panel.dashboard.curves("loss")) == 2
     window.close_tab(window.tabs.currentIndex())
+
+
+def test_live_rows_come_from_the_managers_ledgers_not_the_files(browser, runs):
+    run_dir = runs["interrupted"]
+    state = browser.manager.open(run_dir)
+    state.set_live(True)  # as when its trainer runs in this GUI
+    state.apply_events([{"kind": "status", "time": 1.0, "state": "resumed", "message": "resumed", "step": 5},
+                        {"kind": "metric", "time": 2.0, "step": 6, "epoch": 1, "name": "loss", "value": 1.0}])
+    browser.refresh()
+    summary = browser.summaries()[browser.model.row_of(run_dir)]
+    assert (summary.state, summary.step) == ("running", 6)  # the file says interrupted at step 10
+    assert cell(browser, run_dir, "Status") == "running" and cell(browser, run_dir, "Epoch") == "2/3"
+    state.set_live(False)
+    state.set_state("stopped", "stopped")
+    browser.refresh()  # no longer live: its files are read (once)
+    assert browser.summaries()[browser.model.row_of(run_dir)].state == "interrupted"
+    assert cell(browser, run_dir, "Status") == "stopped"  # the session's state still wins in the view
+
+
+def test_closing_a_run_tab_keeps_its_series_with_the_run(window, runs):
+    panel = window.open_run(runs["finished"])
+    ledger = panel.state.ledger
+    window.close_tab(window.tabs.indexOf(panel))
+    again = window.open_run(runs["finished"])
+    assert again is not panel and again.state.ledger is ledger  # nothing re-read
+    assert len(again.dashboard.curves("loss")[0].xData) == 15
+    assert again.progress.format() == "epoch 3/3 · step 15/15"
