@@ -13,12 +13,18 @@ batch's order, so the output depends only on the index order: deterministic. An 
 thread is re-raised in the consumer at the batch where it happened; ``close()`` (also on leaving a
 ``with`` block, or when iteration ends) stops and joins the thread without reading further batches.
 
+Pages of a memory map that the thread has read count in the process's RSS (as clean, file-backed
+pages the kernel may reclaim under pressure). ``release_every=N`` makes the thread drop them from
+this process's mapping every N batches (``madvise(MADV_DONTNEED)``; they stay in the page cache
+while RAM allows), which caps even the reported RSS; only this thread reads the map, so it is safe.
+
 Pinned tensors come from torch's caching host allocator, which tracks pending non_blocking copies,
 so no buffer is reused while a copy from it may still be running.
 """
 
 from __future__ import annotations
 
+import mmap
 import queue
 import threading
 from typing import Iterable, Iterator
@@ -57,16 +63,24 @@ def gather_batch(images: np.ndarray, idx, labels: np.ndarray | None = None, *,
     return out, lab
 
 
+def _mapping_of(array) -> mmap.mmap | None:
+    """The ``mmap.mmap`` under a numpy memmap (None for an in-RAM array or without madvise)."""
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base if base is not None and hasattr(base, "madvise") else None
+
+
 class BatchPrefetcher:
     """Iterate ``(images uint8 (B, ...), labels int64 (B,) or None)`` for each index array.
 
     ``pin_memory``: None (default) pins when CUDA is available. ``device``: when given, each batch
     is moved there in the consumer's thread (``non_blocking=True`` when pinned); otherwise the CPU
-    tensors are yielded and the caller moves them. Single pass; use as a context manager or call
-    ``close()`` to stop early."""
+    tensors are yielded and the caller moves them. ``release_every``: see the module docstring
+    (0: never). Single pass; use as a context manager or call ``close()`` to stop early."""
 
     def __init__(self, images, batches: Iterable, labels=None, *, depth: int = DEFAULT_DEPTH,
-                 pin_memory: bool | None = None, device=None):
+                 pin_memory: bool | None = None, device=None, release_every: int = 0):
         if int(depth) < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         if isinstance(images, torch.Tensor):
@@ -78,6 +92,8 @@ class BatchPrefetcher:
         self.images, self.labels = images, labels
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.device = torch.device(device) if device is not None else None
+        self._release_every = int(release_every)
+        self._mapping = _mapping_of(images) if self._release_every > 0 else None
         self._queue: queue.Queue = queue.Queue(maxsize=int(depth))
         self._stop = threading.Event()
         self._done = False
@@ -98,10 +114,12 @@ class BatchPrefetcher:
 
     def _produce(self, batches: Iterator) -> None:
         try:
-            for idx in batches:
+            for count, idx in enumerate(batches, start=1):
                 if self._stop.is_set():
                     return
                 item = gather_batch(self.images, idx, self.labels, pin_memory=self.pin_memory)
+                if self._mapping is not None and count % self._release_every == 0:
+                    self._mapping.madvise(mmap.MADV_DONTNEED)
                 if not self._put(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there

@@ -209,3 +209,13 @@ def test_parallel_decode_cancel_stops_early(jpeg_folder):
 def test_decode_into_checks_the_output_shape(jpeg_folder):
     with pytest.raises(ValueError, match="out must be uint8"):
         decode_into(jpeg_folder, np.zeros((1, 3, 8, 8), np.uint8), 8)
+
+
+def test_prefetcher_release_every_keeps_the_data(tmp_path):
+    mm, mm_labels, images, labels = _mapped(tmp_path)
+    batches = batch_indices(50, 4, seed=1)
+    with BatchPrefetcher(mm, batches, mm_labels, pin_memory=False, release_every=2) as pf:
+        assert pf._mapping is not None
+        for (x, y), idx in zip(pf, batches):
+            np.testing.assert_array_equal(x.numpy(), images[idx])
+            np.testing.assert_array_equal(y.numpy(), labels[idx])
