@@ -6,17 +6,19 @@ pinned when CUDA is available, so the consumer's ``.to(device, non_blocking=True
 asynchronous copy - and hands it over through a bounded queue of ``depth`` batches (default 2).
 At most ``depth + 2`` batches exist at once (queued, being gathered, held by the consumer), so
 memory stays bounded however large the array is; with a memory-mapped cache
-(``cache.load_entry(..., mmap=True)``) only the touched pages are read and the OS may evict them.
+(``cache.load_entry(..., mmap=True)``) only the touched pages are read and the OS may evict them;
+with ``npy_rows.NpyRows`` the rows are ``pread`` into the batch and never enter the RSS at all.
 
 Rows are read in increasing index order (kinder to disks and to read-ahead) and put back in the
 batch's order, so the output depends only on the index order: deterministic. An exception in the
 thread is re-raised in the consumer at the batch where it happened; ``close()`` (also on leaving a
 ``with`` block, or when iteration ends) stops and joins the thread without reading further batches.
 
-Pages of a memory map that the thread has read count in the process's RSS (as clean, file-backed
-pages the kernel may reclaim under pressure). ``release_every=N`` makes the thread drop them from
-this process's mapping every N batches (``madvise(MADV_DONTNEED)``; they stay in the page cache
-while RAM allows), which caps even the reported RSS; only this thread reads the map, so it is safe.
+Pages of a memory map that the thread has read count in the process's RSS (clean, file-backed
+pages the kernel reclaims under pressure; ``benchmarks/data_scale.py`` shows the private memory
+stays small). Where the reported RSS itself must stay small (a scheduler's memory limit), use
+``npy_rows.NpyRows``: dropping mapped pages with madvise does not help there, because recent
+kernels map whole large folios around every fault of a random access pattern.
 
 Pinned tensors come from torch's caching host allocator, which tracks pending non_blocking copies,
 so no buffer is reused while a copy from it may still be running.
@@ -24,7 +26,6 @@ so no buffer is reused while a copy from it may still be running.
 
 from __future__ import annotations
 
-import mmap
 import queue
 import threading
 from typing import Iterable, Iterator
@@ -46,15 +47,19 @@ def gather_batch(images: np.ndarray, idx, labels: np.ndarray | None = None, *,
                  pin_memory: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``images[idx]`` (and ``labels[idx]``) as new CPU tensors, pinned if asked.
 
-    The rows are read in sorted index order and written back in the order of ``idx``."""
+    ``images``: a uint8 array, a memory map, or an ``npy_rows.NpyRows`` (read straight into the
+    tensor). The rows are read in sorted index order and written back in the order of ``idx``."""
     idx = np.asarray(idx, dtype=np.int64).reshape(-1)
     n = images.shape[0]
     if idx.size and (idx.min() < -n or idx.max() >= n):
         raise IndexError(f"batch index out of range for {n} images: {idx.min()}..{idx.max()}")
-    order = np.argsort(idx, kind="stable")
     out = torch.empty((idx.size, *images.shape[1:]), dtype=torch.uint8, pin_memory=pin_memory)
     view = out.numpy()
-    view[order] = images[idx[order]]
+    if hasattr(images, "read_into"):                 # npy_rows.NpyRows: pread into the buffer
+        images.read_into(idx, view)
+    else:
+        order = np.argsort(idx, kind="stable")
+        view[order] = images[idx[order]]
     lab = None
     if labels is not None:
         lab = torch.from_numpy(np.asarray(labels)[idx].astype(np.int64, copy=False))
@@ -63,24 +68,16 @@ def gather_batch(images: np.ndarray, idx, labels: np.ndarray | None = None, *,
     return out, lab
 
 
-def _mapping_of(array) -> mmap.mmap | None:
-    """The ``mmap.mmap`` under a numpy memmap (None for an in-RAM array or without madvise)."""
-    base = array
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "base", None)
-    return base if base is not None and hasattr(base, "madvise") else None
-
-
 class BatchPrefetcher:
     """Iterate ``(images uint8 (B, ...), labels int64 (B,) or None)`` for each index array.
 
     ``pin_memory``: None (default) pins when CUDA is available. ``device``: when given, each batch
     is moved there in the consumer's thread (``non_blocking=True`` when pinned); otherwise the CPU
-    tensors are yielded and the caller moves them. ``release_every``: see the module docstring
-    (0: never). Single pass; use as a context manager or call ``close()`` to stop early."""
+    tensors are yielded and the caller moves them. Single pass; use as a context manager or call
+    ``close()`` to stop early."""
 
     def __init__(self, images, batches: Iterable, labels=None, *, depth: int = DEFAULT_DEPTH,
-                 pin_memory: bool | None = None, device=None, release_every: int = 0):
+                 pin_memory: bool | None = None, device=None):
         if int(depth) < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         if isinstance(images, torch.Tensor):
@@ -92,8 +89,6 @@ class BatchPrefetcher:
         self.images, self.labels = images, labels
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.device = torch.device(device) if device is not None else None
-        self._release_every = int(release_every)
-        self._mapping = _mapping_of(images) if self._release_every > 0 else None
         self._queue: queue.Queue = queue.Queue(maxsize=int(depth))
         self._stop = threading.Event()
         self._done = False
@@ -114,12 +109,10 @@ class BatchPrefetcher:
 
     def _produce(self, batches: Iterator) -> None:
         try:
-            for count, idx in enumerate(batches, start=1):
+            for idx in batches:
                 if self._stop.is_set():
                     return
                 item = gather_batch(self.images, idx, self.labels, pin_memory=self.pin_memory)
-                if self._mapping is not None and count % self._release_every == 0:
-                    self._mapping.madvise(mmap.MADV_DONTNEED)
                 if not self._put(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there

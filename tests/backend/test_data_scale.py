@@ -211,11 +211,21 @@ def test_decode_into_checks_the_output_shape(jpeg_folder):
         decode_into(jpeg_folder, np.zeros((1, 3, 8, 8), np.uint8), 8)
 
 
-def test_prefetcher_release_every_keeps_the_data(tmp_path):
-    mm, mm_labels, images, labels = _mapped(tmp_path)
-    batches = batch_indices(50, 4, seed=1)
-    with BatchPrefetcher(mm, batches, mm_labels, pin_memory=False, release_every=2) as pf:
-        assert pf._mapping is not None
-        for (x, y), idx in zip(pf, batches):
-            np.testing.assert_array_equal(x.numpy(), images[idx])
-            np.testing.assert_array_equal(y.numpy(), labels[idx])
+def test_npy_rows_reads_what_np_load_reads(tmp_path):
+    from backend.data.npy_rows import NpyRows
+
+    name, images, labels = _entry(tmp_path, n=30)
+    rows = NpyRows(tmp_path / name / "images.npy")
+    assert rows.shape == images.shape and len(rows) == 30
+    np.testing.assert_array_equal(rows[[5, 0, 29, 5, -1]], images[[5, 0, 29, 5, -1]])
+    np.testing.assert_array_equal(rows[3], images[3])
+    batches = batch_indices(30, 7, seed=2, drop_last=False)
+    for (x, _), idx in zip(BatchPrefetcher(rows, batches, pin_memory=False), batches):
+        np.testing.assert_array_equal(x.numpy(), images[idx])
+    with pytest.raises(IndexError):
+        rows[[30]]
+    rows.close()
+    path = tmp_path / name / "images.npy"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        NpyRows(path)
