@@ -346,3 +346,34 @@ def external_feature_maps(model: nn.Module, x: Tensor) -> Tensor:
         if isinstance(fm, Tensor) and fm.ndim == 4:
             return fm
     raise ValueError(f"feature_maps does not know backbone type {type(model).__name__}")
+
+
+def external_build_snippet(name: str, image_size: int) -> tuple[str, str]:
+    """(Python that builds ``model``, an external backbone, without SSL Workbench; the prefix of
+    its keys in an export's safetensors file) - for the export's README, like ``card.build_snippet``."""
+    prefix, model_name = split_name(name)
+    size = int(image_size)
+    stem = ("model.conv1 = torch.nn.Conv2d(3, model.conv1.out_channels, 3, 1, 1, bias=False)  # CIFAR stem\n"
+            "model.maxpool = torch.nn.Identity()\n")
+    if prefix == "timm":
+        family, extra = _timm_plan(model_name, size)
+        args = "".join(f", {k}={v!r}" for k, v in extra)
+        with torch.device("meta"):
+            probe = _timm().create_model(model_name, pretrained=False, num_classes=0, **dict(extra))
+        small_resnet = family == "cnn" and size <= CIFAR_STEM_MAX_SIZE and type(probe).__name__ == "ResNet" \
+            and isinstance(getattr(probe, "conv1", None), nn.Conv2d)
+        return (f"import torch, timm\nmodel = timm.create_model({model_name!r}, pretrained=False, "
+                f"num_classes=0{args})\n{stem if small_resnet else ''}"), "backbone.model."
+    kwargs = _tv_kwargs(model_name, size)
+    args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    code = f"import torch, torchvision\nmodel = torchvision.models.get_model({model_name!r}{args})\n"
+    if model_name.startswith("vit_"):
+        return code + "model.heads = torch.nn.Identity()  # forward returns the CLS token after the final LayerNorm\n", "backbone.vit."
+    with torch.device("meta"):
+        probe = _build_torchvision(model_name, size)
+    from torchvision.models import ResNet
+    if isinstance(probe, ResNet) and size <= CIFAR_STEM_MAX_SIZE:
+        code += stem
+    owner, _, leaf = probe.head_path.rpartition(".")
+    target = f"model.{owner}[{leaf}]" if owner else f"model.{leaf}"
+    return code + f"{target} = torch.nn.Identity()  # the classifier\n", "backbone."

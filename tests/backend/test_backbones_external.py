@@ -150,3 +150,25 @@ def test_missing_timm_is_a_clear_config_error(monkeypatch):
 def test_too_small_image_is_a_config_error():
     with pytest.raises(ConfigError, match=r"data\.image_size"):
         build_backbone("torchvision:inception_v3", 32)
+
+
+@pytest.mark.parametrize("name,size", [("torchvision:resnet18", 32), ("torchvision:mobilenet_v3_small", 32),
+                                       ("torchvision:vit_b_32", 64),
+                                       pytest.param("timm:resnet18", 32, marks=needs_timm),
+                                       pytest.param("timm:vit_tiny_patch16_224", 32, marks=needs_timm)])
+def test_export_snippet_rebuilds_the_backbone_without_the_workbench(name, size):
+    from backend.models.external import external_build_snippet
+
+    model, _ = build_backbone(name, size)
+    code, prefix = external_build_snippet(name, size)
+    scope: dict = {}
+    exec(code, scope)                                   # the README's code, run as a user would
+    # an export stores the backbone's tensors under "backbone."; the README strips the snippet's prefix
+    exported = {"backbone." + k: v for k, v in model.state_dict().items()}
+    plain = {k[len(prefix):]: v for k, v in exported.items() if k.startswith(prefix)}
+    rebuilt = scope["model"]
+    rebuilt.load_state_dict(plain)
+    model.eval(), rebuilt.eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert torch.allclose(model(x), rebuilt(x), atol=1e-5)
