@@ -7,6 +7,9 @@ place, so a killed process never leaves a half entry under a real name; stale te
 swept later. Reading checks the version, the key, shapes and dtypes, and treats anything odd as a
 miss (the broken entry is deleted and rebuilt) - a bad cache never crashes a run.
 
+``load_entry(..., mmap=True)`` maps the images read-only instead of reading them (data larger
+than RAM); the default reads them into memory as before.
+
 Root: ``cfg.cache_dir``, else ``$SSLWB_CACHE_DIR``, else ``~/.cache/sslwb/cache``.
 """
 
@@ -48,8 +51,13 @@ def entry_name(label: str, split: str, size: int, key: dict) -> str:
     return f"{prefix}-{key_hash(key)}"
 
 
-def load_entry(root, name: str, key: dict, size: int):
-    """(images, labels or None, meta) of a valid entry, else None (a broken entry is removed)."""
+def load_entry(root, name: str, key: dict, size: int, *, mmap: bool = False):
+    """(images, labels or None, meta) of a valid entry, else None (a broken entry is removed).
+
+    ``mmap=True`` maps ``images.npy`` read-only (``np.load(mmap_mode="r")``) instead of reading it:
+    the pages come from disk as they are touched and the OS may drop them again, so a cache larger
+    than RAM can be iterated (e.g. by ``backend.data.prefetch.BatchPrefetcher``). The header is still
+    checked (shape, dtype, a file too short to hold it is a miss); the labels are read into RAM."""
     path = Path(root) / name
     if not path.is_dir():
         return None
@@ -57,7 +65,7 @@ def load_entry(root, name: str, key: dict, size: int):
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT_VERSION or meta.get("key") != _jsonable(key):
             raise ValueError("key or format mismatch")
-        images = np.load(path / "images.npy", mmap_mode=None, allow_pickle=False)
+        images = np.load(path / "images.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
         n = int(meta["n"])
         if images.dtype != np.uint8 or images.shape != (n, 3, size, size):
             raise ValueError(f"images have shape {images.shape} {images.dtype}")

@@ -87,8 +87,7 @@ def attention_maps(run_dir, images, checkpoint=None, *, device: str = "cpu",
     size and normalised with its mean/std. ``checkpoint`` defaults to ``checkpoints/last.pt``.
     Uses the online backbone (the one kNN and export use)."""
     from ..data.augment import ViewGenerator
-    from ..models.backbones import feature_maps
-    from ..models.vit import ViTBackbone
+    from ..models.backbones import feature_maps, is_vit_backbone, last_attention
     from .common import restored
 
     method, cfg, _ = restored(run_dir, checkpoint, device)
@@ -97,12 +96,12 @@ def attention_maps(run_dir, images, checkpoint=None, *, device: str = "cpu",
     size = int(cfg.data.image_size)
     x01 = _images01(images, size)
     views = ViewGenerator(cfg.augment, size)
-    is_vit = isinstance(backbone, ViTBackbone)
+    is_vit = is_vit_backbone(backbone)
     grids = []
     for start in range(0, x01.shape[0], _CHUNK):
         x = views.normalize(x01[start:start + _CHUNK].to(dev))
         if is_vit:
-            g = backbone.last_attention(x)
+            g = last_attention(backbone, x)
         else:
             fm = feature_maps(backbone, x).float()
             g = fm.pow(2).sum(dim=1, keepdim=True).sqrt()

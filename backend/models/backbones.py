@@ -12,6 +12,8 @@
   (torchvision's ``zero_init_residual=True``, as in the SimSiam and MoCo v3 reference code), so
   each block starts as the identity.
 - ``vit_tiny`` / ``vit_small``: see ``backend.models.vit`` (F = 192 / 384).
+- ``torchvision:<model>`` / ``timm:<model>``: any torchvision classification model or timm model,
+  random init; see ``backend.models.external`` for the rules (head, stem, ViT patch size).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from torch import Tensor, nn
 from torchvision.models import ResNet, resnet18, resnet34, resnet50
 
 from ..errors import ConfigError
+from .external import (build_external, check_external_name, external_family,
+                       external_feature_maps, is_external)
 from .vit import VIT_CONFIGS, ViTBackbone, build_vit
 
 BACKBONE_NAMES = ("tiny_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small")
@@ -28,14 +32,24 @@ _RESNETS = {"resnet18": (resnet18, 512), "resnet34": (resnet34, 512), "resnet50"
 CIFAR_STEM_MAX_SIZE = 64  # images up to this side length get the CIFAR ResNet stem
 
 
-def _check_name(name: str) -> None:
-    if name not in BACKBONE_NAMES:
-        raise ConfigError(f"model.backbone must be one of {', '.join(BACKBONE_NAMES)}, got {name!r}")
+def check_backbone_name(name: str) -> None:
+    """ConfigError naming model.backbone unless ``name`` is a built-in or a known external model.
+
+    Cheap (nothing is built): for config validation. A ``timm:`` name needs timm installed."""
+    if is_external(name):
+        check_external_name(name)
+    elif name not in BACKBONE_NAMES:
+        raise ConfigError(f"model.backbone must be one of {', '.join(BACKBONE_NAMES)}, "
+                          f"or torchvision:<model> / timm:<model>, got {name!r}")
+
 
 
 def backbone_family(name: str) -> str:
-    """'vit' for the ViT backbones, 'cnn' for the others (ConfigError for an unknown name)."""
-    _check_name(name)
+    """'vit' for ViT backbones (built-in or external), 'cnn' for the others (ConfigError for an
+    unknown name)."""
+    check_backbone_name(name)
+    if is_external(name):
+        return external_family(name)
     return "vit" if name in VIT_CONFIGS else "cnn"
 
 
@@ -83,9 +97,12 @@ def build_backbone(name: str, image_size: int) -> tuple[nn.Module, int]:
     The module maps normalised float images (N, 3, H, W) to features (N, F); it accepts
     channels_last inputs and runs under ``torch.autocast``. Unknown names raise ConfigError
     naming ``model.backbone``; a ViT image size without a fitting patch size raises ConfigError
-    naming ``data.image_size``.
+    naming ``data.image_size``. External names (``torchvision:<model>``, ``timm:<model>``) are
+    built by ``backend.models.external.build_external``.
     """
-    _check_name(name)
+    check_backbone_name(name)
+    if is_external(name):
+        return build_external(name, image_size)
     if name == "tiny_cnn":
         model = TinyCNN()
         return model, model.num_features
@@ -117,8 +134,26 @@ def feature_maps(backbone: nn.Module, x: Tensor) -> Tensor:
     if isinstance(model, ResNet):
         x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
         return model.layer4(model.layer3(model.layer2(model.layer1(x))))
-    if isinstance(model, ViTBackbone):
+    if isinstance(model, ViTBackbone) or getattr(model, "family", "") == "vit":
         raise ValueError("feature_maps needs a CNN backbone; a ViT has no conv feature map "
                          "(use ViTBackbone.last_attention for its attention maps)")
-    raise ValueError(f"feature_maps does not know backbone type {type(model).__name__}; "
-                     f"expected one built by build_backbone with a CNN name")
+    try:
+        return external_feature_maps(model, x)
+    except ValueError:
+        raise ValueError(f"feature_maps does not know backbone type {type(model).__name__}; "
+                         f"expected one built by build_backbone with a CNN name") from None
+
+
+def is_vit_backbone(backbone: nn.Module) -> bool:
+    """True when ``backbone`` (possibly compiled / DDP-wrapped) is a ViT with ``last_attention``."""
+    model = _unwrap(backbone)
+    return isinstance(model, ViTBackbone) or getattr(model, "family", "") == "vit"
+
+
+def last_attention(backbone: nn.Module, x: Tensor) -> Tensor:
+    """Last block's CLS-to-patch attention (N, heads, h, w) of a ViT backbone, built-in or external.
+
+    Raises ValueError for a CNN (use ``feature_maps`` there)."""
+    if not is_vit_backbone(backbone):
+        raise ValueError(f"last_attention needs a ViT backbone, got {type(_unwrap(backbone)).__name__}")
+    return _unwrap(backbone).last_attention(x)
