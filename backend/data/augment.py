@@ -13,7 +13,10 @@ The pipeline per view, in this order (as in SimCLR and MoCo v2):
 2. colour jitter (brightness, contrast, saturation, hue, per-sample random order), with
    probability ``jitter_prob``; formulas of ``torchvision.transforms.v2.functional.adjust_*``;
 3. random grayscale (ITU-R 601-2 luma, 3 channels);
-4. gaussian blur, kernel ~10% of the output side (odd, at least 3), reflect padding;
+4. gaussian blur with std ``sigma`` px, as PIL's ``ImageFilter.GaussianBlur(radius=sigma)`` that the
+   MoCo v2/v3, SimSiam, BYOL/solo-learn, lightly and DINO pipelines use: an untruncated gaussian
+   (kernel radius ceil(3 * sigma)), edge pixels repeated. Not SimCLR's kernel of ~10% of the side,
+   which equals this at 224 px but truncates it to 3 taps at 32 px;
 5. solarisation (``x >= threshold -> 1 - x``);
 6. normalisation with per-channel mean/std (``ViewGenerator`` only).
 
@@ -31,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ViewParams", "ViewGenerator", "sample_view_params", "apply_view", "blur_kernel_size"]
+__all__ = ["ViewParams", "ViewGenerator", "sample_view_params", "apply_view", "gaussian_kernel_size"]
 
 _LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
@@ -143,10 +146,19 @@ def sample_view_params(batch_size: int, height: int, width: int, *, scale, ratio
                       hue=h, jitter_order=order, grayscale=gray, blur=blur, sigma=sigma, solarize=solarize)
 
 
-def blur_kernel_size(out_size: int) -> int:
-    """Gaussian blur kernel side for views of ``out_size`` pixels: ~10% of the side, odd, >= 3 (SimCLR)."""
-    k = 2 * (int(0.1 * out_size) // 2) + 1
-    return min(max(3, k), 2 * out_size - 1)  # reflect padding needs k // 2 < out_size
+def gaussian_kernel_size(sigma: float) -> int:
+    """Side of the gaussian kernel for std ``sigma`` px: 2 * ceil(3 * sigma) + 1, at least 3 (the
+    weights beyond 3 sigma sum to < 0.3%; PIL's box-blur approximation has no cut-off either)."""
+    if not sigma > 0:
+        raise ValueError(f"blur sigma must be positive, got {sigma}")
+    return max(3, 2 * math.ceil(3 * sigma) + 1)
+
+
+def _blur_kernel_for(params: "ViewParams") -> int:
+    """One kernel side for the batch: wide enough for the largest sigma among the blurred samples
+    (a mask on the device costs one sync here)."""
+    sigmas = params.sigma.masked_select(params.blur)
+    return gaussian_kernel_size(float(sigmas.max())) if sigmas.numel() else 3
 
 
 # ---- per-sample image ops on float images in [0, 1] ------------------------------------------
@@ -222,13 +234,14 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
 
 
 def _gaussian_blur(x: Tensor, sigma: Tensor, ksize: int) -> Tensor:
-    """Separable gaussian blur with a per-sample sigma (B,), reflect padding, one grouped conv per axis."""
+    """Separable gaussian blur with a per-sample sigma (B,), edge pixels repeated (PIL's rule), one
+    grouped conv per axis."""
     n, c, hgt, wid = x.shape
     offs = torch.arange(ksize, device=x.device, dtype=x.dtype) - (ksize - 1) / 2
     kern = torch.exp(-(offs ** 2) / (2 * sigma.view(-1, 1) ** 2))
     kern = (kern / kern.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, k)
     pad = ksize // 2
-    y = F.pad(x, (pad, pad, pad, pad), mode="reflect").reshape(1, n * c, hgt + 2 * pad, wid + 2 * pad)
+    y = F.pad(x, (pad, pad, pad, pad), mode="replicate").reshape(1, n * c, hgt + 2 * pad, wid + 2 * pad)
     y = F.conv2d(y, kern.view(n * c, 1, 1, ksize), groups=n * c)
     y = F.conv2d(y, kern.view(n * c, 1, ksize, 1), groups=n * c)
     return y.view(n, c, hgt, wid)
@@ -291,7 +304,7 @@ def apply_view(images: Tensor, params: ViewParams, out_size: int, *,
     x = _masked(x, params.grayscale, lambda xs, idx: _luma(xs).expand_as(xs).contiguous())
 
     # 4. Gaussian blur with a per-sample sigma.
-    ksize = blur_kernel_size(out_size)
+    ksize = _blur_kernel_for(params)
     x = _masked(x, params.blur, lambda xs, idx: _gaussian_blur(xs, _pick(p.sigma, idx), ksize))
 
     # 5. Solarisation.

@@ -17,7 +17,7 @@ import torchvision.transforms.v2.functional as TF
 
 import backend.data.augment as A
 from backend.config import AugmentConfig
-from backend.data.augment import ViewGenerator, ViewParams, apply_view, blur_kernel_size, sample_view_params
+from backend.data.augment import ViewGenerator, ViewParams, apply_view, gaussian_kernel_size, sample_view_params
 
 ATOL = 1e-5  # float-vs-float comparisons: only rounding differences of a few ulps are expected
 
@@ -48,6 +48,16 @@ def params(n=1, h=32, w=32, **over) -> ViewParams:
                 sigma=torch.ones(n), solarize=torch.zeros(n, dtype=torch.bool))
     base.update(over)
     return ViewParams(**base)
+
+
+def tv_blur(x, sigma, k):
+    """torchvision's gaussian_blur (k taps) with edge pixels repeated (PIL's rule) instead of its
+    reflection: replicate-pad by k // 2 first, so torchvision's own padding is cropped away."""
+    pad, (h, w) = k // 2, x.shape[-2:]
+    rows = (torch.arange(h + 2 * pad) - pad).clamp(0, h - 1)
+    cols = (torch.arange(w + 2 * pad) - pad).clamp(0, w - 1)
+    y = TF.gaussian_blur(x[..., rows, :][..., cols], kernel_size=[k, k], sigma=[sigma, sigma])
+    return y[..., pad:pad + h, pad:pad + w]
 
 
 def tv_jitter(x, order, b, c, s, h):
@@ -198,20 +208,22 @@ def test_grayscale_blur_solarize_match_torchvision():
     gray = apply_view(img, params(4, 64, 64, grayscale=on), 64)
     blur = apply_view(img, params(4, 64, 64, blur=on, sigma=sigma), 64)
     sol = apply_view(img, params(4, 64, 64, solarize=on), 64, solarize_threshold=0.4)
-    k = blur_kernel_size(64)
-    assert k == 7
+    k = gaussian_kernel_size(2.0)  # one kernel for the batch, sized for its largest blurred sigma
+    assert k == 13
     for i in range(4):
         xi = x[i:i + 1]
         ref_gray = TF.rgb_to_grayscale(xi, num_output_channels=3) if on[i] else xi
-        ref_blur = TF.gaussian_blur(xi, kernel_size=[k, k], sigma=[sigma[i].item()] * 2) if on[i] else xi
+        ref_blur = tv_blur(xi, sigma[i].item(), k) if on[i] else xi
         ref_sol = TF.solarize(xi, threshold=0.4) if on[i] else xi
         torch.testing.assert_close(gray[i:i + 1], ref_gray, atol=ATOL, rtol=0)
         torch.testing.assert_close(blur[i:i + 1], ref_blur, atol=ATOL, rtol=0)
         torch.testing.assert_close(sol[i:i + 1], ref_sol, atol=ATOL, rtol=0)
 
 
-def test_blur_kernel_size_like_simclr():
-    assert [blur_kernel_size(s) for s in (8, 16, 32, 64, 96, 224)] == [3, 3, 3, 7, 9, 23]
+def test_blur_kernel_covers_three_sigma():
+    assert [gaussian_kernel_size(s) for s in (0.1, 0.5, 1.0, 1.1, 2.0)] == [3, 5, 7, 9, 13]
+    with pytest.raises(ValueError, match="sigma"):
+        gaussian_kernel_size(0.0)
 
 
 def _full_composition(img, order, grayscale):
@@ -228,7 +240,7 @@ def _full_composition(img, order, grayscale):
         x = tv_jitter(x, order, 1.2, 0.7, 1.3, 0.08)
         if grayscale:
             x = TF.rgb_to_grayscale(x, num_output_channels=3)
-        x = TF.gaussian_blur(x, kernel_size=[3, 3], sigma=[1.1, 1.1])
+        x = tv_blur(x, 1.1, gaussian_kernel_size(1.1))
         return TF.solarize(x, threshold=0.6 if x.is_floating_point() else 153)
     return ours, tv
 
