@@ -40,6 +40,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
+from .sampling import balanced_subset, derive_rng, holdout_split
+from .types import Decoded, Plan
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 ALPHA_BACKGROUND = (255, 255, 255)   # transparent pixels become white
@@ -245,11 +247,11 @@ class Cancelled(Exception):
     """Decoding (or a folder scan) was cancelled through its ``cancelled`` callable."""
 
 
-def plan(cfg, arg: str, split: str, seed: int, limit: int, warn, *, on_progress=None, cancelled=None):
-    """Scan the folder, pick this split's files (and the limit subset) and key the cache on them.
-    ``on_progress``/``cancelled`` are handed to ``decode_files`` when the plan is built."""
-    from .sources import Decoded, Plan, balanced_subset, derive_rng, holdout_split
-
+def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None, cancelled=None) -> Plan:
+    """Scan the folder ``ref.arg``, pick this split's files (and the limit subset) and key the
+    cache on them. ``on_progress``/``cancelled`` are handed to ``decode_files`` when the plan is
+    built; ``warn(message)`` receives problems that do not stop loading."""
+    arg = ref.arg
     root = _check_root(arg)
     subdirs = _read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
@@ -324,9 +326,22 @@ def class_names(arg: str) -> list[str]:
     return sorted(set().union(*(tree.classes for tree in trees)))
 
 
-def describe(arg: str) -> str:
+def num_classes(ref) -> int | None:
+    """The number of class folders (None when unlabelled or the folder cannot be read)."""
+    try:
+        return len(class_names(ref.arg)) or None
+    except DataError:
+        return None
+
+
+def check(ref) -> None:
+    """Raise DataError when the folder is missing, unreadable, empty or has empty class folders."""
+    class_names(ref.arg)
+
+
+def describe(ref) -> str:
     """One line about an image-folder source (cheap: looks at the top level only)."""
-    root = Path(arg).expanduser()
+    root = Path(ref.arg).expanduser()
     if not root.is_dir():
         return f"Image folder {root} (missing)"
     try:
