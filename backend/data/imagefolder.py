@@ -53,7 +53,7 @@ _EXTS = "jpg, jpeg, png, bmp, webp, gif, tif, tiff"
 # Scanning
 
 @dataclass
-class _Tree:
+class FolderTree:
     """Image files under one folder: per class (subfolder) and loose (directly inside)."""
 
     root: Path
@@ -107,11 +107,11 @@ def _walk_images(folder: str, rel_prefix: str, *, any_only: bool = False,
     return found
 
 
-def _scan(folder: Path, rel_to: Path, *, classes_only: bool = False) -> _Tree:
+def scan_tree(folder: Path, rel_to: Path, *, classes_only: bool = False) -> FolderTree:
     """Scan one split folder; paths are recorded relative to ``rel_to`` (the source root).
 
     ``classes_only``: just find which class folders hold images (no file lists, no stats)."""
-    tree = _Tree(folder)
+    tree = FolderTree(folder)
     prefix = os.path.relpath(folder, rel_to).replace(os.sep, "/")
     prefix = "" if prefix == "." else prefix + "/"
     try:
@@ -150,7 +150,7 @@ def _link_loops(path: str, folder: Path) -> bool:
     return target == here or target in here.parents
 
 
-def _tree_problems(tree: _Tree, root: Path) -> None:
+def tree_problems(tree: FolderTree, root: Path) -> None:
     """Raise DataError (path and likely fix) for loops, unreadable or empty class folders."""
     if tree.loops:
         links = ", ".join(str(root / rel) for rel in tree.loops[:3])
@@ -174,7 +174,7 @@ def _tree_problems(tree: _Tree, root: Path) -> None:
                         f"folder would be a class with no examples)")
 
 
-def _flatten(tree: _Tree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
+def _flatten(tree: FolderTree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
     """(records, labels) of a tree: labelled by class folder, or unlabelled loose files."""
     if tree.classes:
         if tree.loose:
@@ -209,7 +209,7 @@ def _subdirs(root: Path) -> dict:
         return {e.name.lower(): e.name for e in it if not e.name.startswith(".") and e.is_dir()}
 
 
-def _check_root(arg: str) -> Path:
+def check_root(arg: str) -> Path:
     """The image folder as an absolute path; DataError (with the fix) when it cannot be one."""
     given = Path(arg).expanduser()
     where = f"(data.source = 'imagefolder:{arg}')"
@@ -234,7 +234,7 @@ def _check_root(arg: str) -> Path:
     return root
 
 
-def _read_subdirs(root: Path) -> dict:
+def read_subdirs(root: Path) -> dict:
     """``_subdirs`` with a DataError (and the fix) when the folder cannot be listed."""
     try:
         return _subdirs(root)
@@ -252,17 +252,17 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     cache on them. ``on_progress``/``cancelled`` are handed to ``decode_files`` when the plan is
     built; ``warn(message)`` receives problems that do not stop loading."""
     arg = ref.arg
-    root = _check_root(arg)
-    subdirs = _read_subdirs(root)
+    root = check_root(arg)
+    subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     size = int(cfg.image_size)
     if "train" in subdirs and test_dir:
         layout = "train/test"
         dirs = {"train": root / subdirs["train"], "test": root / test_dir}
         other = "test" if split == "train" else "train"
-        trees = {split: _scan(dirs[split], root), other: _scan(dirs[other], root, classes_only=True)}
+        trees = {split: scan_tree(dirs[split], root), other: scan_tree(dirs[other], root, classes_only=True)}
         for t in trees.values():
-            _tree_problems(t, root)
+            tree_problems(t, root)
         tree = trees[split]
         class_names = sorted(set(trees["train"].classes) | set(trees["test"].classes))
         records, labels = _flatten(tree, class_names, warn)
@@ -272,8 +272,8 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     else:
         layout = "holdout"
         base = root / subdirs["train"] if list(subdirs) == ["train"] else root
-        tree = _scan(base, root)
-        _tree_problems(tree, root)
+        tree = scan_tree(base, root)
+        tree_problems(tree, root)
         class_names = sorted(tree.classes)
         records, labels = _flatten(tree, class_names, warn)
         train_idx, test_idx = holdout_split(labels, len(records), float(cfg.val_fraction),
@@ -313,16 +313,16 @@ def class_names(arg: str) -> list[str]:
     """The class names ``plan`` labels this folder's images with (sorted; empty when unlabelled),
     from a cheap scan that stops at the first image of every class folder. Raises DataError like
     ``plan`` when the folder is missing or unreadable."""
-    root = _check_root(arg)
-    subdirs = _read_subdirs(root)
+    root = check_root(arg)
+    subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     if "train" in subdirs and test_dir:
         folders = [root / subdirs["train"], root / test_dir]
     else:
         folders = [root / subdirs["train"] if list(subdirs) == ["train"] else root]
-    trees = [_scan(f, root, classes_only=True) for f in folders]
+    trees = [scan_tree(f, root, classes_only=True) for f in folders]
     for tree in trees:
-        _tree_problems(tree, root)
+        tree_problems(tree, root)
     return sorted(set().union(*(tree.classes for tree in trees)))
 
 

@@ -19,22 +19,34 @@ from .types import SourceRef, SourceSpec
 SOURCES: tuple[SourceSpec, ...] = (
     SourceSpec("synthetic", "Synthetic shapes",
                "10 procedurally drawn shape/pattern classes with random colours (no files needed).",
-               loader="synthetic", num_classes=10),
+               loader="synthetic", num_classes=10,
+               reads=("data.synthetic_train_size", "data.synthetic_test_size")),
     SourceSpec("imagefolder", "Image folder…",
                "A folder of images: one sub-folder per class (or unlabelled), or train/ and test/.",
-               loader="imagefolder", takes_path=True),
+               loader="imagefolder", takes_path=True, reads=("data.val_fraction",)),
     SourceSpec("cifar10", "CIFAR-10", "50,000 train / 10,000 test photos, 10 classes, 32 px.",
-               loader="torchvision_sets", downloads=True, num_classes=10),
+               loader="torchvision_sets", downloads=True, num_classes=10,
+               reads=("data.download_root",)),
     SourceSpec("cifar100", "CIFAR-100", "50,000 train / 10,000 test photos, 100 classes, 32 px.",
-               loader="torchvision_sets", downloads=True, num_classes=100),
+               loader="torchvision_sets", downloads=True, num_classes=100,
+               reads=("data.download_root",)),
     SourceSpec("stl10", "STL-10", "5,000 labelled train / 8,000 test photos, 10 classes, 96 px.",
-               loader="torchvision_sets", downloads=True, num_classes=10),
+               loader="torchvision_sets", downloads=True, num_classes=10,
+               reads=("data.download_root",)),
 )
 
 
 def source_spec(name: str) -> SourceSpec | None:
     """The spec of source kind ``name`` (None when there is none)."""
     return next((s for s in SOURCES if s.name == name), None)
+
+
+def source_kind(text: str) -> SourceSpec | None:
+    """The kind a ``data.source`` value names, also while its path is still empty ('imagefolder:')."""
+    text = str(text).strip().lower()
+    head, sep, _ = text.partition(":")
+    kind = source_spec(head)
+    return kind if kind is not None and (kind.takes_path == bool(sep)) else None
 
 
 def source_syntaxes() -> list[str]:

@@ -69,7 +69,8 @@ class SourceSpec:
     """A data source kind. ``takes_path``: written ``<name>:<path>``; ``loader``: the module of
     ``backend.data`` that implements it (imported only when data is loaded, described or
     checked); ``downloads``: fetched into ``data.download_root``; ``num_classes``: fixed class
-    count (None: the loader tells, or unlabelled)."""
+    count (None: the loader tells, or unlabelled); ``reads``: ``data.*`` fields only this kind
+    uses (the editor shows them only for it)."""
 
     name: str
     label: str
@@ -78,6 +79,7 @@ class SourceSpec:
     takes_path: bool = False
     downloads: bool = False
     num_classes: int | None = None
+    reads: tuple = ()
 
     @property
     def syntax(self) -> str:

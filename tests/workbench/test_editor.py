@@ -6,9 +6,10 @@ import pytest
 from PySide6.QtCore import Qt
 
 from backend.config import ExperimentConfig, iter_fields, load_config
+from backend.methods.catalog import method_specs
 from workbench import workers
 from workbench.aug_preview import AugPreview
-from workbench.config_model import ConfigModel, error_field, field_visible
+from workbench.config_model import ConfigModel, error_field, field_visible, schema_fields
 from workbench.editor import ExperimentEditor
 
 from .conftest import quick_small
@@ -26,7 +27,8 @@ def editor(qtbot):
 
 def test_form_is_generated_from_the_schema(editor):
     skipped = {"method.name", "runtime.device", "name", "data.source"}
-    paths = {p for p, _, _ in iter_fields(ExperimentConfig())}
+    paths = {p for p, _, _ in iter_fields(ExperimentConfig())} - {p for p in schema_fields() if p.startswith("method.")}
+    paths |= {f"method.{key}" for spec in method_specs().values() for key in spec.params}  # every method's
     assert set(editor.form.editors) == paths - skipped
     assert "data.source" in editor.form.custom_widgets
     lr = editor.form.editors["optim.lr"]
