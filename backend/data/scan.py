@@ -25,7 +25,8 @@ from types import SimpleNamespace
 from PIL import Image
 
 from . import cache
-from .imagefolder import Cancelled, check_root, error_reason, read_subdirs, scan_tree, tree_problems
+from .folder_tree import check_root, read_subdirs, scan_tree, tree_problems
+from .imagefolder import Cancelled, error_reason
 from .registry import parse_source
 
 SCAN_FORMAT = 1
