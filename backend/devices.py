@@ -3,7 +3,12 @@ it, so the GUI can import the error phrases (``cpu_fallback_offered``) without l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 # The phrase every "CUDA was asked for but is missing" error contains; the GUI looks for it to offer
 # a CPU run instead (``cpu_fallback_offered``).
