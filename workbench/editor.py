@@ -50,8 +50,12 @@ class ExperimentEditor(QWidget):
         head = QFormLayout()
         head.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.method_combo = Combo()
+        specs = method_specs()
         for label, name in method_choices():
             self.method_combo.addItem(label, name)
+            self.method_combo.setItemData(self.method_combo.count() - 1,
+                                          f"{specs[name].help} <i>({specs[name].family})</i>",
+                                          Qt.ItemDataRole.ToolTipRole)
         self.method_combo.setToolTip("Self-supervised method. Fields that do not apply to it are hidden."
                                      "<br><i>method.name</i>")
         self.preset_combo = Combo()

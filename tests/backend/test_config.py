@@ -162,3 +162,12 @@ def test_bare_register_without_a_spec_is_refused():
         name = "nameless"
     with pytest.raises(TypeError, match="has no spec: declare SPEC = MethodSpec"):
         register(Nameless)
+
+
+def test_fields_a_method_reads_are_marked_method_specific():
+    from backend.config import field_meta
+    from backend.methods.catalog import method_specs
+    reads = {path for spec in method_specs().values() for path in spec.reads}
+    assert "model.predictor_hidden_dim" in reads
+    for path in reads:
+        assert field_meta(path)["method_specific"], path

@@ -213,3 +213,18 @@ def test_gradient_accumulation_shows_what_stays_per_micro_batch(editor):
     assert editor.model.config().optim.grad_accum_steps == 4
     accum.input.setValue(1)
     assert accum.note_label.isHidden()
+
+
+def test_fields_follow_the_selected_methods_declarations(editor):
+    pick = lambda name: editor.method_combo.setCurrentIndex(editor.method_combo.findData(name))  # noqa: E731
+    predictor = editor.form.editors["model.predictor_hidden_dim"]
+    assert predictor.isHidden()  # simclr has no predictor (its spec does not read the field)
+    pick("byol")
+    assert not predictor.isHidden()
+    queue = editor.form.editors["method.queue_size"]
+    pick("moco")
+    assert "negatives kept in the queue" in queue.input.toolTip()
+    pick("swav")  # the same field, declared by SwAV with its own help
+    assert "feature queue" in queue.input.toolTip() and "applies to: " in queue.input.toolTip()
+    tip = editor.method_combo.itemData(editor.method_combo.findData("swav"), Qt.ItemDataRole.ToolTipRole)
+    assert "clustering" in tip
