@@ -21,6 +21,7 @@ from backend.method_config import all_method_defaults
 from backend.methods.catalog import method_spec, method_specs
 
 DEFAULTS = ExperimentConfig().to_dict()
+_schema_cache: dict = {}  # the registry's specs -> the schema built from them
 
 
 class FieldInfo(NamedTuple):
@@ -34,7 +35,10 @@ class FieldInfo(NamedTuple):
 def schema() -> dict[str, tuple[str, dict[str, FieldInfo]]]:
     """Section name -> (help, {leaf path: FieldInfo}) of everything the editor can show: the
     config dataclasses' fields plus every registered method's hyperparameters (read from the
-    registry each call, so a method registered later appears too)."""
+    registry, so a method registered later appears too; cached while the registry is unchanged)."""
+    specs = tuple(method_specs().values())
+    if _schema_cache.get("specs") == specs:
+        return _schema_cache["schema"]
     out = {}
     for top in dataclasses.fields(ExperimentConfig):
         tp = get_type_hints(ExperimentConfig)[top.name]
@@ -51,12 +55,15 @@ def schema() -> dict[str, tuple[str, dict[str, FieldInfo]]]:
                     if path not in leaves:
                         leaves[path] = FieldInfo(key, param.type, field_meta(path))
         out[top.name] = (top.metadata.get("help", ""), leaves)
+    fields = {path: info for _, leaves in out.values() for path, info in leaves.items()}
+    _schema_cache.update(specs=specs, schema=out, fields=fields)
     return out
 
 
 def schema_fields() -> dict[str, FieldInfo]:
-    """Leaf path -> FieldInfo of every editable field."""
-    return {path: info for _, leaves in schema().values() for path, info in leaves.items()}
+    """Leaf path -> FieldInfo of every editable field (shared: do not modify)."""
+    schema()
+    return _schema_cache["fields"]
 
 
 def editable(data: dict | None) -> dict:
