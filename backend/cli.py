@@ -10,6 +10,19 @@ from pathlib import Path
 from .errors import ConfigError, WorkbenchError
 
 
+def registry_epilog() -> str:
+    """The methods (by family) and data sources the registries know, for ``sslwb train --help``."""
+    from .data.registry import SOURCES
+    from .methods.catalog import method_specs
+    from .methods.spec import FAMILIES
+
+    by_family = {family: [n for n, s in method_specs().items() if s.family == family] for family in FAMILIES}
+    lines = ["method.name (by family):"] + [f"  {family}: {', '.join(names)}"
+                                             for family, names in by_family.items() if names]
+    lines += ["data.source:"] + [f"  {s.syntax}: {s.help}" for s in SOURCES]
+    return "\n".join(lines)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sslwb", description="SSL Workbench: self-supervised learning experiments")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -17,7 +30,8 @@ def _build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="start the desktop app")
     gui.add_argument("rest", nargs=argparse.REMAINDER, help="options for the app (--screenshot PATH, --run-dir DIR)")
 
-    train = sub.add_parser("train", help="train a run (new from --config/--preset, or an existing run dir)")
+    train = sub.add_parser("train", help="train a run (new from --config/--preset, or an existing run dir)",
+                           epilog=registry_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--config", type=Path, help="TOML or JSON experiment config")
     train.add_argument("--preset", help="a preset from resources/presets (e.g. quick, simclr, moco)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",

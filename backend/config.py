@@ -2,6 +2,9 @@
 
 Every field carries its help text and constraints as dataclass metadata (``spec(...)``), so one
 schema drives validation (with field paths), TOML/JSON round-trips and the GUI's generated forms.
+The ``[method]`` section is derived from the method registry (``backend.method_config``) and the
+data source kinds from the source registry (``backend.data.registry``); neither imports torch,
+so validating a config never does.
 """
 
 from __future__ import annotations
@@ -9,34 +12,32 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .config_fields import coerce, get_path, iter_fields, range_errors, spec
+from .data.registry import source_help, source_problem
 from .errors import ConfigError
+from .method_config import (MethodConfig, applies_to, build_method_section, method_config,
+                            method_name_errors, param_meta)
+
+__all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "MethodConfig", "ModelConfig",
+           "OptimConfig", "RuntimeConfig", "ScheduleConfig", "applies_to", "deep_merge", "field_meta",
+           "iter_fields", "list_presets", "load_config", "load_preset", "method_config", "parse_override",
+           "preset_dict", "read_config_dict", "spec", "validation_errors"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
 
 BACKBONES = ("tiny_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small")
 OPTIMIZERS = ("sgd", "lars", "adamw")
-DATA_SOURCES = ("synthetic", "imagefolder:<path>", "cifar10", "cifar100", "stl10")
-
-
-def spec(default, help: str, *, choices=None, ge=None, gt=None, le=None, lt=None,
-         methods=None, factory=False):
-    """Declare a config field: default, one-line help, allowed values/range, owning methods."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "methods": methods}
-    if factory:
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
-    source: str = spec("synthetic", "Data set: synthetic, imagefolder:<path>, cifar10, cifar100 or stl10.")
+    source: str = spec("synthetic", source_help())
     image_size: int = spec(32, "Side length (pixels) images are cached and trained at.", ge=8, le=512)
     train_limit: int = spec(0, "Use at most this many training images (0 = all).", ge=0)
     test_limit: int = spec(0, "Use at most this many held-out images for kNN (0 = all).", ge=0)
@@ -73,56 +74,15 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = spec("resnet18", "Encoder network.", choices=BACKBONES)
+    backbone: str = spec("resnet18", "Encoder network: a built-in name, torchvision:<model> (any torchvision "
+                         "classification model, random init) or timm:<model> (needs the timm extra).",
+                         suggestions=BACKBONES + ("torchvision:resnet50", "torchvision:convnext_tiny",
+                                                  "timm:resnet18", "timm:vit_small_patch16_224"))
     projector_hidden_dim: int = spec(2048, "Projection head hidden width.", ge=1)
     projector_out_dim: int = spec(128, "Projection head output dimension.", ge=1)
     projector_layers: int = spec(2, "Projection head depth (linear layers).", ge=1, le=4)
     predictor_hidden_dim: int = spec(512, "Prediction head hidden width (methods with a predictor).",
-                                     ge=1, methods=("byol", "simsiam", "nnclr", "mocov3"))
-
-
-@dataclass
-class MethodConfig:
-    name: str = spec("simclr", "Self-supervised method.")
-    temperature: float = spec(0.5, "Softmax temperature of the contrastive loss.", gt=0.0,
-                              methods=("simclr", "moco", "mocov1", "mocov3", "nnclr", "dcl", "dclw", "swav"))
-    queue_size: int = spec(4096, "Number of negatives kept in the queue.", ge=1,
-                           methods=("moco", "mocov1", "nnclr", "swav"))
-    momentum: float = spec(0.99, "EMA momentum of the key/teacher encoder (base value).", ge=0.0, le=1.0,
-                           methods=("moco", "mocov1", "mocov3", "byol", "dino"))
-    momentum_final: float = spec(1.0, "EMA momentum at the end of training (cosine schedule).",
-                                 ge=0.0, le=1.0, methods=("mocov3", "byol", "dino"))
-    shuffle_bn: bool = spec(True, "Guard against BN leaking information: shuffle the key batch (MoCo).",
-                            methods=("moco", "mocov1"))
-    dclw_sigma: float = spec(0.5, "DCLW: width of the von Mises-Fisher positive weighting.", gt=0.0,
-                             methods=("dclw",))
-    barlow_lambda: float = spec(0.005, "Barlow Twins: weight of the off-diagonal redundancy term.", gt=0.0,
-                                methods=("barlow_twins",))
-    barlow_scale: float = spec(0.1, "Barlow Twins: overall loss scale (solo-learn uses 0.1 on CIFAR).",
-                               gt=0.0, methods=("barlow_twins",))
-    sim_weight: float = spec(25.0, "VICReg: invariance (MSE) weight.", ge=0.0, methods=("vicreg",))
-    var_weight: float = spec(25.0, "VICReg: variance weight.", ge=0.0, methods=("vicreg",))
-    cov_weight: float = spec(1.0, "VICReg: covariance weight.", ge=0.0, methods=("vicreg",))
-    out_dim: int = spec(4096, "DINO head output dimension / SwAV number of prototypes.", ge=2,
-                        methods=("dino", "swav"))
-    student_temp: float = spec(0.1, "DINO: student softmax temperature.", gt=0.0, methods=("dino",))
-    teacher_temp: float = spec(0.04, "DINO: final teacher temperature.", gt=0.0, methods=("dino",))
-    warmup_teacher_temp: float = spec(0.04, "DINO: initial teacher temperature.", gt=0.0, methods=("dino",))
-    teacher_temp_warmup_epochs: int = spec(30, "DINO: epochs of teacher temperature warm-up.", ge=0,
-                                           methods=("dino",))
-    center_momentum: float = spec(0.9, "DINO: momentum of the centre update.", ge=0.0, lt=1.0,
-                                  methods=("dino",))
-    norm_last_layer: bool = spec(True, "DINO: weight-normalise the last layer with a fixed norm.",
-                                 methods=("dino",))
-    freeze_last_layer_epochs: float = spec(1.0, "DINO: epochs at the start during which the head's last "
-                                           "layer gets no updates (stabilises early training).", ge=0.0,
-                                           methods=("dino",))
-    sinkhorn_epsilon: float = spec(0.05, "SwAV: Sinkhorn entropy regularisation.", gt=0.0, methods=("swav",))
-    sinkhorn_iterations: int = spec(3, "SwAV: Sinkhorn-Knopp iterations.", ge=1, methods=("swav",))
-    freeze_prototypes_steps: int = spec(313, "SwAV: keep prototypes frozen for this many steps.", ge=0,
-                                        methods=("swav",))
-    queue_start_epoch: int = spec(0, "SwAV: epoch from which the queue is used (0 = never uses one "
-                                  "unless queue_size>0 and this is reached).", ge=0, methods=("swav",))
+                                     ge=1, method_specific=True)
 
 
 @dataclass
@@ -176,7 +136,8 @@ class ExperimentConfig:
     data: DataConfig = spec(DataConfig(), "Data set and caching.", factory=True)
     augment: AugmentConfig = spec(AugmentConfig(), "View generation.", factory=True)
     model: ModelConfig = spec(ModelConfig(), "Backbone and heads.", factory=True)
-    method: MethodConfig = spec(MethodConfig(), "Method and its hyperparameters.", factory=True)
+    method: MethodConfig = dataclasses.field(default_factory=method_config,
+                                             metadata={"help": "Method and its hyperparameters."})
     optim: OptimConfig = spec(OptimConfig(), "Optimiser.", factory=True)
     schedule: ScheduleConfig = spec(ScheduleConfig(), "Epochs and learning-rate schedule.", factory=True)
     eval: EvalConfig = spec(EvalConfig(), "Online evaluation.", factory=True)
@@ -227,34 +188,6 @@ def deep_merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value, tp, path: str, errors: list):
-    """Check ``value`` against the annotated type; ints are accepted for floats."""
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is list:
-        if isinstance(value, (list, tuple)) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return [float(v) for v in value]
-        errors.append(f"{path} must be a list of numbers, got {value!r}")
-        return None
-    errors.append(f"{path} must be of type {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    return None
-
-
 def _build(cls, data, prefix: str, errors: list):
     """Instantiate dataclass ``cls`` from ``data``, recording problems in ``errors``."""
     if not isinstance(data, dict):
@@ -271,72 +204,55 @@ def _build(cls, data, prefix: str, errors: list):
             continue
         tp = hints[f.name]
         path = prefix + f.name
-        if dataclasses.is_dataclass(tp):
+        if tp is MethodConfig:
+            kwargs[f.name] = build_method_section(data[f.name], path + ".", errors)
+        elif dataclasses.is_dataclass(tp):
             kwargs[f.name] = _build(tp, data[f.name], path + ".", errors)
         else:
-            value = _coerce(data[f.name], tp, path, errors)
+            value = coerce(data[f.name], tp, path, errors)
             if value is not None:
                 kwargs[f.name] = value
     return cls(**kwargs)
 
 
-def iter_fields(obj, prefix: str = ""):
-    """Yield (path, dataclass field, value) for every leaf field of a config dataclass."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            yield from iter_fields(value, prefix + f.name + ".")
-        else:
-            yield prefix + f.name, f, value
+EXTERNAL_BACKBONE = re.compile(r"^(torchvision|timm):[A-Za-z0-9_.\-]+$")
 
 
-def _range_errors(path: str, meta: dict, value) -> list[str]:
-    errs = []
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        errs.append(f"{path} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
-    numeric = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else (
-        value if isinstance(value, list) else [])
-    if any(isinstance(v, float) and not math.isfinite(v) for v in numeric):
-        return errs + [f"{path} must be a finite number, got {value!r}"]
-    for v in numeric:
-        for key, op, word in (("gt", lambda a, b: a > b, ">"), ("ge", lambda a, b: a >= b, ">="),
-                              ("lt", lambda a, b: a < b, "<"), ("le", lambda a, b: a <= b, "<=")):
-            bound = meta.get(key)
-            if bound is not None and not op(v, bound):
-                errs.append(f"{path} must be {word} {bound:g}, got {value!r}")
-                break
-    return errs
+def backbone_name_errors(name: str) -> list[str]:
+    """Torch-free check of ``model.backbone``: a built-in name or ``torchvision:``/``timm:`` plus a
+    model name (whether the library knows the model is checked when the trainer builds it)."""
+    if name in BACKBONES or EXTERNAL_BACKBONE.match(name):
+        return []
+    return [f"model.backbone must be one of {', '.join(BACKBONES)}, torchvision:<model> or timm:<model>, "
+            f"got {name!r}"]
 
 
 def validation_errors(cfg: ExperimentConfig) -> list[str]:
     """Every problem with ``cfg`` as 'field.path must ..., got ...' sentences (empty when valid)."""
-    from .methods import METHODS  # late import: methods import config
-
     errors: list[str] = []
     for path, f, value in iter_fields(cfg):
-        errors.extend(_range_errors(path, f.metadata, value))
-    if cfg.method.name not in METHODS:
-        errors.append(f"method.name must be one of {', '.join(sorted(METHODS))}, got {cfg.method.name!r}")
+        errors.extend(range_errors(path, f.metadata, value))
+    errors.extend(method_name_errors(cfg.method.name))
+    errors.extend(backbone_name_errors(cfg.model.backbone))
     for path in ("augment.crop_scale", "augment.crop_ratio", "augment.blur_sigma", "augment.local_crop_scale"):
-        value = _get_path(cfg, path)
+        value = get_path(cfg, path)
         if len(value) != 2 or value[0] > value[1]:
             errors.append(f"{path} must be [min, max] with min <= max, got {value!r}")
     for path in ("augment.crop_scale", "augment.local_crop_scale"):
-        value = _get_path(cfg, path)
+        value = get_path(cfg, path)
         if len(value) == 2 and not (0 < value[0] and value[1] <= 1):
             errors.append(f"{path} must lie in (0, 1], got {value!r}")
     for path in ("augment.mean", "augment.std"):
-        if len(_get_path(cfg, path)) != 3:
-            errors.append(f"{path} must have 3 values (R, G, B), got {_get_path(cfg, path)!r}")
+        if len(get_path(cfg, path)) != 3:
+            errors.append(f"{path} must have 3 values (R, G, B), got {get_path(cfg, path)!r}")
     if any(s <= 0 for s in cfg.augment.std):
         errors.append(f"augment.std must be > 0 per channel, got {cfg.augment.std!r}")
     if cfg.augment.local_crop_size > cfg.data.image_size:
         errors.append(f"augment.local_crop_size must be <= data.image_size ({cfg.data.image_size}), "
                       f"got {cfg.augment.local_crop_size}")
     src = cfg.data.source
-    if not (src in ("synthetic", "cifar10", "cifar100", "stl10") or
-            (src.startswith("imagefolder:") and len(src) > len("imagefolder:"))):
-        errors.append(f"data.source must be one of {', '.join(DATA_SOURCES)}, got {src!r}")
+    if source_problem(src):
+        errors.append(source_problem(src))
     if cfg.optim.batch_size % cfg.optim.grad_accum_steps:
         errors.append(f"optim.batch_size must be divisible by optim.grad_accum_steps "
                       f"({cfg.optim.grad_accum_steps}), got {cfg.optim.batch_size}")
@@ -355,14 +271,15 @@ def validation_errors(cfg: ExperimentConfig) -> list[str]:
     return errors
 
 
-def _get_path(obj, path: str):
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def field_meta(path: str) -> dict:
-    """Metadata (help, choices, bounds, methods) of the field at dotted ``path``."""
+def field_meta(path: str, method: str | None = None) -> dict:
+    """Metadata (help, choices, bounds) of the field at dotted ``path``; a method hyperparameter
+    as ``method`` declares it (or as the first method declaring it does)."""
+    section, _, leaf_name = path.partition(".")
+    if section == "method" and leaf_name != "name":
+        meta = param_meta(leaf_name, method)
+        if meta is None:
+            raise KeyError(f"no method declares {path}")
+        return meta
     obj = ExperimentConfig()
     *parents, leaf = path.split(".")
     for part in parents:

@@ -1,10 +1,14 @@
-"""Device selection and mixed-precision policy."""
+"""Device selection and mixed-precision policy. torch is imported inside the functions that use
+it, so the GUI can import the error phrases (``cpu_fallback_offered``) without loading torch."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 # The phrase every "CUDA was asked for but is missing" error contains; the GUI looks for it to offer
 # a CPU run instead (``cpu_fallback_offered``).
@@ -18,6 +22,8 @@ def cpu_fallback_offered(message: str) -> bool:
 
 def resolve_device(spec: str) -> torch.device:
     """``auto`` picks CUDA when present; an unavailable CUDA request is a config error with the fix."""
+    import torch
+
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
@@ -37,6 +43,8 @@ def resolve_device(spec: str) -> torch.device:
 
 def autocast_dtype(amp: str, device: torch.device):
     """bf16 autocast on CUDA for ``auto``/``bf16``; on CPU only when ``bf16`` is asked for."""
+    import torch
+
     if amp == "off":
         return None
     if device.type == "cuda":
@@ -46,4 +54,6 @@ def autocast_dtype(amp: str, device: torch.device):
 
 def available_devices() -> list[str]:
     """'cpu' plus 'cuda:N' for every visible CUDA device (for the GUI's device picker)."""
+    import torch
+
     return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]

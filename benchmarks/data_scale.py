@@ -135,7 +135,8 @@ def _default_folder() -> Path | None:
 
 
 def decode_table(folder: Path | None, count: int, size: int, tmp: str | None) -> None:
-    from backend.data.imagefolder import IMAGE_EXTENSIONS, _usable_cpus, decode_files
+    from backend.data.folder_tree import IMAGE_EXTENSIONS
+    from backend.data.imagefolder import decode_files, usable_cpus
     from backend.data.parallel_decode import decode_into, open_image_memmap
 
     if folder is None or not folder.is_dir():
@@ -146,7 +147,7 @@ def decode_table(folder: Path | None, count: int, size: int, tmp: str | None) ->
     results = {}
     work = Path(tempfile.mkdtemp(prefix="sslwb-bench-decode-", dir=tmp))
     try:
-        runs = (("1 process", 1), (f"{_usable_cpus()} processes", None), ("threads (today)", "threads"))
+        runs = (("1 process", 1), (f"{usable_cpus()} processes", None), ("threads (today)", "threads"))
         for label, workers in runs:
             t0 = time.perf_counter()
             if workers == "threads":

@@ -12,8 +12,10 @@ from PySide6.QtCore import QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget
 
+from backend.data.registry import source_kind
+
 from . import workers
-from .config_model import TORCHVISION_SOURCES, ConfigModel
+from .config_model import ConfigModel
 
 DEBOUNCE_MS = 300
 _cache_lock = threading.Lock()
@@ -259,7 +261,8 @@ class AugPreview(QWidget):
         if key == self._last_key:
             return
         source = self.model.value("data.source")
-        if source in TORCHVISION_SOURCES and not self._allow_download:
+        kind = source_kind(source)
+        if kind is not None and kind.downloads and not self._allow_download:
             self.status.setText(f"{source}: press Load to preview (downloads on first use)")
             self.load_button.show()
             return

@@ -8,9 +8,7 @@ not apply (other methods, other data sources) are hidden. The widgets observe a 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QValidator
@@ -18,9 +16,9 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSp
                                QHBoxLayout, QLabel, QLineEdit, QSizePolicy, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
-from backend.config import ExperimentConfig
+from backend.config import applies_to, field_meta
 
-from .config_model import ConfigModel
+from .config_model import ConfigModel, schema
 
 INT_MAX = 2**31 - 1
 FLOAT_MAX = 1e9
@@ -45,12 +43,13 @@ def bounds_text(meta: dict) -> str:
 
 
 def tooltip(path: str, meta: dict) -> str:
-    """Help text, field path, range and owning methods, as rich text."""
+    """Help text, field path, range and the methods it applies to (from the registry), as rich text."""
     lines = [meta.get("help", ""), f"<br><i>{path}</i>"]
     if bounds_text(meta):
         lines.append(f" &nbsp; range {bounds_text(meta)}")
-    if meta.get("methods"):
-        lines.append(f"<br>applies to: {', '.join(meta['methods'])}")
+    methods = applies_to(path)
+    if methods:
+        lines.append(f"<br>applies to: {', '.join(methods)}")
     return "".join(lines)
 
 
@@ -144,12 +143,28 @@ class FieldEditor(QWidget):
             self.edited.connect(self._update_note)
 
     # ---- construction ------------------------------------------------------------------
-    def _spin(self, kind):
-        box = IntSpin() if kind is int else FloatSpin()
+    def _spin_range(self, box, kind) -> None:
         lo = next((self.meta[k] for k in ("ge", "gt") if self.meta.get(k) is not None), None)
         hi = next((self.meta[k] for k in ("le", "lt") if self.meta.get(k) is not None), None)
         top = INT_MAX if kind is int else FLOAT_MAX
         box.setRange(lo if lo is not None else -top, hi if hi is not None else top)
+
+    def set_meta(self, meta: dict) -> None:
+        """Take another declaration of the field (a method's own help and bounds)."""
+        if meta == self.meta:
+            return
+        self.meta = meta
+        self.input.setToolTip(tooltip(self.path, meta))
+        if self.kind in (int, float) and not meta.get("choices"):
+            value = self.value()
+            self.input.blockSignals(True)
+            self._spin_range(self.input, self.kind)
+            self.input.setValue(value)
+            self.input.blockSignals(False)
+
+    def _spin(self, kind):
+        box = IntSpin() if kind is int else FloatSpin()
+        self._spin_range(box, kind)
         box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         box.setMinimumWidth(90)
         box.valueChanged.connect(lambda _v: self.edited.emit(self.value()))
@@ -167,6 +182,14 @@ class FieldEditor(QWidget):
             for choice in meta["choices"]:
                 box.addItem(str(choice), choice)
             box.currentIndexChanged.connect(lambda _i: self.edited.emit(self.value()))
+            return box
+        if meta.get("suggestions"):
+            box = Combo()
+            box.setEditable(True)
+            box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            for choice in meta["suggestions"]:
+                box.addItem(str(choice), choice)
+            box.currentTextChanged.connect(lambda _t: self.edited.emit(self.value()))
             return box
         if kind in (int, float):
             return self._spin(kind)
@@ -195,7 +218,7 @@ class FieldEditor(QWidget):
         if self.kind is bool:
             return w.isChecked()
         if isinstance(w, QComboBox):
-            return w.currentData()
+            return w.currentText() if w.isEditable() else w.currentData()
         if self.kind is list:
             return [float(s.value()) for s in w.spins]
         if self.kind is int:
@@ -213,6 +236,8 @@ class FieldEditor(QWidget):
         try:
             if self.kind is bool:
                 w.setChecked(bool(value))
+            elif isinstance(w, QComboBox) and w.isEditable():
+                w.setCurrentText(str(value))
             elif isinstance(w, QComboBox):
                 idx = w.findData(value)
                 if idx < 0:
@@ -281,7 +306,8 @@ class Section(QWidget):
 
 
 class ConfigForm(QWidget):
-    """Every section of ExperimentConfig as generated editors bound to a ``ConfigModel``.
+    """Every section of the editable schema (``config_model.schema``: the config sections and
+    every registered method's hyperparameters) as generated editors bound to a ``ConfigModel``.
 
     ``skip``: leaf paths edited elsewhere (e.g. method.name by the method picker);
     ``custom``: path -> factory(model) returning a widget that edits that field itself."""
@@ -292,32 +318,29 @@ class ConfigForm(QWidget):
         self.editors: dict[str, FieldEditor] = {}
         self.custom_widgets: dict[str, QWidget] = {}
         self.sections: dict[str, Section] = {}
+        self.labels: dict[str, QLabel] = {}
         custom = custom or {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        for top in dataclasses.fields(ExperimentConfig):
-            sub = getattr(ExperimentConfig(), top.name)
-            if not dataclasses.is_dataclass(sub):
-                continue
-            section = Section(humanize(top.name), top.metadata.get("help", ""))
-            hints = typing.get_type_hints(type(sub))
-            self.sections[top.name] = section
-            for f in dataclasses.fields(sub):
-                path = f"{top.name}.{f.name}"
+        for name, (help_text, leaves) in schema().items():
+            section = Section(humanize(name), help_text)
+            self.sections[name] = section
+            for path, info in leaves.items():
                 if path in skip:
                     continue
                 if path in custom:
                     widget = custom[path](model)
                     self.custom_widgets[path] = widget
                 else:
-                    widget = FieldEditor(path, hints[f.name], f.metadata)
+                    widget = FieldEditor(path, info.type, info.meta)
                     widget.edited.connect(lambda v, p=path: self.model.set_value(p, v))
                     self.editors[path] = widget
-                label = QLabel(humanize(f.name))
-                label.setToolTip(tooltip(path, f.metadata))
+                label = QLabel(humanize(info.name))
+                label.setToolTip(tooltip(path, info.meta))
+                self.labels[path] = label
                 section.form.addRow(label, widget)
-            section.set_expanded(top.name not in collapsed)
+            section.set_expanded(name not in collapsed)
             layout.addWidget(section)
         layout.addStretch(1)
         model.valueChanged.connect(self._on_value)
@@ -328,15 +351,26 @@ class ConfigForm(QWidget):
 
     def refresh(self) -> None:
         """Show every value of the model and update which fields are visible."""
+        self._apply_method_meta()
         for path, editor in self.editors.items():
             editor.set_value(self.model.value(path))
         self._update_visibility()
 
     def _on_value(self, path: str, value) -> None:
+        if path == "method.name":
+            self._apply_method_meta()
         editor = self.editors.get(path)
         if editor is not None and editor.value() != value:
             editor.set_value(value)
         self._update_visibility()
+
+    def _apply_method_meta(self) -> None:
+        """Method hyperparameters take the help and bounds the selected method declares."""
+        for path, editor in self.editors.items():
+            if path.startswith("method.") and self.model.visible(path):
+                meta = field_meta(path, self.model.method)
+                editor.set_meta(meta)
+                self.labels[path].setToolTip(tooltip(path, meta))
 
     def _update_visibility(self) -> None:
         for name, section in self.sections.items():

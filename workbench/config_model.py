@@ -10,18 +10,70 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
+from typing import NamedTuple, get_type_hints
 
 from PySide6.QtCore import QObject, Signal
 
-from backend.config import (ExperimentConfig, deep_merge, iter_fields, preset_dict,
-                            read_config_dict)
+from backend.config import ExperimentConfig, MethodConfig, deep_merge, field_meta, preset_dict, read_config_dict
+from backend.data.registry import SOURCES, source_kind
 from backend.errors import ConfigError
+from backend.method_config import all_method_defaults
+from backend.methods.catalog import method_spec, method_specs
 
 DEFAULTS = ExperimentConfig().to_dict()
-FIELDS = {path: f for path, f, _ in iter_fields(ExperimentConfig())}  # leaf path -> dataclass field
-SECTIONS = [f.name for f in dataclasses.fields(ExperimentConfig)
-            if dataclasses.is_dataclass(f.type) or f.name in DEFAULTS and isinstance(DEFAULTS[f.name], dict)]
-TORCHVISION_SOURCES = ("cifar10", "cifar100", "stl10")
+_schema_cache: dict = {}  # the registry's specs -> the schema built from them
+
+
+class FieldInfo(NamedTuple):
+    """One leaf field of the editable schema: its name in the section, type and metadata."""
+
+    name: str
+    type: type
+    meta: dict
+
+
+def schema() -> dict[str, tuple[str, dict[str, FieldInfo]]]:
+    """Section name -> (help, {leaf path: FieldInfo}) of everything the editor can show: the
+    config dataclasses' fields plus every registered method's hyperparameters (read from the
+    registry, so a method registered later appears too; cached while the registry is unchanged)."""
+    specs = tuple(method_specs().values())
+    if _schema_cache.get("specs") == specs:
+        return _schema_cache["schema"]
+    out = {}
+    for top in dataclasses.fields(ExperimentConfig):
+        tp = get_type_hints(ExperimentConfig)[top.name]
+        if not dataclasses.is_dataclass(tp):
+            continue
+        leaves = {}
+        hints = get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            leaves[f"{top.name}.{f.name}"] = FieldInfo(f.name, hints[f.name], dict(f.metadata))
+        if tp is MethodConfig:
+            for spec in method_specs().values():
+                for key, param in spec.params.items():
+                    path = f"method.{key}"
+                    if path not in leaves:
+                        leaves[path] = FieldInfo(key, param.type, field_meta(path))
+        out[top.name] = (top.metadata.get("help", ""), leaves)
+    fields = {path: info for _, leaves in out.values() for path, info in leaves.items()}
+    _schema_cache.update(specs=specs, schema=out, fields=fields)
+    return out
+
+
+def schema_fields() -> dict[str, FieldInfo]:
+    """Leaf path -> FieldInfo of every editable field (shared: do not modify)."""
+    schema()
+    return _schema_cache["fields"]
+
+
+def editable(data: dict | None) -> dict:
+    """``data`` over the defaults, its method section holding every method's hyperparameters (the
+    selected method's defaults first), so switching the method keeps a value for every field."""
+    out = deep_merge(DEFAULTS, data or {})
+    if isinstance(out.get("method"), dict):
+        name = out["method"].get("name")
+        out["method"] = {**all_method_defaults(name if isinstance(name, str) else None), **out["method"]}
+    return out
 
 
 def get_path(data: dict, path: str):
@@ -42,22 +94,19 @@ def set_path(data: dict, path: str, value) -> None:
 def error_field(sentence: str) -> str | None:
     """The field path an error sentence starts with ('optim.lr must be > 0, ...' -> 'optim.lr')."""
     head = sentence.split(" ", 1)[0].rstrip(":,")
-    return head if head in FIELDS else None
+    return head if head in schema_fields() else None
 
 
 def field_visible(path: str, data: dict) -> bool:
     """Whether the field at ``path`` matters for the config ``data`` (method, source, optimiser...)."""
-    meta = FIELDS[path].metadata
-    methods = meta.get("methods")
-    if methods and get_path(data, "method.name") not in methods:
-        return False
-    source = get_path(data, "data.source")
-    if path.startswith("data.synthetic_"):
-        return source == "synthetic"
-    if path == "data.val_fraction":
-        return source.startswith("imagefolder:")
-    if path == "data.download_root":
-        return source in TORCHVISION_SOURCES
+    method = method_spec(get_path(data, "method.name"))
+    if path.startswith("method.") and path != "method.name":
+        return method is not None and path[len("method."):] in method.params
+    if schema_fields()[path].meta.get("method_specific"):
+        return method is not None and path in method.reads
+    if any(path in s.reads for s in SOURCES):
+        kind = source_kind(get_path(data, "data.source"))
+        return kind is not None and path in kind.reads
     optimizer = get_path(data, "optim.optimizer")
     if path == "optim.lars_eta":
         return optimizer == "lars"
@@ -109,7 +158,7 @@ class ConfigModel(QObject):
 
     def __init__(self, data: dict | None = None, parent: QObject | None = None):
         super().__init__(parent)
-        self._data = deep_merge(DEFAULTS, data or {})
+        self._data = editable(data)
         self.field_errors: dict[str, list[str]] = {}
         self.general_errors: list[str] = []
         self.source_path: Path | None = None
@@ -154,13 +203,15 @@ class ConfigModel(QObject):
         if get_path(self._data, path) == value:
             return
         set_path(self._data, path, copy.deepcopy(value))
+        if path == "method.name":  # fields the new method declares and nobody set take its defaults
+            self._data["method"] = {**all_method_defaults(value), **self._data["method"]}
         self.modified = True
         self.valueChanged.emit(path, value)
         self._validate()
 
     def set_data(self, data: dict, *, source_path=None) -> None:
         """Replace every value (missing keys take their defaults) and revalidate."""
-        self._data = deep_merge(DEFAULTS, data or {})
+        self._data = editable(data)
         self.source_path = Path(source_path) if source_path else None
         self.modified = False
         self.reset.emit()
@@ -186,8 +237,6 @@ class ConfigModel(QObject):
             errors = []
         except ConfigError as exc:
             errors = exc.errors
-        except Exception as exc:  # a broken backend install must not take the editor down
-            errors = [f"the config cannot be checked: {type(exc).__name__}: {exc}"]
         self.field_errors, self.general_errors = {}, []
         for sentence in errors:
             path = error_field(sentence)

@@ -1,7 +1,7 @@
 """The experiment editor: method and preset pickers, the generated config form, the data source
 picker (``source_picker``: scans image folders off the GUI thread), config files, inline
 validation, the device picker and the Launch button. Launch re-checks the data folder
-(``backend.data.sources.check_source``) and refuses before any trainer starts when it is missing,
+(``backend.data.registry.check_source``) and refuses before any trainer starts when it is missing,
 unreadable, empty, has empty class folders or loops."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QL
                                QVBoxLayout, QWidget)
 
 from backend.config import list_presets
-from backend.data.sources import check_source
+from backend.data.registry import check_source
 from backend.errors import ConfigError
+from backend.methods.catalog import method_specs
 
 from . import settings, workers
 from .config_form import Combo, ConfigForm
@@ -27,15 +28,8 @@ CONFIG_FILTER = "Experiment configs (*.toml *.json);;All files (*)"
 
 
 def method_choices() -> list[tuple[str, str]]:
-    """(label, name) of every registered method; preset methods when the registry is empty."""
-    try:
-        from backend.methods import METHODS
-        found = {name: getattr(cls, "label", name) for name, cls in METHODS.items()}
-    except Exception:  # the registry failed to import: still offer what the presets train
-        found = {}
-    if not found:
-        found = {m: m for m in (preset_method(p) for p in list_presets()) if m}
-    return sorted(((label, name) for name, label in found.items()), key=lambda x: x[0].lower())
+    """(label, name) of every registered method, by label (from the torch-free catalogue)."""
+    return sorted(((spec.label, name) for name, spec in method_specs().items()), key=lambda x: x[0].lower())
 
 
 class ExperimentEditor(QWidget):
@@ -56,8 +50,12 @@ class ExperimentEditor(QWidget):
         head = QFormLayout()
         head.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.method_combo = Combo()
+        specs = method_specs()
         for label, name in method_choices():
             self.method_combo.addItem(label, name)
+            self.method_combo.setItemData(self.method_combo.count() - 1,
+                                          f"{specs[name].help} <i>({specs[name].family})</i>",
+                                          Qt.ItemDataRole.ToolTipRole)
         self.method_combo.setToolTip("Self-supervised method. Fields that do not apply to it are hidden."
                                      "<br><i>method.name</i>")
         self.preset_combo = Combo()

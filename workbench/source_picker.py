@@ -11,12 +11,12 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                                QSizePolicy, QToolButton, QVBoxLayout, QWidget)
 
+from backend.data.registry import SOURCES, source_kind
+
 from . import workers
 from .config_form import Combo
 from .config_model import ConfigModel
 
-SOURCES = [("Synthetic shapes", "synthetic"), ("Image folder…", "imagefolder"),
-           ("CIFAR-10", "cifar10"), ("CIFAR-100", "cifar100"), ("STL-10", "stl10")]
 SCAN_DELAY_MS = 600  # a typed folder path is scanned once typing pauses this long
 
 
@@ -50,8 +50,9 @@ class SourcePicker(QWidget):
         layout.setSpacing(2)
         self.kind = Combo()
         self.kind.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        for label, kind in SOURCES:
-            self.kind.addItem(label, kind)
+        for source in SOURCES:
+            self.kind.addItem(source.label, source.name)
+            self.kind.setItemData(self.kind.count() - 1, source.help, Qt.ItemDataRole.ToolTipRole)
         self.kind.setToolTip("Data set: procedurally drawn shapes (no files), a folder of images "
                              "(one sub-folder per class, or train/ and test/), or a torchvision "
                              "download.<br><i>data.source</i>")
@@ -109,24 +110,31 @@ class SourcePicker(QWidget):
         self.scan_timer.timeout.connect(self.start_scan)
         self._show_scan_row()
 
+    def takes_folder(self) -> bool:
+        """Whether the chosen kind is written ``<kind>:<path>`` (an image folder)."""
+        kind = source_kind(f"{self.kind.currentData()}:")
+        return kind is not None and kind.takes_path
+
     def spec(self) -> str:
         """The source spec shown ('synthetic', 'imagefolder:/data/x', 'cifar10', ...)."""
         kind = self.kind.currentData()
-        return f"imagefolder:{self.folder.text().strip()}" if kind == "imagefolder" else kind
+        return f"{kind}:{self.folder.text().strip()}" if self.takes_folder() else kind
 
     def refresh(self) -> None:
         """Show the model's data.source."""
         spec = self.model.value(self.path)
-        kind, folder = ("imagefolder", spec[len("imagefolder:"):]) if spec.startswith("imagefolder:") else (spec, "")
+        source = source_kind(spec)
+        kind, folder = (source.name, spec.partition(":")[2]) if source is not None and source.takes_path else (spec, "")
         self.kind.blockSignals(True)
         idx = self.kind.findData(kind)
         self.kind.setCurrentIndex(idx if idx >= 0 else 0)
         self.kind.blockSignals(False)
-        if kind == "imagefolder" and self.folder.text() != folder:
+        takes_folder = self.takes_folder()
+        if takes_folder and self.folder.text() != folder:
             self.folder.setText(folder)
-        self.folder_row.setVisible(kind == "imagefolder")
+        self.folder_row.setVisible(takes_folder)
         self._show_scan_row()
-        if kind == "imagefolder" and folder and spec not in (self.report_source, self._scan_spec):
+        if takes_folder and folder and spec not in (self.report_source, self._scan_spec):
             self.scan_timer.start()
 
     def set_errors(self, errors: list[str]) -> None:
@@ -153,7 +161,7 @@ class SourcePicker(QWidget):
         """Scan the chosen image folder in a worker (a scan in progress is cancelled first)."""
         self.scan_timer.stop()
         spec = self.spec()
-        if self.kind.currentData() != "imagefolder" or not self.folder.text().strip():
+        if not self.takes_folder() or not self.folder.text().strip():
             return
         self.cancel_scan(quiet=True)
         self._generation += 1
@@ -224,7 +232,7 @@ class SourcePicker(QWidget):
         self.scan_button.setToolTip("Scan the folder again (unchanged files are not re-checked)")
 
     def _show_scan_row(self) -> None:
-        folder = self.kind.currentData() == "imagefolder"
+        folder = self.takes_folder()
         self.scan_row.setVisible(folder)
         self.scan_label.setVisible(folder)
         if not folder:
@@ -243,15 +251,16 @@ class SourcePicker(QWidget):
     def set_folder(self, folder) -> None:
         """Use ``folder`` as the image folder and scan it now."""
         self.kind.blockSignals(True)
-        self.kind.setCurrentIndex(self.kind.findData("imagefolder"))
+        self.kind.setCurrentIndex(next(i for i in range(self.kind.count())
+                                       if source_kind(f"{self.kind.itemData(i)}:") is not None))
         self.kind.blockSignals(False)
         self.folder.setText(str(folder))
         self._edited()
         self.start_scan()
 
     def _edited(self, *_):
-        self.folder_row.setVisible(self.kind.currentData() == "imagefolder")
+        self.folder_row.setVisible(self.takes_folder())
         self.model.set_value(self.path, self.spec())
         self._show_scan_row()
-        if self.kind.currentData() == "imagefolder" and self.spec() not in (self.report_source, self._scan_spec):
+        if self.takes_folder() and self.spec() not in (self.report_source, self._scan_spec):
             self.scan_timer.start()

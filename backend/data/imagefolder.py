@@ -19,6 +19,7 @@ min(width, height) resized to S x S with Pillow's antialiased bilinear filter (t
 ICC profiles are not applied. Files that fail (truncated, empty, not an image, above PIL's
 ``Image.MAX_IMAGE_PIXELS`` - the decompression-bomb guard) are skipped and reported.
 A thread pool decodes in parallel (PIL releases the GIL while decoding and resizing).
+Finding the files (layouts, hidden files, symlink loops, folder problems) is ``folder_tree``'s job.
 
 Folder problems are refused with a DataError that names the path and the likely fix: a missing
 path, a file instead of a folder, no read permission, no images at all, class folders without
@@ -28,151 +29,25 @@ Symlinked folders below the class level are never followed, so deeper loops cann
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import Cancelled, DataError
+from .folder_tree import FolderTree, check_root, list_subdirs, read_subdirs, scan_tree, tree_problems
+from .sampling import balanced_subset, derive_rng, holdout_split
+from .types import Decoded, Plan
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 ALPHA_BACKGROUND = (255, 255, 255)   # transparent pixels become white
 _CHUNK = 128                          # files per thread-pool task
-_EXTS = "jpg, jpeg, png, bmp, webp, gif, tif, tiff"
 
 
-# ---------------------------------------------------------------------------------------------
-# Scanning
-
-@dataclass
-class _Tree:
-    """Image files under one folder: per class (subfolder) and loose (directly inside)."""
-
-    root: Path
-    classes: dict = field(default_factory=dict)   # class name -> [(relpath, DirEntry)]
-    loose: list = field(default_factory=list)     # [(relpath, DirEntry)]
-    empty_classes: list = field(default_factory=list)  # subfolders holding no image
-    loops: list = field(default_factory=list)          # symlinks that loop (relative paths)
-    unreadable: list = field(default_factory=list)     # (folder, reason) that could not be listed
-
-    @property
-    def empty(self) -> bool:
-        return not self.classes and not self.loose
-
-
-def _is_image_name(name: str) -> bool:
-    dot = name.rfind(".")
-    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
-
-
-def _file_record(entry: os.DirEntry, rel: str):
-    """(relative path, DirEntry): the stat is taken later, only for the files a split uses."""
-    return rel, entry
-
-
-def _walk_images(folder: str, rel_prefix: str, *, any_only: bool = False,
-                 unreadable: list | None = None) -> list:
-    """Every image below ``folder`` (recursive, symlinked subfolders not followed), sorted.
-
-    With ``any_only``, stop at the first image and skip the stat (to learn whether a class exists).
-    Folders that cannot be listed are skipped and appended to ``unreadable`` as (path, reason)."""
-    found, stack = [], [(folder, rel_prefix)]
-    while stack:
-        path, rel = stack.pop()
-        try:
-            with os.scandir(path) as it:
-                entries = list(it)
-        except OSError as exc:
-            if unreadable is not None:
-                unreadable.append((path, exc.strerror or str(exc)))
-            continue
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            if e.is_dir(follow_symlinks=False):
-                stack.append((e.path, f"{rel}/{e.name}"))
-            elif _is_image_name(e.name) and e.is_file():
-                if any_only:
-                    return [(f"{rel}/{e.name}", None)]
-                found.append(_file_record(e, f"{rel}/{e.name}"))
-    found.sort(key=lambda record: record[0])
-    return found
-
-
-def _scan(folder: Path, rel_to: Path, *, classes_only: bool = False) -> _Tree:
-    """Scan one split folder; paths are recorded relative to ``rel_to`` (the source root).
-
-    ``classes_only``: just find which class folders hold images (no file lists, no stats)."""
-    tree = _Tree(folder)
-    prefix = os.path.relpath(folder, rel_to).replace(os.sep, "/")
-    prefix = "" if prefix == "." else prefix + "/"
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        raise DataError(f"cannot read image folder {folder}: {exc.strerror or exc}; give your user read "
-                        f"access (chmod -R u+rX '{folder}') or copy the images to a folder you own") from None
-    for e in entries:
-        if e.name.startswith("."):
-            continue
-        if e.is_symlink() and _link_loops(e.path, folder):
-            tree.loops.append(prefix + e.name)
-        elif e.is_dir():
-            files = _walk_images(e.path, prefix + e.name, any_only=classes_only,
-                                 unreadable=tree.unreadable)
-            if files:
-                tree.classes[e.name] = files
-            else:
-                tree.empty_classes.append(e.name)
-        elif _is_image_name(e.name) and e.is_file():
-            tree.loose.append(_file_record(e, prefix + e.name))
-    return tree
-
-
-def _link_loops(path: str, folder: Path) -> bool:
-    """Whether the symlink ``path`` (inside ``folder``) loops: it cannot be resolved because it
-    points to itself, or it points back to ``folder`` or one of its ancestors."""
-    try:
-        target = Path(path).resolve(strict=True)
-    except RuntimeError:             # Python < 3.13: 'Symlink loop from ...'
-        return True
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    here = Path(folder).resolve()
-    return target == here or target in here.parents
-
-
-def _tree_problems(tree: _Tree, root: Path) -> None:
-    """Raise DataError (path and likely fix) for loops, unreadable or empty class folders."""
-    if tree.loops:
-        links = ", ".join(str(root / rel) for rel in tree.loops[:3])
-        raise DataError(f"symlink loop in image folder {root}: {links} points back to itself or to a "
-                        f"parent folder; remove the link or replace it with the real folder")
-    if tree.unreadable:
-        path, why = tree.unreadable[0]
-        more = f" (and {len(tree.unreadable) - 1} more)" if len(tree.unreadable) > 1 else ""
-        raise DataError(f"cannot read folder {path}{more}: {why}; give your user read access "
-                        f"(chmod -R u+rX '{root}') or copy the images to a folder you own")
-    if tree.empty:
-        where = (f"its class folders ({', '.join(tree.empty_classes[:5])}) are empty"
-                 if tree.empty_classes else "it holds no image files")
-        raise DataError(f"image folder {tree.root} contains no images ({_EXTS}): {where}; put the "
-                        f"images in one sub-folder per class (e.g. {tree.root / 'cats' / '001.jpg'}) "
-                        f"or directly in the folder")
-    if tree.empty_classes and tree.classes:
-        names = ", ".join(tree.empty_classes[:5]) + (" ..." if len(tree.empty_classes) > 5 else "")
-        raise DataError(f"image folder {tree.root} has {len(tree.empty_classes)} class folder(s) without "
-                        f"images ({_EXTS}): {names}; add images to them or remove them (an empty "
-                        f"folder would be a class with no examples)")
-
-
-def _flatten(tree: _Tree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
+def _flatten(tree: FolderTree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
     """(records, labels) of a tree: labelled by class folder, or unlabelled loose files."""
     if tree.classes:
         if tree.loose:
@@ -201,62 +76,22 @@ def _fingerprint(records: list, chosen: np.ndarray, extra) -> str:
     return h.hexdigest()[:24]
 
 
-def _subdirs(root: Path) -> dict:
-    """Lower-cased name -> real name of the visible subfolders of ``root``."""
-    with os.scandir(root) as it:
-        return {e.name.lower(): e.name for e in it if not e.name.startswith(".") and e.is_dir()}
-
-
-def _check_root(arg: str) -> Path:
-    """The image folder as an absolute path; DataError (with the fix) when it cannot be one."""
-    given = Path(arg).expanduser()
-    where = f"(data.source = 'imagefolder:{arg}')"
-    loop = DataError(f"image folder {given.absolute()} is a symlink loop (a link that leads back to "
-                     f"itself) {where}; point data.source at the real folder")
-    try:
-        root = given.resolve(strict=True)
-    except RuntimeError:                                 # Python < 3.13 reports loops this way
-        raise loop from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise loop from None
-        if isinstance(exc, PermissionError):
-            raise DataError(f"cannot reach image folder {given.absolute()}: permission denied {where}; "
-                            f"give your user access to it and its parent folders") from None
-        broken = " (a symlink whose target is missing)" if given.is_symlink() else ""
-        raise DataError(f"image folder {given.absolute()} does not exist{broken} {where}; check the "
-                        f"path, or pick the folder with Browse") from None
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder {where}; choose the folder that holds the images, "
-                        f"not a file") from None
-    return root
-
-
-def _read_subdirs(root: Path) -> dict:
-    """``_subdirs`` with a DataError (and the fix) when the folder cannot be listed."""
-    try:
-        return _subdirs(root)
-    except OSError as exc:
-        raise DataError(f"cannot read image folder {root}: {exc.strerror or exc}; give your user read "
-                        f"access (chmod -R u+rX '{root}') or copy the images to a folder you own") from None
-
-
-def plan(cfg, arg: str, split: str, seed: int, limit: int, warn, *, on_progress=None, cancelled=None):
-    """Scan the folder, pick this split's files (and the limit subset) and key the cache on them.
-    ``on_progress``/``cancelled`` are handed to ``decode_files`` when the plan is built."""
-    from .sources import Decoded, Plan, balanced_subset, derive_rng, holdout_split
-
-    root = _check_root(arg)
-    subdirs = _read_subdirs(root)
+def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None, cancelled=None) -> Plan:
+    """Scan the folder ``ref.arg``, pick this split's files (and the limit subset) and key the
+    cache on them. ``on_progress``/``cancelled`` are handed to ``decode_files`` when the plan is
+    built; ``warn(message)`` receives problems that do not stop loading."""
+    arg = ref.arg
+    root = check_root(arg)
+    subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     size = int(cfg.image_size)
     if "train" in subdirs and test_dir:
         layout = "train/test"
         dirs = {"train": root / subdirs["train"], "test": root / test_dir}
         other = "test" if split == "train" else "train"
-        trees = {split: _scan(dirs[split], root), other: _scan(dirs[other], root, classes_only=True)}
+        trees = {split: scan_tree(dirs[split], root), other: scan_tree(dirs[other], root, classes_only=True)}
         for t in trees.values():
-            _tree_problems(t, root)
+            tree_problems(t, root)
         tree = trees[split]
         class_names = sorted(set(trees["train"].classes) | set(trees["test"].classes))
         records, labels = _flatten(tree, class_names, warn)
@@ -266,8 +101,8 @@ def plan(cfg, arg: str, split: str, seed: int, limit: int, warn, *, on_progress=
     else:
         layout = "holdout"
         base = root / subdirs["train"] if list(subdirs) == ["train"] else root
-        tree = _scan(base, root)
-        _tree_problems(tree, root)
+        tree = scan_tree(base, root)
+        tree_problems(tree, root)
         class_names = sorted(tree.classes)
         records, labels = _flatten(tree, class_names, warn)
         train_idx, test_idx = holdout_split(labels, len(records), float(cfg.val_fraction),
@@ -307,26 +142,39 @@ def class_names(arg: str) -> list[str]:
     """The class names ``plan`` labels this folder's images with (sorted; empty when unlabelled),
     from a cheap scan that stops at the first image of every class folder. Raises DataError like
     ``plan`` when the folder is missing or unreadable."""
-    root = _check_root(arg)
-    subdirs = _read_subdirs(root)
+    root = check_root(arg)
+    subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     if "train" in subdirs and test_dir:
         folders = [root / subdirs["train"], root / test_dir]
     else:
         folders = [root / subdirs["train"] if list(subdirs) == ["train"] else root]
-    trees = [_scan(f, root, classes_only=True) for f in folders]
+    trees = [scan_tree(f, root, classes_only=True) for f in folders]
     for tree in trees:
-        _tree_problems(tree, root)
+        tree_problems(tree, root)
     return sorted(set().union(*(tree.classes for tree in trees)))
 
 
-def describe(arg: str) -> str:
+def num_classes(ref) -> int | None:
+    """The number of class folders (None when unlabelled or the folder cannot be read)."""
+    try:
+        return len(class_names(ref.arg)) or None
+    except DataError:
+        return None
+
+
+def check(ref) -> None:
+    """Raise DataError when the folder is missing, unreadable, empty or has empty class folders."""
+    class_names(ref.arg)
+
+
+def describe(ref) -> str:
     """One line about an image-folder source (cheap: looks at the top level only)."""
-    root = Path(arg).expanduser()
+    root = Path(ref.arg).expanduser()
     if not root.is_dir():
         return f"Image folder {root} (missing)"
     try:
-        subdirs = _subdirs(root)
+        subdirs = list_subdirs(root)
     except OSError:
         return f"Image folder {root} (unreadable)"
     if "train" in subdirs and ("test" in subdirs or "val" in subdirs):
@@ -366,7 +214,7 @@ def decode_files(paths: list[str], size: int, *, workers: int | None = None, on_
                 errors[i] = error_reason(exc, paths[i])
 
     if workers is None:
-        workers = min(8, _usable_cpus())
+        workers = min(8, usable_cpus())
     with warnings.catch_warnings():
         # PIL only warns between 1x and 2x MAX_IMAGE_PIXELS; we refuse those files too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -455,7 +303,7 @@ def error_reason(exc: Exception, path=None) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux

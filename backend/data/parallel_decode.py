@@ -32,7 +32,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import numpy as np
 from PIL import Image
 
-from .imagefolder import Cancelled, _usable_cpus, decode_image, error_reason
+from ..errors import Cancelled
+from .imagefolder import usable_cpus, decode_image, error_reason
 
 DEFAULT_CHUNK = 64
 _QUEUED_PER_WORKER = 4
@@ -92,7 +93,7 @@ def decode_into(paths: list, out: np.ndarray, size: int, *, workers: int | None 
         raise ValueError(f"out must be uint8 {(n, 3, size, size)}, got {out.dtype} {tuple(out.shape)}")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    workers = _usable_cpus() if workers is None else max(1, int(workers))
+    workers = usable_cpus() if workers is None else max(1, int(workers))
     max_pixels = Image.MAX_IMAGE_PIXELS
     errors: list = [None] * n
     starts = list(range(0, n, chunk))

@@ -26,8 +26,9 @@ from PIL import Image
 
 from ..errors import Cancelled
 from . import cache
-from .imagefolder import _check_root, _read_subdirs, _scan, _tree_problems, error_reason
-from .sources import parse_source
+from .folder_tree import check_root, read_subdirs, scan_tree, tree_problems
+from .imagefolder import error_reason
+from .registry import parse_source
 
 SCAN_FORMAT = 1
 CHUNK = 512            # files between two progress reports / cancel checks
@@ -73,7 +74,7 @@ def scan_folder(source: str, *, cache_dir: str | None = None, on_progress=None,
     arg = source
     if str(source).lower().startswith("imagefolder:"):
         _, arg = parse_source(source)
-    root = _check_root(str(arg))
+    root = check_root(str(arg))
     report_progress(-1.0, f"listing {root}…")
     layout, records, classes = _list_images(root)
     store = _ScanCache(cache.cache_root(SimpleNamespace(cache_dir=cache_dir or "")), root)
@@ -115,7 +116,7 @@ def _check_cancel(is_cancelled, store: "_ScanCache", verdicts: dict) -> None:
 def _list_images(root: Path) -> tuple[str, list, dict]:
     """(layout, [(relative path, DirEntry)] sorted by path, images per class) with the trainer's
     folder checks."""
-    subdirs = _read_subdirs(root)
+    subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     if "train" in subdirs and test_dir:
         layout, folders = "train/test", [root / subdirs["train"], root / test_dir]
@@ -124,8 +125,8 @@ def _list_images(root: Path) -> tuple[str, list, dict]:
         layout = ""
     records, classes = [], {}
     for folder in folders:
-        tree = _scan(folder, root)
-        _tree_problems(tree, root)
+        tree = scan_tree(folder, root)
+        tree_problems(tree, root)
         if tree.classes:
             for name, files in tree.classes.items():
                 classes[name] = classes.get(name, 0) + len(files)

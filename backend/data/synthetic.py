@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .sampling import derive_rng
+from .types import Decoded, Plan
+
 CLASS_NAMES = ["disc", "square", "triangle", "ring", "cross", "star", "two-dots",
                "horizontal-stripes", "diagonal-stripes", "checkerboard"]
 TEXTURES = (7, 8, 9)          # classes that fill the whole image
@@ -22,11 +25,11 @@ _CHUNK = 2048                 # images rendered per block (bounds memory; fixed 
 _MIN_COLOUR_DISTANCE = 0.45   # RGB distance (0..sqrt 3) kept between foreground and background
 
 
-def plan(cfg, split: str, seed: int, limit: int):
+def plan(cfg, ref, split: str, seed: int, limit: int, **_hooks) -> Plan:
     """The cache key and builder of split ``split`` (train and test use different derived seeds).
 
-    A train/test limit caps the number of generated images (same class balance)."""
-    from .sources import Decoded, Plan, derive_rng
+    A train/test limit caps the number of generated images (same class balance); ``ref`` (the
+    parsed source) and the progress hooks do not matter here."""
 
     n = int(cfg.synthetic_train_size if split == "train" else cfg.synthetic_test_size)
     if limit > 0:
@@ -39,6 +42,17 @@ def plan(cfg, split: str, seed: int, limit: int):
         return Decoded(images, labels, list(CLASS_NAMES))
 
     return Plan(key=key, label="synthetic", build=build)
+
+
+def describe(ref) -> str:
+    """One line about the synthetic source."""
+    return (f"Synthetic shapes: {len(CLASS_NAMES)} procedurally drawn shape/pattern classes with random "
+            "colours (generated, no files needed)")
+
+
+def num_classes(ref) -> int:
+    """The number of shape classes."""
+    return len(CLASS_NAMES)
 
 
 def generate(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

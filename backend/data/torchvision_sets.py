@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import DataError
+from .registry import source_spec
+from .sampling import balanced_subset, derive_rng
+from .types import Decoded, Plan
 
 DEFAULT_DOWNLOAD_ROOT = "~/.cache/sslwb/downloads"
 NATIVE_SIZE = {"cifar10": 32, "cifar100": 32, "stl10": 96}
@@ -36,15 +37,19 @@ def download_root(cfg) -> Path:
     return Path(cfg.download_root or DEFAULT_DOWNLOAD_ROOT).expanduser()
 
 
-def describe(name: str) -> str:
+def describe(ref) -> str:
     """One line about a torchvision source."""
-    return f"{_INFO[name]} (torchvision download)"
+    return f"{_INFO[ref.kind]} (torchvision download)"
 
 
-def plan(cfg, name: str, split: str, seed: int, limit: int):
+def num_classes(ref) -> int:
+    """The fixed class count of a torchvision source."""
+    return source_spec(ref.kind).num_classes
+
+
+def plan(cfg, ref, split: str, seed: int, limit: int, **_hooks) -> Plan:
     """Key the cache on (name, split, size, limit); download and convert only on a miss."""
-    from .sources import Decoded, Plan, balanced_subset, derive_rng
-
+    name = ref.kind
     size = int(cfg.image_size)
     key = {"source": name, "split": split, "size": size, "limit": limit,
            "seed": int(seed) if limit > 0 else None}
@@ -87,6 +92,9 @@ def _open(name: str, root: Path, split: str):
 
 def resize_uint8(images: np.ndarray, size: int, *, chunk: int = 1024) -> np.ndarray:
     """Resize uint8 (N, 3, H, W) square images to (N, 3, size, size), antialiased bilinear."""
+    import torch
+    import torch.nn.functional as F
+
     out = np.empty((images.shape[0], 3, size, size), dtype=np.uint8)
     for start in range(0, images.shape[0], chunk):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).float()

@@ -9,13 +9,21 @@ from __future__ import annotations
 from .. import losses
 from . import register
 from .base import PairLossMethod
+from .spec import REDUNDANCY_REDUCTION, MethodSpec, Param
 
 
-@register
+SPEC = MethodSpec(
+    name="barlow_twins", label="Barlow Twins", family=REDUNDANCY_REDUCTION,
+    help="Cross-correlation of the two views' projections driven to the identity.",
+    params={
+        "barlow_lambda": Param(0.005, "Barlow Twins: weight of the off-diagonal redundancy term.", gt=0.0),
+        "barlow_scale": Param(0.1, "Barlow Twins: overall loss scale (solo-learn uses 0.1 on CIFAR).", gt=0.0),
+    },
+)
+
+
+@register(SPEC)
 class BarlowTwins(PairLossMethod):
-    name = "barlow_twins"
-    label = "Barlow Twins"
-
     def loss(self, z1, z2):
         m = self.cfg.method
         return m.barlow_scale * losses.barlow_twins(z1, z2, lambd=m.barlow_lambda)

@@ -28,14 +28,17 @@ class StepOutput:
 
 
 class Method(nn.Module):
-    """Base class. Subclasses set ``name``/``label``, build heads in ``__init__`` and implement
-    ``training_step``; they list (online, target) module pairs in ``momentum_pairs`` when they keep
-    an EMA copy, and the engine updates those after each optimiser step."""
+    """Base class. A subclass is registered with ``@register(SPEC)`` (its module's MethodSpec gives
+    it ``spec``, ``name``, ``label``, ``families`` and ``uses_labels``), builds heads in
+    ``__init__`` and implements ``training_step``; it lists (online, target) module pairs in
+    ``momentum_pairs`` when it keeps an EMA copy, and the engine updates those after each
+    optimiser step. It reads its hyperparameters as ``self.cfg.method.<field>``."""
 
+    spec = None                    # set by @register(SPEC)
     name = ""
     label = ""
-    families = ("cnn", "vit")      # backbone families the method supports
-    uses_labels = False            # supervised baselines need labelled data
+    families = ("cnn", "vit")      # backbone families the method supports (spec.backbones)
+    uses_labels = False            # supervised baselines need labelled data (spec.uses_labels)
     cosine_momentum_schedule = False  # EMA momentum rises from method.momentum to momentum_final
 
     def __init__(self, cfg: ExperimentConfig):

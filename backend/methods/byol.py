@@ -16,12 +16,19 @@ from .. import losses
 from . import register
 from .base import Method, StepOutput
 from .components import make_target
+from .spec import DISTILLATION, MethodSpec, momentum, momentum_final
 
 
-@register
+SPEC = MethodSpec(
+    name="byol", label="BYOL", family=DISTILLATION,
+    help="An online network predicts an EMA target network's projection of the other view.",
+    params={"momentum": momentum(), "momentum_final": momentum_final()},
+    reads=("model.predictor_hidden_dim",),
+)
+
+
+@register(SPEC)
 class BYOL(Method):
-    name = "byol"
-    label = "BYOL"
     cosine_momentum_schedule = True
 
     def __init__(self, cfg):

@@ -25,14 +25,31 @@ from ..models.heads import DINOHead
 from . import register
 from .base import Method, StepOutput
 from .components import global_center_update, make_target, multicrop_forward
+from .spec import DISTILLATION, MethodSpec, Param, momentum, momentum_final
 
 NUM_TEACHER_VIEWS = 2  # the global crops
 
+SPEC = MethodSpec(
+    name="dino", label="DINO", family=DISTILLATION,
+    help="Self-distillation: a student matches an EMA teacher's centred, sharpened outputs.",
+    params={
+        "momentum": momentum(),
+        "momentum_final": momentum_final(),
+        "out_dim": Param(4096, "DINO: head output dimension (number of prototypes).", ge=2),
+        "student_temp": Param(0.1, "DINO: student softmax temperature.", gt=0.0),
+        "teacher_temp": Param(0.04, "DINO: final teacher temperature.", gt=0.0),
+        "warmup_teacher_temp": Param(0.04, "DINO: initial teacher temperature.", gt=0.0),
+        "teacher_temp_warmup_epochs": Param(30, "DINO: epochs of teacher temperature warm-up.", ge=0),
+        "center_momentum": Param(0.9, "DINO: momentum of the centre update.", ge=0.0, lt=1.0),
+        "norm_last_layer": Param(True, "DINO: weight-normalise the last layer with a fixed norm."),
+        "freeze_last_layer_epochs": Param(1.0, "DINO: epochs at the start during which the head's last "
+                                          "layer gets no updates (stabilises early training).", ge=0.0),
+    },
+)
 
-@register
+
+@register(SPEC)
 class DINO(Method):
-    name = "dino"
-    label = "DINO"
     cosine_momentum_schedule = True
 
     def __init__(self, cfg):

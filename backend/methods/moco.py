@@ -11,14 +11,21 @@ from ..distributed import gather_no_grad
 from . import register
 from .base import Method, StepOutput
 from .components import FeatureQueue, make_target, split_bn_forward
+from .spec import CONTRASTIVE, MethodSpec, momentum, queue_size, shuffle_bn, temperature
 
 SHUFFLE_BN_GROUPS = 4
 
 
-@register
+SPEC = MethodSpec(
+    name="moco", label="MoCo v2", family=CONTRASTIVE,
+    help="Momentum key encoder and a queue of negatives, InfoNCE, MLP projector.",
+    params={"temperature": temperature(), "queue_size": queue_size(), "momentum": momentum(),
+            "shuffle_bn": shuffle_bn()},
+)
+
+
+@register(SPEC)
 class MoCoV2(Method):
-    name = "moco"
-    label = "MoCo v2"
     # (query view, key view) pairs of the loss: symmetrised, each view is the query for the other's
     # key (MoCo v1 overrides this with the original one-way pair).
     query_key_views = ((0, 1), (1, 0))

@@ -13,12 +13,19 @@ from torch import nn
 
 from . import register
 from .moco import MoCoV2
+from .spec import CONTRASTIVE, MethodSpec, momentum, queue_size, shuffle_bn, temperature
 
 
-@register
+SPEC = MethodSpec(
+    name="mocov1", label="MoCo v1", family=CONTRASTIVE,
+    help="The original MoCo: linear head, one-way InfoNCE against a queue of keys.",
+    params={"temperature": temperature(), "queue_size": queue_size(), "momentum": momentum(),
+            "shuffle_bn": shuffle_bn()},
+)
+
+
+@register(SPEC)
 class MoCoV1(MoCoV2):
-    name = "mocov1"
-    label = "MoCo v1"
     query_key_views = ((0, 1),)  # query = view 1, key = view 2 (Algorithm 1)
 
     def build_projector(self):

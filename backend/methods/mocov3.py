@@ -15,14 +15,19 @@ from .. import losses
 from ..distributed import gather_no_grad, gather_with_grad
 from . import register
 from .byol import BYOL
+from .spec import CONTRASTIVE, MethodSpec, momentum, momentum_final, temperature
 
 
-@register
+SPEC = MethodSpec(
+    name="mocov3", label="MoCo v3", family=CONTRASTIVE,
+    help="BYOL's architecture with InfoNCE over the batch's keys.",
+    params={"temperature": temperature(), "momentum": momentum(), "momentum_final": momentum_final()},
+    reads=("model.predictor_hidden_dim",),
+)
+
+
+@register(SPEC)
 class MoCoV3(BYOL):
-    name = "mocov3"
-    label = "MoCo v3"
-    families = ("cnn", "vit")
-
     def build_heads(self):
         projector = self.projector_head(last_bn=True, last_bn_affine=False)
         predictor = self.predictor_head(last_bn=self.family == "vit", last_bn_affine=False)

@@ -22,13 +22,20 @@ from ..distributed import gather_no_grad, gather_with_grad
 from . import register
 from .base import Method, StepOutput
 from .components import FeatureQueue
+from .spec import CONTRASTIVE, MethodSpec, queue_size, temperature
 
 
-@register
+SPEC = MethodSpec(
+    name="nnclr", label="NNCLR", family=CONTRASTIVE,
+    help="The positive of a view is its projection's nearest neighbour in a support set.",
+    params={"temperature": temperature(),
+            "queue_size": queue_size(help="Size of the support set of past projections (nearest neighbours).")},
+    reads=("model.predictor_hidden_dim",),
+)
+
+
+@register(SPEC)
 class NNCLR(Method):
-    name = "nnclr"
-    label = "NNCLR"
-
     def __init__(self, cfg):
         super().__init__(cfg)
         self.projector = self.projector_head(last_bn=True)

@@ -12,17 +12,19 @@ from __future__ import annotations
 import torch
 
 from . import register
+from .spec import PRETEXT, MethodSpec
 from .supervised import Supervised
 
 ROTATIONS = 4
 
+SPEC = MethodSpec(
+    name="rotation", label="RotNet (rotation)", family=PRETEXT,
+    help="A linear classifier predicts which of four rotations an image was shown at.",
+)
 
-@register
+
+@register(SPEC)
 class Rotation(Supervised):
-    name = "rotation"
-    label = "RotNet (rotation)"
-    uses_labels = False
-
     def num_outputs(self) -> int:
         return ROTATIONS
 

@@ -6,13 +6,18 @@ from __future__ import annotations
 from .. import losses
 from . import register
 from .base import PairLossMethod
+from .spec import CONTRASTIVE, MethodSpec, temperature
 
 
-@register
+SPEC = MethodSpec(
+    name="simclr", label="SimCLR", family=CONTRASTIVE,
+    help="Two views, MLP projector, NT-Xent over the 2N x 2N similarities.",
+    params={"temperature": temperature()},
+)
+
+
+@register(SPEC)
 class SimCLR(PairLossMethod):
-    name = "simclr"
-    label = "SimCLR"
-
     def loss(self, z1, z2):
         """The contrastive loss over the batch (DCL/DCLW override only this)."""
         return losses.nt_xent(z1, z2, temperature=self.cfg.method.temperature)

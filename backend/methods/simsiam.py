@@ -12,13 +12,18 @@ from __future__ import annotations
 from .. import losses
 from . import register
 from .base import Method, StepOutput
+from .spec import DISTILLATION, MethodSpec
 
 
-@register
+SPEC = MethodSpec(
+    name="simsiam", label="SimSiam", family=DISTILLATION,
+    help="A predictor regresses the other view's projection through a stop-gradient.",
+    reads=("model.predictor_hidden_dim",),
+)
+
+
+@register(SPEC)
 class SimSiam(Method):
-    name = "simsiam"
-    label = "SimSiam"
-
     def __init__(self, cfg):
         super().__init__(cfg)
         self.projector = self.projector_head(last_bn=True, last_bn_affine=False)

@@ -19,14 +19,17 @@ from ..data.sources import known_num_classes
 from ..errors import DataError
 from . import register
 from .base import Method, StepOutput
+from .spec import SUPERVISED, MethodSpec
 
 
-@register
+SPEC = MethodSpec(
+    name="supervised", label="Supervised", family=SUPERVISED, uses_labels=True,
+    help="Cross entropy of a linear classifier on the backbone features (the reference point).",
+)
+
+
+@register(SPEC)
 class Supervised(Method):
-    name = "supervised"
-    label = "Supervised"
-    uses_labels = True
-
     def __init__(self, cfg):
         super().__init__(cfg)
         self.projector = nn.Identity()

@@ -31,15 +31,28 @@ from ..models.heads import Prototypes
 from . import register
 from .base import Method, StepOutput
 from .components import FeatureQueue, multicrop_forward
+from .spec import CLUSTERING, MethodSpec, Param, queue_size, temperature
 
 NUM_CODE_VIEWS = 2  # the global crops get codes
 
+SPEC = MethodSpec(
+    name="swav", label="SwAV", family=CLUSTERING,
+    help="Swapped prediction of Sinkhorn cluster assignments over learnt prototypes.",
+    params={
+        "temperature": temperature(),
+        "queue_size": queue_size(help="Rows of the optional feature queue per global crop."),
+        "out_dim": Param(4096, "SwAV: number of prototypes.", ge=2),
+        "sinkhorn_epsilon": Param(0.05, "SwAV: Sinkhorn entropy regularisation.", gt=0.0),
+        "sinkhorn_iterations": Param(3, "SwAV: Sinkhorn-Knopp iterations.", ge=1),
+        "freeze_prototypes_steps": Param(313, "SwAV: keep prototypes frozen for this many steps.", ge=0),
+        "queue_start_epoch": Param(0, "SwAV: epoch from which the queue is used (0 = never uses one "
+                                   "unless queue_size>0 and this is reached).", ge=0),
+    },
+)
 
-@register
+
+@register(SPEC)
 class SwAV(Method):
-    name = "swav"
-    label = "SwAV"
-
     def __init__(self, cfg):
         super().__init__(cfg)
         m, dim = cfg.method, cfg.model.projector_out_dim

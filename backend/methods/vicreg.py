@@ -9,13 +9,22 @@ from __future__ import annotations
 from .. import losses
 from . import register
 from .base import PairLossMethod
+from .spec import REDUNDANCY_REDUCTION, MethodSpec, Param
 
 
-@register
+SPEC = MethodSpec(
+    name="vicreg", label="VICReg", family=REDUNDANCY_REDUCTION,
+    help="Variance, invariance and covariance terms on the two views' embeddings.",
+    params={
+        "sim_weight": Param(25.0, "VICReg: invariance (MSE) weight.", ge=0.0),
+        "var_weight": Param(25.0, "VICReg: variance weight.", ge=0.0),
+        "cov_weight": Param(1.0, "VICReg: covariance weight.", ge=0.0),
+    },
+)
+
+
+@register(SPEC)
 class VICReg(PairLossMethod):
-    name = "vicreg"
-    label = "VICReg"
-
     def loss(self, z1, z2):
         m = self.cfg.method
         return losses.vicreg(z1, z2, sim_weight=m.sim_weight, var_weight=m.var_weight, cov_weight=m.cov_weight)

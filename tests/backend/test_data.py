@@ -438,3 +438,47 @@ def test_real_cifar10_imagefolder_subset():
     assert torch.bincount(train.labels).tolist() == [50] * 10
     assert torch.bincount(test.labels).tolist() == [20] * 10
     assert train.skipped == [] and train.images.float().std() > 30   # real, varied photos
+
+
+# ---- the source registry -----------------------------------------------------------------------------
+def test_every_source_kind_comes_from_the_one_registry(tmp_path):
+    import importlib
+
+    from backend.config import ExperimentConfig, field_meta
+    from backend.data.registry import SOURCES, parse_source, source_problem
+    from backend.errors import ConfigError
+    assert [s.syntax for s in SOURCES] == ["synthetic", "imagefolder:<path>", "cifar10", "cifar100", "stl10"]
+    for kind in SOURCES:
+        module = importlib.import_module(f"backend.data.{kind.loader}")
+        assert all(callable(getattr(module, f)) for f in ("plan", "describe", "num_classes"))
+        spec = f"{kind.name}:{tmp_path}" if kind.takes_path else kind.name
+        assert parse_source(spec).kind == kind.name and source_problem(spec) is None
+        assert kind.syntax in field_meta("data.source")["help"]
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.from_dict({"data": {"source": "imagefolder:"}})
+    assert info.value.errors == ["data.source must be one of synthetic, imagefolder:<path>, cifar10, cifar100, "
+                                 "stl10, got 'imagefolder:'"]
+
+
+def test_source_modules_import_only_the_leaf_modules():
+    """No cycle: the loaders never import sources.py (which imports them through the registry)."""
+    import ast
+
+    from backend.data.registry import SOURCES
+    data_dir = Path(__file__).resolve().parents[2] / "backend" / "data"
+    leaves = {"types", "sampling", "registry"}
+    for name in {s.loader for s in SOURCES} | leaves:
+        tree = ast.parse((data_dir / f"{name}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1
+                     and node.module is None for a in node.names}
+        assert "sources" not in imported, name
+        if name in leaves:
+            assert imported <= leaves, (name, imported)
+
+
+def test_known_num_classes_asks_the_loader(tmp_path):
+    from backend.data.sources import known_num_classes
+    assert known_num_classes(cfg(source="synthetic")) == len(synthetic.CLASS_NAMES)
+    assert known_num_classes(cfg(source="cifar100")) == 100
+    assert known_num_classes(cfg(source=f"imagefolder:{tmp_path / 'missing'}")) is None

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from backend.data import cache
-from backend.data.imagefolder import Cancelled, decode_files
+from backend.data.imagefolder import decode_files
+from backend.errors import Cancelled
 from backend.data.parallel_decode import decode_into, open_image_memmap
 from backend.data.prefetch import BatchPrefetcher, batch_indices, gather_batch
 

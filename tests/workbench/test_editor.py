@@ -6,9 +6,10 @@ import pytest
 from PySide6.QtCore import Qt
 
 from backend.config import ExperimentConfig, iter_fields, load_config
+from backend.methods.catalog import method_specs
 from workbench import workers
 from workbench.aug_preview import AugPreview
-from workbench.config_model import ConfigModel, error_field, field_visible
+from workbench.config_model import ConfigModel, error_field, field_visible, schema_fields
 from workbench.editor import ExperimentEditor
 
 from .conftest import quick_small
@@ -26,7 +27,8 @@ def editor(qtbot):
 
 def test_form_is_generated_from_the_schema(editor):
     skipped = {"method.name", "runtime.device", "name", "data.source"}
-    paths = {p for p, _, _ in iter_fields(ExperimentConfig())}
+    paths = {p for p, _, _ in iter_fields(ExperimentConfig())} - {p for p in schema_fields() if p.startswith("method.")}
+    paths |= {f"method.{key}" for spec in method_specs().values() for key in spec.params}  # every method's
     assert set(editor.form.editors) == paths - skipped
     assert "data.source" in editor.form.custom_widgets
     lr = editor.form.editors["optim.lr"]
@@ -211,3 +213,18 @@ def test_gradient_accumulation_shows_what_stays_per_micro_batch(editor):
     assert editor.model.config().optim.grad_accum_steps == 4
     accum.input.setValue(1)
     assert accum.note_label.isHidden()
+
+
+def test_fields_follow_the_selected_methods_declarations(editor):
+    pick = lambda name: editor.method_combo.setCurrentIndex(editor.method_combo.findData(name))  # noqa: E731
+    predictor = editor.form.editors["model.predictor_hidden_dim"]
+    assert predictor.isHidden()  # simclr has no predictor (its spec does not read the field)
+    pick("byol")
+    assert not predictor.isHidden()
+    queue = editor.form.editors["method.queue_size"]
+    pick("moco")
+    assert "negatives kept in the queue" in queue.input.toolTip()
+    pick("swav")  # the same field, declared by SwAV with its own help
+    assert "feature queue" in queue.input.toolTip() and "applies to: " in queue.input.toolTip()
+    tip = editor.method_combo.itemData(editor.method_combo.findData("swav"), Qt.ItemDataRole.ToolTipRole)
+    assert "clustering" in tip
