@@ -18,7 +18,7 @@ from backend.config import ExperimentConfig, MethodConfig, deep_merge, field_met
 from backend.data.registry import SOURCES, source_kind
 from backend.errors import ConfigError
 from backend.method_config import all_method_defaults
-from backend.methods.catalog import method_spec, method_specs
+from backend.methods import method_spec, method_specs
 
 DEFAULTS = ExperimentConfig().to_dict()
 _schema_cache: dict = {}  # the registry's specs -> the schema built from them

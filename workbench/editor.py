@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QFrame, QHBoxLayout, QL
 from backend.config import list_presets
 from backend.data.registry import check_source
 from backend.errors import ConfigError
-from backend.methods.catalog import method_specs
+from backend.methods import method_specs
 
 from . import settings, workers
 from .config_form import Combo, ConfigForm
