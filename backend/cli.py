@@ -1,4 +1,7 @@
-"""The ``sslwb`` command line: gui | train | eval | inspect | export (also ``python -m backend``)."""
+"""The engine's command line: train | eval | inspect | export (``python -m backend ...``).
+
+The ``sslwb`` console script (package ``sslwb``, above the engine and the GUI) adds ``gui`` and
+hands every other command to :func:`main` here; this module never imports the GUI."""
 
 from __future__ import annotations
 
@@ -23,12 +26,13 @@ def registry_epilog() -> str:
     return "\n".join(lines)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(front_commands=()) -> argparse.ArgumentParser:
+    """The parser; ``front_commands`` are (name, help) of commands the caller dispatches itself
+    (``sslwb gui``), listed in the help only."""
     parser = argparse.ArgumentParser(prog="sslwb", description="SSL Workbench: self-supervised learning experiments")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    gui = sub.add_parser("gui", help="start the desktop app")
-    gui.add_argument("rest", nargs=argparse.REMAINDER, help="options for the app (--screenshot PATH, --run-dir DIR)")
+    for name, help_text in front_commands:
+        sub.add_parser(name, help=help_text).add_argument("rest", nargs=argparse.REMAINDER)
 
     train = sub.add_parser("train", help="train a run (new from --config/--preset, or an existing run dir)",
                            epilog=registry_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,30 +216,12 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_gui(args) -> int:
-    return run_gui(args.rest)
-
-
-def run_gui(argv) -> int:
-    """``sslwb gui ARGS``: the desktop app in its own interpreter (``python -m workbench.app``), so
-    the engine never imports the GUI; returns the app's exit code."""
-    import os
-    import subprocess
-
-    root = str(Path(__file__).resolve().parent.parent)
-    path = os.environ.get("PYTHONPATH", "")
-    env = dict(os.environ, PYTHONPATH=root + (os.pathsep + path if path else ""))
-    return subprocess.call([sys.executable, "-m", "workbench.app", *argv], env=env)
-
-
-def main(argv=None) -> int:
-    """Entry point of ``sslwb``; returns the process exit code."""
+def main(argv=None, *, front_commands=()) -> int:
+    """Run one engine command; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["gui"]:  # the app parses its own options (--screenshot, --run-dir, ...)
-        return run_gui(argv[1:])
-    parser = _build_parser()
+    parser = _build_parser(front_commands)
     args = parser.parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "gui": cmd_gui}
+    handlers = {"train": cmd_train, "eval": cmd_eval}
     extra = _extra_commands()
     handler = handlers.get(args.command) or extra.get(args.command)
     return handler(args)

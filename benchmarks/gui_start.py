@@ -1,7 +1,7 @@
 """GUI start-up time: from launching ``sslwb gui`` to the main window's first paint.
 
 Each repeat starts a fresh Python process (offscreen, a fresh workspace and settings file) that
-runs the real entry point (``backend.cli.main(["gui", ...])``) with one addition: an event filter,
+runs the real entry point (``sslwb.cli.main(["gui", ...])``; ``backend.cli.main`` on older checkouts) with one addition: an event filter,
 installed on the QApplication as ``workbench.app.application`` creates it, reports the first
 Paint event of the main window and ends the process. The time runs from just before the process
 is spawned (interpreter start-up and imports included) to that paint. The same driver works on
@@ -44,7 +44,10 @@ def application(argv=None):
     app.installEventFilter(app._first_paint)
     return app
 app_mod.application = application
-from backend.cli import main
+try:
+    from sslwb.cli import main
+except ImportError:  # checkouts from before the sslwb package
+    from backend.cli import main
 sys.exit(main(["gui", "--workspace", sys.argv[1]]))
 """
 

@@ -1,0 +1,5 @@
+"""``python -m sslwb ...`` is the same as ``sslwb ...``."""
+
+from .cli import entry
+
+entry()
