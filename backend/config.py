@@ -81,8 +81,8 @@ class ModelConfig:
                                      ge=1, methods=("byol", "simsiam", "nnclr", "mocov3"))
     init_checkpoint: str = spec("", "Start the backbone from this checkpoint's backbone weights (fine-tuning); "
                                 "'' = random initialisation.")
-    record_in_source: bool = spec(True, "Fine-tuning: also append the final result to the evaluations of "
-                                  "the run that owns model.init_checkpoint.", methods=("finetune",))
+    source_run: str = spec("", "Fine-tuning: the run directory whose evaluations.jsonl also receives the "
+                           "final result ('' = only this run's).", methods=("finetune",))
 
 
 @dataclass
