@@ -104,7 +104,10 @@ def create_finetune_run(run_dir, *, checkpoint=None, epochs: int = 10, lr: float
                           batch_size=min(int(batch_size), available), weight_decay=weight_decay,
                           train_limit=train_limit, device=device, seed=seed,
                           source_run=run_dir if (record and run_dir is not None) else "")
-    home = Path(run_dir) if run_dir is not None else path.parent
+    if run_dir is not None:
+        home = Path(run_dir)
+    else:  # a checkpoint file alone: its run is RUN/checkpoints/<file>, else its folder
+        home = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     workspace = home.parent.parent if home.parent.name == "runs" else home.parent
     return create_run(workspace, cfg)
 

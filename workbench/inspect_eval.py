@@ -1,8 +1,9 @@
 """The evaluation panel: kNN and linear probe on frozen features of the inspected checkpoint, each in
 a worker with progress and Cancel; fine-tuning as a run of its own, trained by a trainer process
-(``workbench.process.TrainerController``) with progress and Cancel (= stop); a table of every stored result of the run (the backend appends
-each new one to the run's evaluations.jsonl, so the runs browser sees it too) and a confusion
-matrix view (rows: true class, columns: predicted class; colour = fraction of the row)."""
+(``workbench.process.TrainerController``) with progress and Cancel (= stop); a table of every
+stored result of the run (the backend appends each new one to the run's evaluations.jsonl, so the
+runs browser sees it too) and a confusion matrix view (rows: true class, columns: predicted class;
+colour = fraction of the row)."""
 
 from __future__ import annotations
 
