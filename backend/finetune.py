@@ -23,6 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from .config import ExperimentConfig
+from .control import TrainerControl
 from .errors import ConfigError, DataError, WorkbenchError
 from .evaluate import extract_features
 from .inspection._common import Cancelled, as_reporter
@@ -157,23 +158,27 @@ def run_failure(finetune_run, exit_code: int) -> WorkbenchError:
     return {2: ConfigError, 3: DataError}.get(exit_code, WorkbenchError)(message)
 
 
-class _Watch:
-    """Trainer control + event listener for an in-process fine-tune: progress from the metric
-    events, a stop request once ``cancelled()`` turns true."""
+class _CancellableControl(TrainerControl):
+    """Trainer control for an in-process fine-tune: a stop request once ``cancelled()`` turns true."""
+
+    def __init__(self, cancelled):
+        super().__init__(read_stdin=False)
+        self.poll, self.cancelled = cancelled, False
+
+    def wait_while_paused(self, on_pause=None, on_resume=None) -> None:
+        if self.poll is not None and self.poll():
+            self.cancelled = True
+            self.request("stop", reason="fine-tuning cancelled")
+        super().wait_while_paused(on_pause, on_resume)
+
+
+class _Progress:
+    """Event listener: fine-tuning progress from the trainer's loss events."""
 
     def __init__(self, report, epochs: int):
-        from .control import TrainerControl
-        self.report, self.epochs, self.total, self.cancelled = report, epochs, 0, False
-        self.control = TrainerControl(read_stdin=False)
-        watch = self
+        self.report, self.epochs, self.total = report, epochs, 0
 
-        def wait_while_paused(on_pause=None, on_resume=None):
-            if report.cancelled is not None and report.cancelled():
-                watch.cancelled = True
-                watch.control.request("stop", reason="fine-tuning cancelled")
-        self.control.wait_while_paused = wait_while_paused
-
-    def on_event(self, event: dict) -> None:
+    def __call__(self, event: dict) -> None:
         if isinstance(event.get("total_steps"), int):
             self.total = event["total_steps"]
         if event.get("kind") == "metric" and event.get("name") == "loss" and self.total:
@@ -197,9 +202,9 @@ def fine_tune(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05, b
                               backbone_lr_scale=backbone_lr_scale, batch_size=batch_size,
                               weight_decay=weight_decay, train_limit=train_limit, device=device, seed=seed,
                               record=record)
-    watch = _Watch(report, epochs)
-    code = run_training(run, control=watch.control, echo=False, on_event=watch.on_event)
-    if watch.cancelled:
+    control = _CancellableControl(report.cancelled)
+    code = run_training(run, control=control, echo=False, on_event=_Progress(report, epochs))
+    if control.cancelled:
         raise Cancelled("fine-tuning cancelled")
     result = finetune_result(run) if code == 0 else None
     if result is None:

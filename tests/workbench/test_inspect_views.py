@@ -234,6 +234,20 @@ def test_knn_and_linear_probe_fill_table_and_confusion(inspect, cnn_run, qtbot):
     assert "Fine-tune top-1" in view.taskbar.text()
 
 
+def test_fine_tune_cancel_stops_its_trainer_and_records_nothing(inspect, cnn_run, qtbot):
+    win = inspect(cnn_run)
+    view = win.evaluation
+    before = read_evaluations(cnn_run)
+    view.ft_epochs.setValue(200)
+    view.finetune_button.click()
+    qtbot.waitUntil(lambda: view.ft_controller.state.step >= 1, timeout=120_000)
+    assert view.taskbar.cancel_button.isVisible() and "fine-tuning" in view.taskbar.text()
+    view.taskbar.cancel_button.click()
+    qtbot.waitUntil(lambda: not view.finetune_running(), timeout=120_000)
+    assert view.ft_controller.state.state == "stopped" and "stopped" in view.taskbar.text()
+    assert read_evaluations(cnn_run) == before
+
+
 def test_augmentation_pairs(inspect, cnn_run):
     win = inspect(cnn_run)
     win.tabs.setCurrentWidget(win.pairs)  # first show draws
