@@ -83,6 +83,10 @@ class ModelConfig:
     projector_layers: int = spec(2, "Projection head depth (linear layers).", ge=1, le=4)
     predictor_hidden_dim: int = spec(512, "Prediction head hidden width (methods with a predictor).",
                                      ge=1, method_specific=True)
+    init_checkpoint: str = spec("", "Start the backbone from this checkpoint's backbone weights (fine-tuning); "
+                                "'' = random initialisation.")
+    source_run: str = spec("", "Fine-tuning: the run directory whose evaluations.jsonl also receives the "
+                           "final result ('' = only this run's).", method_specific=True)
 
 
 @dataclass
@@ -98,6 +102,9 @@ class OptimConfig:
                                 "unless the method keeps a queue (MoCo, NNCLR).", ge=1)
     lars_eta: float = spec(0.02, "LARS trust coefficient.", gt=0.0)
     grad_clip: float = spec(0.0, "Clip the gradient norm to this value (0 = off).", ge=0.0)
+    nesterov: bool = spec(False, "Nesterov momentum (SGD only).")
+    backbone_lr_scale: float = spec(1.0, "Backbone learning rate = this x the scheduled one (heads keep 1; "
+                                    "0 freezes the backbone's weights, e.g. 0.1 when fine-tuning).", ge=0.0)
 
 
 @dataclass
@@ -265,6 +272,9 @@ def validation_errors(cfg: ExperimentConfig) -> list[str]:
     if cfg.schedule.warmup_epochs > cfg.schedule.epochs:
         errors.append(f"schedule.warmup_epochs must be <= schedule.epochs ({cfg.schedule.epochs}), "
                       f"got {cfg.schedule.warmup_epochs}")
+    if cfg.optim.nesterov and (cfg.optim.optimizer != "sgd" or cfg.optim.momentum == 0):
+        errors.append(f"optim.nesterov needs optim.optimizer = 'sgd' with optim.momentum > 0, got "
+                      f"{cfg.optim.optimizer!r} with momentum {cfg.optim.momentum:g}")
     dev = cfg.runtime.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         errors.append(f"runtime.device must be auto, cpu, cuda or cuda:N, got {dev!r}")

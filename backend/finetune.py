@@ -1,35 +1,37 @@
-"""Fine-tuning evaluation: the checkpoint's backbone plus a new linear classifier, trained end to
-end on the labelled train split and scored on the test split.
+"""Fine-tuning evaluation: a checkpoint's backbone plus a new linear classifier, trained end to
+end on the labelled train split and scored on the test split, as a run of its own.
 
 Where the linear probe asks "how linearly separable are the frozen features", fine-tuning asks
 "how good a starting point is this encoder". The recipe is the usual small-scale one: random
 resized crop (scale 0.2-1) + horizontal flip, SGD with momentum 0.9 and Nesterov, cosine decay
 without warm-up, the backbone at ``backbone_lr_scale`` times the classifier's learning rate, label
-smoothing 0.1, bf16 autocast on CUDA. The run's checkpoint is never modified: the fine-tuned
-weights live only in memory, and the result (top-1/top-5, confusion matrix, the settings) is
-appended to the run's evaluations.jsonl as kind ``finetune`` (when a run directory is given).
+smoothing 0.1, bf16 autocast on CUDA. It is the ``finetune`` method (backend/methods/finetune.py)
+trained by the one engine: :func:`create_finetune_run` makes a normal run directory next to the
+source run (``model.init_checkpoint`` = the source checkpoint, which is never modified),
+``sslwb train`` or the GUI's trainer process trains it, and at the end the run records the result
+(top-1/top-5, confusion matrix, the settings) as kind ``finetune`` in its own evaluations.jsonl and
+in the source run's (``model.source_run``). :func:`fine_tune` does all of that in this process.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .data.augment import ViewGenerator
-from .data.sources import load_dataset
-from .devices import autocast_dtype, resolve_device
-from .errors import ConfigError, DataError
-from .evaluate import extract_features, subset_indices
-from .linear_probe import classification_scores
+from .config import ExperimentConfig
+from .control import TrainerControl
+from .errors import Cancelled, ConfigError, DataError, WorkbenchError
+from .evaluate import extract_features
 from .reporter import as_reporter
-from .restore import restore_method
-from .runs import record_evaluation
+from .linear_probe import classification_scores
+from .runs import create_run, read_evaluations, read_run_config, record_evaluation, run_events
+from .restore import resolve_checkpoint
+
+RESULT_KIND = "finetune"
 
 
 def finetune_augment(aug):
@@ -38,98 +40,174 @@ def finetune_augment(aug):
                                solarize_prob=0.0, num_global_crops=1, num_local_crops=0)
 
 
-def fine_tune(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05, backbone_lr_scale: float = 0.1,
-              batch_size: int = 128, weight_decay: float = 5e-4, train_limit: int = 0, device: str = "cpu",
-              seed: int = 0, record: bool = True, progress=None, cancelled=None) -> dict:
-    """Top-1/top-5 and confusion matrix of the checkpoint's backbone fine-tuned with a linear head.
-
-    ``lr`` is the classifier's learning rate per 256 images (scaled by ``batch_size / 256``);
-    ``train_limit`` caps the training images (0 = all). Raises ConfigError for bad settings,
-    DataError for unlabelled data and :class:`backend.errors.Cancelled` when ``cancelled()``
-    turns true (nothing is recorded then)."""
+def _check_settings(epochs, lr, backbone_lr_scale, batch_size) -> None:
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if int(value) < 1:
             raise ConfigError(f"fine-tune {name} must be at least 1, got {value}")
     for name, value in (("lr", lr), ("backbone_lr_scale", backbone_lr_scale)):
         if not (math.isfinite(value) and value >= 0) or (name == "lr" and value == 0):
             raise ConfigError(f"fine-tune {name} must be a positive number, got {value}")
-    report = as_reporter(progress, cancelled)
-    start = time.perf_counter()
-    dev = resolve_device(device)
-    report(0.0, "loading the checkpoint and data")
-    method, cfg, path = restore_method(run_dir, checkpoint, device=dev)
-    train = load_dataset(cfg.data, "train", seed=cfg.runtime.seed)
-    test = load_dataset(cfg.data, "test", seed=cfg.runtime.seed)
-    for split in (train, test):
-        if split.labels is None:
-            raise DataError("fine-tuning needs labels but this run's data is unlabelled (no class folders)")
-    num_classes = len(train.class_names)
-    keep = subset_indices(len(train), train_limit, seed)
-    images, labels = train.images[keep], train.labels[keep].long()
-    if len(images) < 2:
-        raise DataError(f"fine-tuning needs at least 2 training images, got {len(images)}")
-    batch_size = min(int(batch_size), len(images))
 
-    torch.manual_seed(seed)
-    backbone = copy.deepcopy(method.backbone).to(dev).train()
-    del method
-    classifier = nn.Linear(_feature_dim(backbone, cfg, dev), num_classes).to(dev)
-    scaled_lr = lr * batch_size / 256
-    opt = torch.optim.SGD([{"params": backbone.parameters(), "lr": scaled_lr * backbone_lr_scale},
-                           {"params": classifier.parameters(), "lr": scaled_lr}],
-                          momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    views = ViewGenerator(finetune_augment(cfg.augment), cfg.data.image_size)
-    amp = autocast_dtype("auto", dev) if dev.type == "cuda" else None
-    gen = torch.Generator().manual_seed(seed)
-    steps_per_epoch = len(images) // batch_size
-    total = epochs * steps_per_epoch
-    step, loss_value = 0, float("nan")
-    for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        for i in range(steps_per_epoch):
-            report.check()
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            x = views(images[idx].to(dev, non_blocking=True), generator=gen)[0]
-            y = labels[idx].to(dev)
-            for group, base in zip(opt.param_groups, base_lrs):
-                group["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / total))
-            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                logits = classifier(backbone(x).flatten(1))
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % 10 == 0 or step == total:
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise DataError(f"fine-tuning diverged at step {step} (loss {loss_value}): lower the learning "
-                                    f"rate (now {lr} per 256 images)")
-                report(0.05 + 0.85 * step / total, f"fine-tuning: epoch {epoch + 1}/{epochs}, loss {loss_value:.3f}")
-    report(0.92, "scoring the test split")
-    encoder = nn.Sequential(backbone, nn.Flatten(1), classifier)
-    logits = extract_features(encoder, test.images, views.eval_views, device=dev, batch_size=256,
-                              autocast_dtype=amp)
-    result = {"kind": "finetune", "source": "checkpoint",
-              **classification_scores(logits, test.labels.long(), num_classes),
-              "class_names": list(train.class_names), "epochs": int(epochs), "lr": float(lr),
-              "backbone_lr_scale": float(backbone_lr_scale), "batch_size": int(batch_size),
-              "weight_decay": float(weight_decay), "optimizer": "sgd-nesterov", "label_smoothing": 0.1,
-              "final_train_loss": loss_value, "features": "backbone", "split": "test", "bank": "train",
-              "bank_size": int(len(images)), "queries": int(len(test)), "checkpoint": path.name,
-              "seconds": round(time.perf_counter() - start, 3)}
-    report(1.0, f"fine-tune top-1 {result['top1']:.3f}")
-    if record and run_dir is not None:
-        record_evaluation(run_dir, result)
+
+def _source_config(run_dir, checkpoint: Path) -> ExperimentConfig:
+    if run_dir is not None and (Path(run_dir) / "config.json").exists():
+        return read_run_config(run_dir)
+    from .checkpoint import load_checkpoint
+    saved = load_checkpoint(checkpoint).get("config")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"cannot find the config for {checkpoint}: no config.json beside it and none inside it")
+    return ExperimentConfig.from_dict(saved)
+
+
+def finetune_config(source: ExperimentConfig, checkpoint, *, epochs: int, lr: float, backbone_lr_scale: float,
+                    batch_size: int, weight_decay: float, train_limit: int, device: str, seed: int,
+                    source_run="") -> ExperimentConfig:
+    """The config of a run that fine-tunes ``checkpoint`` (trained with ``source``)."""
+    data = source.to_dict()
+    limit = min(x for x in (train_limit, source.data.train_limit, 10**12) if x > 0)
+    data.update(name=f"finetune of {Path(source_run).name or Path(checkpoint).stem}",
+                method={**data["method"], "name": "finetune"},
+                augment=dataclasses.asdict(finetune_augment(source.augment)))
+    data["model"].update(init_checkpoint=str(Path(checkpoint).resolve()),
+                         source_run=str(Path(source_run).resolve()) if source_run else "")
+    data["data"]["train_limit"] = 0 if limit == 10**12 else int(limit)
+    data["optim"].update(optimizer="sgd", lr=float(lr), momentum=0.9, nesterov=True, weight_decay=float(weight_decay),
+                         batch_size=int(batch_size), grad_accum_steps=1, grad_clip=0.0,
+                         backbone_lr_scale=float(backbone_lr_scale))
+    data["schedule"] = {"epochs": int(epochs), "warmup_epochs": 0.0, "min_lr_ratio": 0.0, "max_steps": 0}
+    data["eval"].update(knn_every_epochs=0)
+    data["runtime"].update(device=device, seed=int(seed), amp="auto", compile=False, checkpoint_every_epochs=1,
+                           keep_epoch_checkpoints=False)
+    return ExperimentConfig.from_dict(data)
+
+
+def create_finetune_run(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05,
+                        backbone_lr_scale: float = 0.1, batch_size: int = 128, weight_decay: float = 5e-4,
+                        train_limit: int = 0, device: str = "cpu", seed: int = 0, record: bool = True) -> Path:
+    """A new run directory that fine-tunes the run's checkpoint (default ``last.pt``), created in
+    the source run's workspace (``<workspace>/runs/<id>-finetune-of-<source>``); train it with
+    ``run_training`` or ``sslwb train``. ``lr`` is the classifier's learning rate per 256 images;
+    ``train_limit`` caps the training images (0 = all); the batch is capped at the training set.
+    ``record``: the result also goes to ``run_dir``'s evaluations.jsonl. Raises ConfigError for
+    bad settings and DataError for unlabelled data (before anything is created)."""
+    from .data.sources import load_dataset
+
+    _check_settings(epochs, lr, backbone_lr_scale, batch_size)
+    path = resolve_checkpoint(run_dir, checkpoint)
+    source = _source_config(run_dir, path)
+    train = load_dataset(source.data, "train", seed=source.runtime.seed)  # the data cache: quick
+    if train.labels is None:
+        raise DataError("fine-tuning needs labels but this run's data is unlabelled (no class folders)")
+    available = min(len(train), train_limit) if train_limit > 0 else len(train)
+    if available < 2:
+        raise DataError(f"fine-tuning needs at least 2 training images, got {available}")
+    cfg = finetune_config(source, path, epochs=epochs, lr=lr, backbone_lr_scale=backbone_lr_scale,
+                          batch_size=min(int(batch_size), available), weight_decay=weight_decay,
+                          train_limit=train_limit, device=device, seed=seed,
+                          source_run=run_dir if (record and run_dir is not None) else "")
+    if run_dir is not None:
+        home = Path(run_dir)
+    else:  # a checkpoint file alone: its run is RUN/checkpoints/<file>, else its folder
+        home = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    workspace = home.parent.parent if home.parent.name == "runs" else home.parent
+    return create_run(workspace, cfg)
+
+
+def record_finetune_result(training) -> dict:
+    """Score the trained classifier on the test split and record the result (kind ``finetune``)
+    in the fine-tune run and, when ``model.source_run`` is set, in the source run. Called by the
+    ``finetune`` method when the engine finishes."""
+    t, cfg, method = training, training.cfg, training.method
+    encoder = nn.Sequential(method.backbone, nn.Flatten(1), method.classifier)
+    logits = extract_features(encoder, t.test_set.images, t.views.eval_views, device=t.device, batch_size=256,
+                              autocast_dtype=t.amp_dtype, channels_last=t.channels_last)
+    num_classes = len(t.train_set.class_names)
+    last_loss = t.state.last_loss
+    result = {"kind": RESULT_KIND, "source": "checkpoint" if cfg.model.init_checkpoint else "random_init",
+              **classification_scores(logits, t.test_set.labels.long(), num_classes),
+              "class_names": list(t.train_set.class_names), "epochs": cfg.schedule.epochs, "lr": cfg.optim.lr,
+              "backbone_lr_scale": cfg.optim.backbone_lr_scale, "batch_size": cfg.optim.batch_size,
+              "weight_decay": cfg.optim.weight_decay,
+              "optimizer": "sgd-nesterov" if cfg.optim.nesterov else cfg.optim.optimizer,
+              "label_smoothing": cfg.method.label_smoothing,
+              "final_train_loss": float(last_loss) if last_loss is not None else float("nan"),
+              "features": "backbone", "split": "test", "bank": "train", "bank_size": len(t.train_set),
+              "queries": len(t.test_set), "checkpoint": Path(cfg.model.init_checkpoint).name or "random init",
+              "finetune_run": str(t.run_dir), "step": t.state.step,
+              "seconds": round(time.perf_counter() - t.started, 3)}
+    record_evaluation(t.run_dir, result)
+    target = cfg.model.source_run
+    if target:
+        record_evaluation(target, result)
+    t.events.log(f"fine-tune top-1 {result['top1']:.4f}, top-{result['top5_k']} {result['top5']:.4f} on "
+                 f"{result['queries']} test images" + (f"; recorded in {Path(target).name}" if target else ""),
+                 top1=result["top1"], top5=result["top5"])
     return result
 
 
-@torch.no_grad()
-def _feature_dim(backbone: nn.Module, cfg, device) -> int:
-    """Width of the backbone's flattened output (probed on one blank image)."""
-    was_training = backbone.training
-    backbone.eval()
-    dim = backbone(torch.zeros(1, 3, cfg.data.image_size, cfg.data.image_size, device=device)).flatten(1).shape[1]
-    backbone.train(was_training)
-    return int(dim)
+def finetune_result(finetune_run) -> dict | None:
+    """The result a finished fine-tune run recorded (None when it has none)."""
+    found = [r for r in read_evaluations(finetune_run) if r.get("kind") == RESULT_KIND]
+    return found[-1] if found else None
+
+
+def run_failure(finetune_run, exit_code: int) -> WorkbenchError:
+    """The error a failed fine-tune run reported, as the matching WorkbenchError."""
+    errors = [e for e in run_events(finetune_run) if e["kind"] == "error"]
+    message = errors[-1]["message"] if errors else f"fine-tuning exited with code {exit_code}"
+    return {2: ConfigError, 3: DataError}.get(exit_code, WorkbenchError)(message)
+
+
+class _CancellableControl(TrainerControl):
+    """Trainer control for an in-process fine-tune: a stop request once ``cancelled()`` turns true."""
+
+    def __init__(self, cancelled):
+        super().__init__(read_stdin=False)
+        self.poll, self.cancelled = cancelled, False
+
+    def wait_while_paused(self, on_pause=None, on_resume=None) -> None:
+        if self.poll is not None and self.poll():
+            self.cancelled = True
+            self.request("stop", reason="fine-tuning cancelled")
+        super().wait_while_paused(on_pause, on_resume)
+
+
+class _Progress:
+    """Event listener: fine-tuning progress from the trainer's loss events."""
+
+    def __init__(self, report, epochs: int):
+        self.report, self.epochs, self.total = report, epochs, 0
+
+    def __call__(self, event: dict) -> None:
+        if isinstance(event.get("total_steps"), int):
+            self.total = event["total_steps"]
+        if event.get("kind") == "metric" and event.get("name") == "loss" and self.total:
+            self.report(0.05 + 0.85 * event["step"] / self.total,
+                        f"fine-tuning: epoch {event['epoch'] + 1}/{self.epochs}, loss {event['value']:.3f}")
+
+
+def fine_tune(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05, backbone_lr_scale: float = 0.1,
+              batch_size: int = 128, weight_decay: float = 5e-4, train_limit: int = 0, device: str = "cpu",
+              seed: int = 0, record: bool = True, progress=None, cancelled=None) -> dict:
+    """Create a fine-tune run of ``run_dir``'s checkpoint (:func:`create_finetune_run`), train it
+    in this process and return its result (top-1/top-5, confusion matrix, settings, the run's
+    path as ``finetune_run``). Raises ConfigError/DataError like the trainer, and
+    :class:`backend.inspect.Cancelled` when ``cancelled()`` turns true (the run is then stopped,
+    resumable, and nothing is recorded)."""
+    from .train import run_training
+
+    report = as_reporter(progress, cancelled)
+    report(0.0, "preparing the fine-tune run")
+    run = create_finetune_run(run_dir, checkpoint=checkpoint, epochs=epochs, lr=lr,
+                              backbone_lr_scale=backbone_lr_scale, batch_size=batch_size,
+                              weight_decay=weight_decay, train_limit=train_limit, device=device, seed=seed,
+                              record=record)
+    control = _CancellableControl(report.cancelled)
+    code = run_training(run, control=control, echo=False, on_event=_Progress(report, epochs))
+    if control.cancelled:
+        raise Cancelled("fine-tuning cancelled")
+    result = finetune_result(run) if code == 0 else None
+    if result is None:
+        raise run_failure(run, code)
+    report(1.0, f"fine-tune top-1 {result['top1']:.3f}")
+    return result

@@ -1,7 +1,9 @@
 """The evaluation panel: kNN and linear probe on frozen features of the inspected checkpoint, each in
-a worker with progress and Cancel; a table of every stored result of the run (the backend appends
-each new one to the run's evaluations.jsonl, so the runs browser sees it too) and a confusion
-matrix view (rows: true class, columns: predicted class; colour = fraction of the row)."""
+a worker with progress and Cancel; fine-tuning as a run of its own, trained by a trainer process
+(``workbench.process.TrainerController``) with progress and Cancel (= stop); a table of every
+stored result of the run (the backend appends each new one to the run's evaluations.jsonl, so the
+runs browser sees it too) and a confusion matrix view (rows: true class, columns: predicted class;
+colour = fraction of the row)."""
 
 from __future__ import annotations
 
@@ -44,14 +46,15 @@ def probe_job(ctx, run_dir, checkpoint, features: str, epochs: int, weight_decay
                         progress=progress, cancelled=cancelled)
 
 
-def finetune_job(ctx, run_dir, checkpoint, epochs: int, lr: float, backbone_lr_scale: float, train_limit: int,
-                 device: str) -> dict:
-    """Fine-tune the backbone with a linear head: top-1/top-5 and confusion matrix (recorded)."""
-    from backend.finetune import fine_tune
+def create_finetune_job(ctx, run_dir, checkpoint, epochs: int, lr: float, backbone_lr_scale: float,
+                        train_limit: int, device: str):
+    """Create the fine-tune run directory (a worker: it reads the data cache to size the batch);
+    a trainer process trains it and records the result in the source run."""
+    from backend.finetune import create_finetune_run
 
-    progress, cancelled = backend_callbacks(ctx)
-    return fine_tune(run_dir, checkpoint=checkpoint, epochs=epochs, lr=lr, backbone_lr_scale=backbone_lr_scale,
-                     train_limit=train_limit, device=device, record=True, progress=progress, cancelled=cancelled)
+    return create_finetune_run(run_dir, checkpoint=checkpoint, epochs=epochs, lr=lr,
+                               backbone_lr_scale=backbone_lr_scale, train_limit=train_limit, device=device,
+                               record=True)
 
 
 def settings_text(result: dict) -> str:
@@ -247,6 +250,8 @@ class EvaluationView(QWidget):
         self.knn_button.clicked.connect(self.run_knn)
         self.probe_button.clicked.connect(self.run_probe)
         self.finetune_button.clicked.connect(self.run_finetune)
+        self.ft_controller = None          # the fine-tune run's TrainerController, once started
+        self.taskbar.cancel_button.clicked.connect(self._cancel_finetune)
         self.load_results()
 
     def load_results(self) -> None:
@@ -306,16 +311,77 @@ class EvaluationView(QWidget):
                             self.epochs.value(), self.weight_decay.value(), self.train_limit.value(),
                             self.context.device, on_result=self._done, text="linear probe…")
 
+    # ---- fine-tuning: a run of its own, trained by a trainer process ---------------------------
     def run_finetune(self) -> None:
-        """Fine-tuning with the chosen settings (worker; train-image cap shared with the probe)."""
+        """Fine-tuning with the chosen settings (train-image cap shared with the probe): create the
+        fine-tune run (worker), then train it in a trainer process with progress and Cancel (stop)."""
         if self._busy():
             return
-        self.taskbar.submit(finetune_job, self.context.run_dir, self.context.checkpoint, self.ft_epochs.value(),
-                            self.ft_lr.value(), self.ft_backbone_scale.value(), self.train_limit.value(),
-                            self.context.device, on_result=self._done, text="fine-tuning…")
+        if self.finetune_running():
+            self.taskbar.show_text("a fine-tune run is already training: Cancel stops it")
+            return
+        self.taskbar.submit(create_finetune_job, self.context.run_dir, self.context.checkpoint,
+                            self.ft_epochs.value(), self.ft_lr.value(), self.ft_backbone_scale.value(),
+                            self.train_limit.value(), self.context.device, on_result=self._start_finetune,
+                            text="preparing the fine-tune run…")
+
+    def finetune_running(self) -> bool:
+        """Whether this view's fine-tune trainer process is alive."""
+        return self.ft_controller is not None and self.ft_controller.is_running()
+
+    def _start_finetune(self, run_dir) -> None:
+        from .process import TrainerController
+        from .run_state import RunState
+
+        state = RunState(run_dir, self)
+        self.ft_controller = TrainerController(state, self)
+        state.changed.connect(self._finetune_progress)
+        self.ft_controller.exited.connect(self._finetune_exited)
+        self.taskbar.show_text(f"fine-tuning in {state.run_id}…")
+        self.taskbar.bar.setRange(0, 0)
+        self.taskbar.bar.setVisible(True)
+        self.taskbar.cancel_button.setVisible(True)
+        self.ft_controller.start()
+
+    def _finetune_progress(self) -> None:
+        if self.ft_controller is None or not self.finetune_running():
+            return
+        state = self.ft_controller.state
+        fraction = state.progress()
+        if fraction is not None and state.total_steps:
+            self.taskbar.bar.setRange(0, 1000)
+            self.taskbar.bar.setValue(int(1000 * fraction))
+        loss = state.latest.get("loss")
+        self.taskbar.show_text(f"fine-tuning ({state.state}): {state.progress_text()}" +
+                               (f", loss {loss:.3f}" if loss is not None else ""))
+
+    def _cancel_finetune(self) -> None:
+        """Cancel = stop the fine-tune trainer (it checkpoints; the run stays resumable)."""
+        if self.finetune_running():
+            self.ft_controller.stop()
+            self.taskbar.show_text("stopping the fine-tune run…")
+
+    def _finetune_exited(self, state: str, message: str) -> None:
+        from backend.finetune import finetune_result
+
+        self.taskbar.bar.setVisible(False)
+        self.taskbar.cancel_button.setVisible(False)
+        run_dir = self.ft_controller.run_dir
+        result = finetune_result(run_dir) if state == "finished" else None
+        if result is not None:
+            self.load_results()
+            self.table.selectRow(self.table.rowCount() - 1)
+            self._announce(result)
+        elif state == "stopped":
+            self.taskbar.show_text(f"fine-tuning stopped; the run {run_dir.name} is kept (resume it to finish)")
+        else:
+            self.taskbar.show_error(f"fine-tuning {state}: {message}")
 
     def _done(self, result: dict) -> None:
         self.add_result(result)
+        self._announce(result)
+
+    def _announce(self, result: dict) -> None:
         top5 = f", top-5 {percent(result['top5'])}" if result.get("top5") is not None else ""
         self.taskbar.show_text(f"{KIND_NAMES[result['kind']]} top-1 {percent(result['top1'])}{top5} "
                                f"({result.get('queries', '?')} test images; recorded in the run)")

@@ -74,29 +74,56 @@ def test_fine_tune_learns_the_classes_and_leaves_the_checkpoint_alone(tmp_path, 
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
-def test_the_backbone_is_trained_unless_its_lr_scale_is_zero(tmp_path, monkeypatch, colour_run):
-    """The optimiser's first group is the backbone: after fine-tuning its weights moved from the
-    checkpoint's; with backbone_lr_scale = 0 they are exactly the checkpoint's."""
+def backbone_weights(ckpt_path) -> dict:
+    """The backbone's parameters (not its batch-norm statistics) stored in a checkpoint."""
+    from backend.checkpoint import load_checkpoint
     from backend.restore import restore_method
+    method = restore_method(checkpoint=ckpt_path)[0]
+    names = [f"backbone.{n}" for n, _ in method.backbone.named_parameters()]
+    model = load_checkpoint(ckpt_path)["model"]
+    return {n: model[n] for n in names}
+
+
+def test_the_backbone_is_trained_unless_its_lr_scale_is_zero(tmp_path, colour_run):
+    """The fine-tune run starts from the checkpoint's backbone: after fine-tuning most of its
+    weights moved; with backbone_lr_scale = 0 they are exactly the checkpoint's."""
+    run = copy_run(colour_run, tmp_path)
+    original = backbone_weights(checkpoint_path(run))
+
+    tuned_run = Path(fine_tune(run, epochs=2, lr=0.5, batch_size=16, record=False)["finetune_run"])
+    tuned = backbone_weights(checkpoint_path(tuned_run))
+    assert tuned.keys() == original.keys()
+    assert sum(not torch.equal(original[n], tuned[n]) for n in original) > len(original) // 2
+
+    frozen_run = Path(fine_tune(run, epochs=2, lr=0.5, batch_size=16, backbone_lr_scale=0.0,
+                                record=False)["finetune_run"])
+    frozen = backbone_weights(checkpoint_path(frozen_run))
+    assert all(torch.equal(original[n], frozen[n]) for n in original)
+    assert read_evaluations(run) == read_evaluations(colour_run)  # record=False: the source is untouched
+
+
+def test_a_fine_tune_run_is_a_normal_run_trained_by_sslwb_train(tmp_path, colour_run):
+    """create_finetune_run makes a run directory beside the source; the trainer process trains it
+    and records the result in both runs; the source checkpoint is not modified."""
+    from backend.finetune import create_finetune_run
+    from backend.runs import read_run_config, summarize_run
+
+    from .trainer_helpers import run_cli
 
     run = copy_run(colour_run, tmp_path)
-    optimisers = []
-    real_sgd = torch.optim.SGD
-
-    def recording_sgd(params, **kwargs):
-        optimisers.append(real_sgd(params, **kwargs))
-        return optimisers[-1]
-    monkeypatch.setattr(torch.optim, "SGD", recording_sgd)
-    original = [p.detach().clone() for p in restore_method(run)[0].backbone.parameters()]
-
-    fine_tune(run, epochs=2, lr=0.5, batch_size=16, record=False)
-    tuned = optimisers[-1].param_groups[0]["params"]
-    assert len(tuned) == len(original)
-    assert sum(not torch.equal(a, b.detach()) for a, b in zip(original, tuned)) > len(original) // 2
-
-    fine_tune(run, epochs=2, lr=0.5, batch_size=16, backbone_lr_scale=0.0, record=False)
-    frozen = optimisers[-1].param_groups[0]["params"]
-    assert all(torch.equal(a, b.detach()) for a, b in zip(original, frozen))
+    ckpt_hash = digest(checkpoint_path(run))
+    ft = create_finetune_run(run, epochs=1, batch_size=16, lr=0.5)
+    cfg = read_run_config(ft)
+    assert cfg.method.name == "finetune" and cfg.optim.nesterov and cfg.optim.backbone_lr_scale == 0.1
+    assert cfg.model.init_checkpoint == str(checkpoint_path(run).resolve()) and run.name in cfg.name
+    assert (cfg.augment.num_global_crops, cfg.augment.jitter_prob) == (1, 0.0)
+    result = run_cli("train", "--run-dir", ft)
+    assert result.returncode == 0, result.stderr
+    assert summarize_run(ft).state == "finished"
+    mine, theirs = read_evaluations(ft)[-1], read_evaluations(run)[-1]
+    assert mine["kind"] == theirs["kind"] == "finetune" and mine["top1"] == theirs["top1"]
+    assert theirs["finetune_run"] == str(ft) and len(theirs["confusion"]) == 3
+    assert digest(checkpoint_path(run)) == ckpt_hash
 
 
 def test_cancel_records_nothing(tmp_path, colour_run):

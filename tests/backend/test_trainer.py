@@ -158,3 +158,42 @@ def test_corrupt_jpeg_is_skipped_with_warning(tmp_path):
     assert run_training(run, echo=False) == 0
     warnings = [e for e in read_events(run / "events.jsonl") if e.get("level") == "warning"]
     assert any("broken.jpg" in e["message"] for e in warnings)
+
+
+def test_metrics_h5_writer_appends_what_is_new_and_applies_the_resume_cut(tmp_path):
+    """The writer's file always equals the rebuild from events.jsonl: first update rebuilds,
+    later ones append (new series too); a ``resumed`` status at step k drops the points after k
+    of the killed segment, whether it comes before the first update or between two appends."""
+    import numpy as np
+
+    from backend.events import EventWriter, metric_series
+    from backend.runs import MetricsH5Writer, read_metrics_h5
+
+    def check():
+        writer.update()
+        expected = metric_series(read_events(tmp_path / "events.jsonl"))
+        got = read_metrics_h5(tmp_path / "metrics.h5")
+        assert got.keys() == expected.keys()
+        for name, cols in expected.items():
+            for key, values in cols.items():
+                np.testing.assert_array_equal(got[name][key], np.asarray(values), err_msg=f"{name}.{key}")
+        return got
+
+    events = EventWriter(tmp_path / "events.jsonl", echo=False)
+    for step in range(1, 6):
+        events.metric("loss", 1.0 / step, step, 0)
+    events.status("resumed", step=3)            # a killed segment: steps 4 and 5 are redone
+    for step in range(4, 8):
+        events.metric("loss", 2.0 / step, step, 0)
+    writer = MetricsH5Writer(tmp_path)
+    assert check()["loss"]["step"].tolist() == list(range(1, 8))
+    for step in range(8, 11):
+        events.metric("loss", 2.0 / step, step, 0)
+        events.metric("knn_top1", 0.1 * step, step, 1)  # a series the file does not have yet
+    check()
+    events.status("resumed", step=9)            # a cut between two appends
+    events.metric("loss", 3.0, 10, 1)
+    got = check()
+    assert got["loss"]["step"].tolist() == list(range(1, 11)) and got["loss"]["value"][-1] == 3.0
+    assert got["knn_top1"]["step"].tolist() == [8, 9]
+    events.close()

@@ -200,7 +200,7 @@ def test_cnn_shows_feature_norm_note(inspect, cnn_run):
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------
-def test_knn_and_linear_probe_fill_table_and_confusion(inspect, cnn_run):
+def test_knn_and_linear_probe_fill_table_and_confusion(inspect, cnn_run, qtbot):
     win = inspect(cnn_run)
     view = win.evaluation
     rows = view.table.rowCount()
@@ -224,12 +224,28 @@ def test_knn_and_linear_probe_fill_table_and_confusion(inspect, cnn_run):
     assert read_evaluations(cnn_run)[-1]["kind"] == "linear_probe"
 
     view.ft_epochs.setValue(1)
-    view.finetune_button.click()
+    view.finetune_button.click()  # a fine-tune run, trained by a trainer process
+    assert view.finetune_running()
+    qtbot.waitUntil(lambda: not view.finetune_running() and view.table.rowCount() > rows + 2, timeout=180_000)
     assert view.table.item(rows + 2, 1).text() == "Fine-tune"
     assert "1 ep" in view.table.item(rows + 2, 4).text()
     assert view.confusion.matrix.sum() == 128
     assert read_evaluations(cnn_run)[-1]["kind"] == "finetune"
     assert "Fine-tune top-1" in view.taskbar.text()
+
+
+def test_fine_tune_cancel_stops_its_trainer_and_records_nothing(inspect, cnn_run, qtbot):
+    win = inspect(cnn_run)
+    view = win.evaluation
+    before = read_evaluations(cnn_run)
+    view.ft_epochs.setValue(200)
+    view.finetune_button.click()
+    qtbot.waitUntil(lambda: view.ft_controller.state.step >= 1, timeout=120_000)
+    assert view.taskbar.cancel_button.isVisible() and "fine-tuning" in view.taskbar.text()
+    view.taskbar.cancel_button.click()
+    qtbot.waitUntil(lambda: not view.finetune_running(), timeout=120_000)
+    assert view.ft_controller.state.state == "stopped" and "stopped" in view.taskbar.text()
+    assert read_evaluations(cnn_run) == before
 
 
 def test_augmentation_pairs(inspect, cnn_run):

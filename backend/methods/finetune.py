@@ -1,0 +1,47 @@
+"""Fine-tuning as a method: the backbone (initialised from a trained checkpoint through
+``model.init_checkpoint``) plus a new linear classifier, trained end to end with cross entropy
+and label smoothing on one crop + flip view per image. The engine trains it like every other run
+(stop, pause, checkpoints, events, NaN policy); at the end the run scores the test split and
+records the result (``backend.finetune.record_finetune_result``).
+
+Its own hyperparameter is the label smoothing; the optimiser side (SGD Nesterov, cosine, the
+backbone's lr scale) lives in ``optim``."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from ..errors import DataError
+from . import register
+from .base import StepOutput
+from .spec import SUPERVISED, MethodSpec, Param
+from .supervised import Supervised
+
+SPEC = MethodSpec(
+    name="finetune", label="Fine-tune (backbone + linear classifier)", family=SUPERVISED, uses_labels=True,
+    help="A trained backbone (model.init_checkpoint) and a new linear classifier, trained end to end.",
+    params={"label_smoothing": Param(0.1, "Label smoothing of the cross entropy.", ge=0.0, lt=1.0)},
+    reads=("model.source_run",),
+)
+
+
+@register(SPEC)
+class FineTune(Supervised):
+
+    def training_step(self, views, labels, progress):
+        images, targets = self.pretext(views, labels)
+        if not self._labels_checked:  # once: a bad label would be a device assert on CUDA
+            if int(targets.max()) >= self.classifier.out_features:
+                raise DataError(f"{self.name}: label {int(targets.max())} but the classifier has "
+                                f"{self.classifier.out_features} outputs (data.source changed?)")
+            self._labels_checked = True
+        features = self.backbone(images)
+        logits = self.classifier(features)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.cfg.method.label_smoothing)
+        accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
+        return StepOutput(loss=loss, z1=features[:views[0].shape[0]], extras={"train_accuracy": accuracy})
+
+    def final_evaluation(self, training) -> dict:
+        """Score the test split and record the result (called by the engine when training ends)."""
+        from ..finetune import record_finetune_result
+        return record_finetune_result(training)
