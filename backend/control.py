@@ -70,7 +70,7 @@ class TrainerControl:
                     self.request(command, reason=STOP_FROM_WORKBENCH)
         except (OSError, ValueError):
             pass
-        if self.exit_on_eof and not self.detached:
+        if self.exit_on_eof and not self.detached and not self.stop_requested.is_set():
             self.request("stop", reason=WORKBENCH_CLOSED)
 
     def wait_while_paused(self, on_pause=None, on_resume=None, on_checkpoint=None) -> None:

@@ -2,7 +2,6 @@
 
 import io
 import threading
-import time
 
 from backend.control import STOP_FROM_WORKBENCH, WORKBENCH_CLOSED, TrainerControl
 
@@ -49,7 +48,6 @@ def test_checkpoint_while_paused_without_callback_waits_for_the_loop():
     control.request("pause")
     control.request("checkpoint")
     threading.Timer(0.3, lambda: control.request("resume")).start()
-    before = time.perf_counter()
     control.wait_while_paused()
     assert control.checkpoint_requested.is_set()  # still pending for the loop
-    assert control.paused_seconds > 0.0 and control.paused_seconds <= time.perf_counter() - before + 0.01
+    assert control.paused_seconds > 0.0
