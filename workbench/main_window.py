@@ -7,8 +7,8 @@ import gc
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget,
                                QTabWidget, QVBoxLayout, QWidget)
 
@@ -24,6 +24,9 @@ from .log_view import LogView
 from .run_manager import RunManager, run_key
 from .run_panel import ComparePanel, RunPanel
 from .runs_browser import RunsBrowser
+from .window_session import clamp_to_screen, documentation_path
+
+PAUSED_CHECKPOINT_NOTE = "checkpoint requested while paused: it is written when the run resumes"
 
 WELCOME = """
 <h2>SSL Workbench</h2>
@@ -77,6 +80,7 @@ class MainWindow(QMainWindow):
         self.central.addWidget(self.welcome)
         self._restore_editor()
         self.central.addWidget(self.tabs)
+        self.central.currentChanged.connect(lambda _i: self._update_actions())
         self.setCentralWidget(self.central)
 
         self.editor = ExperimentEditor(self.config_model)
@@ -115,10 +119,12 @@ class MainWindow(QMainWindow):
         self._show_workspace()
         if restore_layout:
             geometry, state = settings.window_state()
-            if geometry is not None:
-                self.restoreGeometry(geometry)
+            if geometry is not None and self.restoreGeometry(geometry):
+                clamp_to_screen(self)
             if state is not None and self.restoreState(state):
                 self._layout_pending = False
+            for run_dir in settings.open_runs():  # the run tabs open when the app last closed
+                self.open_run(run_dir)
         self._update_actions()
         # The ~400k objects of the libraries loaded by now (torch, Qt, ...) live as long as the app:
         # leave them out of garbage collection, or every full collection stalls the GUI ~300 ms.
@@ -160,11 +166,15 @@ class MainWindow(QMainWindow):
                                           "Create a run from the editor and start training it")
         self.stop_action = self._action("&Stop", lambda: self.command_current("stop"), "Ctrl+.",
                                         "Checkpoint and stop the current run")
-        self.pause_action = self._action("&Pause", lambda: self.command_current("pause"), None)
-        self.resume_action = self._action("Res&ume", self.resume_current, None,
+        self.pause_action = self._action("&Pause", lambda: self.command_current("pause"), "Ctrl+Shift+P",
+                                         "Pause the current run between steps")
+        self.resume_action = self._action("Res&ume", self.resume_current, "Ctrl+Shift+R",
                                           "Continue a paused run or restart a stopped one from its checkpoint")
-        self.checkpoint_action = self._action("&Checkpoint now", lambda: self.command_current("checkpoint"), None)
+        self.checkpoint_action = self._action("&Checkpoint now", lambda: self.command_current("checkpoint"),
+                                              "Ctrl+Shift+K", "Save the current run's checkpoint now")
         self.about_action = self._action("&About SSL Workbench", self.about)
+        self.docs_action = self._action("&Documentation", self.open_documentation, QKeySequence.StandardKey.HelpContents,
+                                        "Open the documentation shipped with the workbench (README.md)")
         self.inspect_action = self._action("&Inspect run…", lambda: self.inspect_run(), "Ctrl+I",
                                            "Embeddings, attention maps, kNN / linear probe of a run's checkpoint")
         self.export_action = self._action("&Export encoder…", lambda: self.export_encoder(), "Ctrl+E",
@@ -191,6 +201,7 @@ class MainWindow(QMainWindow):
         for dock in (self.editor_dock, self.preview_dock, self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.docs_action)
         help_menu.addAction(self.about_action)
         toolbar = self.addToolBar("Run")
         toolbar.setObjectName("run_toolbar")
@@ -319,7 +330,7 @@ class MainWindow(QMainWindow):
 
     def _panel(self, state) -> RunPanel:
         panel = RunPanel(state)  # its dashboard shows the run's ledger: history and live alike
-        panel.commandRequested.connect(lambda run_dir, cmd: self.manager.command(run_dir, cmd))
+        panel.commandRequested.connect(self.command_run)
         panel.resumeRequested.connect(self.resume_run)
         panel.cpuFallbackRequested.connect(self.manager.relaunch_on_cpu)
         self.panels[run_key(state.run_dir)] = panel
@@ -331,6 +342,7 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(index, tip)
         self.tabs.setCurrentIndex(index)
         self.central.setCurrentWidget(self.tabs)
+        self._update_actions()  # the tab in front may be this one already (no currentChanged)
 
     def close_tab(self, index: int) -> None:
         """Close a tab (a live run keeps training; reopen it from the Runs panel)."""
@@ -341,6 +353,7 @@ class MainWindow(QMainWindow):
         widget.deleteLater()
         if self.tabs.count() == 0:
             self.central.setCurrentWidget(self.welcome)
+        self._update_actions()
 
     def current_panel(self) -> RunPanel | None:
         """The run tab in front, if any."""
@@ -351,7 +364,15 @@ class MainWindow(QMainWindow):
         """Send a control command to the run in front."""
         panel = self.current_panel()
         if panel is not None:
-            self.manager.command(panel.run_dir, command)
+            self.command_run(panel.run_dir, command)
+
+    def command_run(self, run_dir, command: str) -> bool:
+        """Send a control command to a run's trainer (saying what a paused checkpoint does)."""
+        sent = self.manager.command(run_dir, command)
+        state = self.manager.state(run_dir)
+        if sent and command == "checkpoint" and state is not None and state.state == "paused":
+            self.show_message(PAUSED_CHECKPOINT_NOTE)
+        return sent
 
     def resume_current(self) -> None:
         """Resume the run in front (paused: continue; stopped/crashed: restart from checkpoint)."""
@@ -372,8 +393,7 @@ class MainWindow(QMainWindow):
         self.pause_action.setEnabled(live and s.state == "running")
         self.checkpoint_action.setEnabled(live and s.state in ("running", "paused"))
         self.resume_action.setEnabled(bool(s and ((live and s.state == "paused") or s.resumable)))
-        n = len(self.manager.live_runs())
-        self.live_label.setText(f"{n} run{'s' if n != 1 else ''} training" if n else "")
+        self.live_label.setText(live_summary([r.state for r in self.manager.live_runs()]))
 
     # ---- inspect / export -----------------------------------------------------------------
     def _target_run(self):
@@ -417,6 +437,14 @@ class MainWindow(QMainWindow):
         return dialog
 
     # ---- misc ---------------------------------------------------------------------------
+    def open_documentation(self) -> bool:
+        """Open the shipped documentation (README.md) with the desktop's viewer."""
+        path = documentation_path()
+        if path is None:
+            self.show_message("cannot find the documentation: README.md is not beside the workbench package")
+            return False
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
     def show_message(self, text: str) -> None:
         """A transient status bar message (also logged)."""
         self.statusBar().showMessage(text, 8000)
@@ -438,6 +466,8 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         settings.save_window_state(self.saveGeometry(), self.saveState())
+        settings.set_open_runs([w.run_dir for w in map(self.tabs.widget, range(self.tabs.count()))
+                                if isinstance(w, RunPanel)])
         settings.set_value("editor/config", json.dumps(self.config_model.data()))
         self.browser.timer.stop()
         for inspect_window in list(self.inspect_windows.values()):
@@ -445,3 +475,16 @@ class MainWindow(QMainWindow):
         self.manager.shutdown()
         workers.wait_all(5.0)
         super().closeEvent(event)
+
+
+def live_summary(states: list[str]) -> str:
+    """Status bar text for the runs whose trainer is running here: '1 run training',
+    '1 run paused', '2 training, 1 paused' ('' when none)."""
+    paused = sum(1 for s in states if s == "paused")
+    training = len(states) - paused
+    if not states:
+        return ""
+    if not paused or not training:
+        n = len(states)
+        return f"{n} run{'s' if n != 1 else ''} {'paused' if paused else 'training'}"
+    return f"{training} training, {paused} paused"
