@@ -112,6 +112,7 @@ def style_plot(plot: pg.PlotItem, title: str, xlabel: str, ylabel: str, theme: T
         axis.setTextPen(pg.mkPen(theme.foreground))
         axis.setTickFont(small_font())
         axis.setLabel(label, color=theme.foreground, **{"font-size": "8pt"})
+        axis.enableAutoSIPrefix(False)  # ticks are in real units: no clipped "(x0.001)" scale
     plot.getAxis("left").setWidth(48)
 
 

@@ -150,3 +150,22 @@ def test_checkpoint_while_paused_says_when_it_is_written(window, workspace, monk
     assert window.statusBar().currentMessage() == PAUSED_CHECKPOINT_NOTE
     panel.state.live = False
     panel.state.set_state("stopped", "stopped")
+
+
+def test_no_plot_axis_rescales_its_ticks_with_an_si_prefix(qtbot):
+    import pyqtgraph as pg
+
+    from workbench.dashboard import RunDashboard
+
+    from .test_dashboard import metric
+    dash = RunDashboard()
+    qtbot.addWidget(dash)
+    dash.resize(1000, 700)
+    events = [metric(name, 0.001 * step, step) for step in range(1, 20)
+              for name in ("alignment", "uniformity", "loss", "custom/tiny")]
+    dash.add_events(events)
+    qtbot.waitUntil(lambda: bool(dash.curves("loss")) and dash.curves("custom/tiny") != [], timeout=5000)
+    axes = [item.getAxis(side) for grid in (dash.grid, dash.other_grid) for item in grid.ci.items
+            if isinstance(item, pg.PlotItem) for side in ("left", "bottom")]
+    assert len(axes) >= 8
+    assert not [a for a in axes if a.autoSIPrefix], "an axis would show a clipped '(x0.001)' unit"
