@@ -69,6 +69,7 @@ class RunsBrowser(QWidget):
         layout.addLayout(bar)
 
         self.table = QTableView()
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)  # keep a path's last folder visible
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)

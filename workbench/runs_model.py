@@ -6,6 +6,7 @@ a run training in this session is not read at all, its row comes from the ledger
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
@@ -30,6 +31,16 @@ def short_source(spec: str) -> str:
     if spec.startswith("imagefolder:"):
         return f"{Path(spec[len('imagefolder:'):]).name}/ (folder)"
     return spec
+
+
+def run_label(name: str, run_id: str) -> str:
+    """'my name · 20261201-105500-simclr-resnet18' (the id alone when the run has no name; the
+    name the id ends with is not repeated)."""
+    if not name:
+        return run_id
+    slug = "-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:40]
+    short = run_id[:-len(slug)] if slug != "-" and run_id.endswith(slug) else run_id
+    return f"{name} · {short}"
 
 
 def live_ledgers(manager: RunManager | None) -> dict[str, RunLedger]:
@@ -128,8 +139,8 @@ class RunsTableModel(QAbstractTableModel):
             return s
         v = self.view_of(s)
         if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            if col == 0:
-                return s.run_id
+            if col == 0:  # the user's name first (ids of one method differ only in their time)
+                return s.run_id if role == SORT_ROLE else run_label(s.name, s.run_id)
             if col == 1:
                 return v["state"]
             if col == 2:
@@ -148,7 +159,9 @@ class RunsTableModel(QAbstractTableModel):
                     return -1.0 if v["knn"] is None else v["knn"]
                 return "" if v["knn"] is None else f"{100 * v['knn']:.1f} %"
         if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [str(s.run_dir), f"{v['state']}: {v['message']}" if v["message"] else v["state"]]
+            if col == 4 and s.data:
+                return s.data
+            lines = [f"id: {s.run_id}", str(s.run_dir), f"{v['state']}: {v['message']}" if v["message"] else v["state"]]
             if v["has_checkpoint"]:
                 lines.append("has a checkpoint")
             return "\n".join(lines)

@@ -169,3 +169,21 @@ def test_no_plot_axis_rescales_its_ticks_with_an_si_prefix(qtbot):
             if isinstance(item, pg.PlotItem) for side in ("left", "bottom")]
     assert len(axes) >= 8
     assert not [a for a in axes if a.autoSIPrefix], "an axis would show a clipped '(x0.001)' unit"
+
+
+def test_runs_list_shows_the_users_name_first_and_keeps_the_folder_visible(window, workspace, qtbot):
+    from PySide6.QtCore import Qt
+
+    from workbench.runs_model import run_label
+    a = write_fake_run(workspace, "finished", name="baseline")
+    b = write_fake_run(workspace, "finished", name="strong aug")
+    assert run_label("strong aug", b.name) == f"strong aug · {b.name[:-len('-strong-aug')]}"
+    assert run_label("", a.name) == a.name
+    window.browser.refresh()
+    model = window.browser.table.model()
+    qtbot.waitUntil(lambda: model.rowCount() == 2, timeout=5000)
+    shown = sorted(model.index(r, 0).data() for r in range(2))
+    assert shown[0].startswith("baseline · ") and shown[1].startswith("strong aug · ")
+    tips = [model.index(r, 0).data(Qt.ItemDataRole.ToolTipRole) for r in range(2)]
+    assert all("id: " in t for t in tips)
+    assert window.browser.table.textElideMode() == Qt.TextElideMode.ElideLeft
