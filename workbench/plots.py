@@ -345,7 +345,8 @@ def plot_spec(key: str) -> PlotSpec:
 def plot_title(spec: PlotSpec, theme: Theme, overlay: bool) -> str:
     """The title, with a colour key of the curves (one run) or how to read them (comparing runs)."""
     if overlay:
-        note = f"<span style='color:{theme.muted}'>&nbsp; ({spec.overlay_note})</span>"
+        short = spec.overlay_note.replace("solid: ", SOLID + " ").replace("dashed: ", DASH + " ").replace(",", "")
+        note = f"<span style='color:{theme.muted}'>&nbsp; {short}</span>"  # short: titles are not clipped
         return spec.title + (note if spec.overlay_note else "")
     if len(spec.curves) == 1:
         return spec.title

@@ -6,7 +6,6 @@ a run training in this session is not read at all, its row comes from the ledger
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
@@ -16,6 +15,7 @@ from backend.ledger import RunLedger, shown_epoch
 from backend.runs import CONFIG_FILE, RunReader, runs_root
 
 from .run_manager import RunManager, run_key
+from .run_state import run_label
 
 COLUMNS = ("Run", "Status", "Method", "Backbone", "Data", "Epoch", "Best kNN")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -31,16 +31,6 @@ def short_source(spec: str) -> str:
     if spec.startswith("imagefolder:"):
         return f"{Path(spec[len('imagefolder:'):]).name}/ (folder)"
     return spec
-
-
-def run_label(name: str, run_id: str) -> str:
-    """'my name · 20261201-105500-simclr-resnet18' (the id alone when the run has no name; the
-    name the id ends with is not repeated)."""
-    if not name:
-        return run_id
-    slug = "-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:40]
-    short = run_id[:-len(slug)] if slug != "-" and run_id.endswith(slug) else run_id
-    return f"{name} · {short}"
 
 
 def live_ledgers(manager: RunManager | None) -> dict[str, RunLedger]:

@@ -186,4 +186,7 @@ def test_runs_list_shows_the_users_name_first_and_keeps_the_folder_visible(windo
     assert shown[0].startswith("baseline · ") and shown[1].startswith("strong aug · ")
     tips = [model.index(r, 0).data(Qt.ItemDataRole.ToolTipRole) for r in range(2)]
     assert all("id: " in t for t in tips)
-    assert window.browser.table.textElideMode() == Qt.TextElideMode.ElideLeft
+    from PySide6.QtWidgets import QStyleOptionViewItem
+    option = QStyleOptionViewItem()
+    window.browser.table.itemDelegateForColumn(4).initStyleOption(option, model.index(0, 4))
+    assert option.textElideMode == Qt.TextElideMode.ElideLeft
