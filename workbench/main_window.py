@@ -388,10 +388,11 @@ class MainWindow(QMainWindow):
         panel = self.current_panel()
         s = panel.state if panel else None
         live = bool(s and s.live)
+        steer = live and not s.detached  # a trainer from an earlier session only takes Stop
         self.launch_action.setEnabled(self.config_model.is_valid)
         self.stop_action.setEnabled(live and s.state != "stopping")
-        self.pause_action.setEnabled(live and s.state == "running")
-        self.checkpoint_action.setEnabled(live and s.state in ("running", "paused"))
+        self.pause_action.setEnabled(steer and s.state == "running")
+        self.checkpoint_action.setEnabled(steer and s.state in ("running", "paused"))
         self.resume_action.setEnabled(bool(s and ((live and s.state == "paused") or s.resumable)))
         self.live_label.setText(live_summary([r.state for r in self.manager.live_runs()]))
 
@@ -456,15 +457,27 @@ class MainWindow(QMainWindow):
                           f"<b>SSL Workbench</b> {__version__}<br>A workbench for self-supervised visual "
                           "representation learning: configure, train, watch and compare runs.")
 
+    def ask_close(self, n_live: int) -> str:
+        """Ask what becomes of the runs training: 'stop', 'keep' (training in the background,
+        shown live again when the workbench reopens) or 'cancel'."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Runs are training",
+                          f"{n_live} run{'s are' if n_live != 1 else ' is'} training.", parent=self)
+        box.setInformativeText("Stop them (a checkpoint is saved), or keep them training in the background: "
+                               "they show live again when you reopen the workbench.")
+        stop = box.addButton("Stop them and quit", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep training in the background", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return {id(stop): "stop", id(keep): "keep"}.get(id(box.clickedButton()), "cancel")
+
     def closeEvent(self, event):  # noqa: N802 - Qt override
         live = self.manager.live_runs()
-        if live and self.confirm_close:
-            answer = QMessageBox.question(
-                self, "Runs are training",
-                f"{len(live)} run(s) are training. Stop them (a checkpoint is saved) and quit?")
-            if answer != QMessageBox.StandardButton.Yes:
-                event.ignore()
-                return
+        choice = self.ask_close(len(live)) if live and self.confirm_close else "stop"
+        if choice == "cancel":
+            event.ignore()
+            return
+        if choice == "keep":
+            self.manager.detach_all()
         settings.save_window_state(self.saveGeometry(), self.saveState())
         settings.set_open_runs([w.run_dir for w in map(self.tabs.widget, range(self.tabs.count()))
                                 if isinstance(w, RunPanel)])

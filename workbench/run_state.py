@@ -62,6 +62,8 @@ class RunState(QObject):
         self.run_id = self.run_dir.name
         self.ledger = RunLedger()
         self.live = False
+        self.detached = False  # live in a trainer left running by an earlier session (Stop only)
+        self.name = ""  # the user's name for the run (config ``name``)
 
     @property
     def latest(self) -> dict[str, float]:
@@ -96,7 +98,8 @@ class RunState(QObject):
         """Fill the ledger from the run's directory (config totals, every event so far, the
         checkpoint) for a run opened from its files; without a terminal event it is 'interrupted'."""
         try:
-            self.ledger.epochs = read_run_config(self.run_dir).schedule.epochs
+            cfg = read_run_config(self.run_dir)
+            self.ledger.epochs, self.name = cfg.schedule.epochs, cfg.name
         except ConfigError as exc:
             self._announce(self.ledger.set_state("invalid", str(exc)))
             return

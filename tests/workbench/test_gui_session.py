@@ -190,3 +190,4 @@ def test_runs_list_shows_the_users_name_first_and_keeps_the_folder_visible(windo
     option = QStyleOptionViewItem()
     window.browser.table.itemDelegateForColumn(4).initStyleOption(option, model.index(0, 4))
     assert option.textElideMode == Qt.TextElideMode.ElideLeft
+    assert window.open_run(a).title().startswith("baseline · ")  # the tab too
