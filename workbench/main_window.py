@@ -7,14 +7,12 @@ import gc
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QStackedWidget, QTabWidget,
+                               QVBoxLayout, QWidget)
 
-from backend import __version__
-from backend.config import ExperimentConfig
-from backend.errors import ConfigError, WorkbenchError
+from backend.errors import WorkbenchError
 
 from . import settings, workers
 from .aug_preview import AugPreview
@@ -24,26 +22,11 @@ from .log_view import LogView
 from .run_manager import RunManager, run_key
 from .run_panel import ComparePanel, RunPanel
 from .runs_browser import RunsBrowser
-from .window_session import clamp_to_screen, documentation_path
+from .window_session import (PAUSED_CHECKPOINT_NOTE, WELCOME, ask_close, clamp_to_screen, live_summary,
+                             restore_editor_config)
+from .window_tools import RunToolsMixin
 
-PAUSED_CHECKPOINT_NOTE = "checkpoint requested while paused: it is written when the run resumes"
-
-WELCOME = """
-<h2>SSL Workbench</h2>
-<p style='color:#555'>Self-supervised representation learning, from config to comparison.</p>
-<ol style='color:#333; line-height:150%'>
-<li>Pick a <b>method</b> and a <b>preset</b> in the Experiment panel. The <i>quick</i> preset trains a
-tiny network on synthetic shapes in about a minute on a CPU.</li>
-<li>Check the augmentations in the <b>Augmentation preview</b>; fix anything marked in red.</li>
-<li>Press <b>Launch</b>. Each run gets a tab here with live curves, progress and controls.</li>
-<li>In <b>Runs</b>, double-click a run to reopen it, select several to <b>Compare</b>, or
-<b>Resume</b> a stopped one.</li>
-</ol>
-<p style='color:#777'>Workspace: {workspace}</p>
-"""
-
-
-class MainWindow(QMainWindow):
+class MainWindow(RunToolsMixin, QMainWindow):
     """The application window. ``confirm_close``: ask before stopping live runs on close."""
 
     def __init__(self, workspace=None, *, restore_layout: bool = True):
@@ -262,20 +245,7 @@ class MainWindow(QMainWindow):
 
     def _restore_editor(self) -> None:
         """Start from the config edited last time, or the quick preset."""
-        saved = settings.value("editor/config", "")
-        try:
-            data = json.loads(saved) if saved else None
-            if data is not None:
-                ExperimentConfig.from_dict(data, validate=False)  # same schema as now?
-                self.config_model.set_data(data)
-                return
-        except (ValueError, TypeError, ConfigError):
-            pass
-        try:
-            self.config_model.apply_preset("quick")
-            self.config_model.modified = False
-        except ConfigError:
-            pass
+        restore_editor_config(self.config_model)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -396,79 +366,10 @@ class MainWindow(QMainWindow):
         self.resume_action.setEnabled(bool(s and ((live and s.state == "paused") or s.resumable)))
         self.live_label.setText(live_summary([r.state for r in self.manager.live_runs()]))
 
-    # ---- inspect / export -----------------------------------------------------------------
-    def _target_run(self):
-        """The run tab in front, else the run selected in Runs, else one the user picks."""
-        panel = self.current_panel()
-        selected = self.browser.selected_dirs()
-        if panel is not None or selected:
-            return panel.run_dir if panel is not None else selected[0]
-        path = QFileDialog.getExistingDirectory(self, "Run folder", str(self.workspace / "runs"))
-        return Path(path) if path else None
-
-    def inspect_run(self, run_dir=None):
-        """Open (or raise) the Inspect window of a run."""
-        from .inspect_window import InspectWindow
-
-        run_dir = Path(run_dir) if run_dir else self._target_run()
-        if run_dir is None or not (run_dir / "config.json").exists():
-            if run_dir is not None:
-                self.show_message(f"cannot inspect {run_dir}: not a run directory (no config.json)")
-            return None
-        key = run_key(run_dir)
-        window = self.inspect_windows.get(key)
-        if window is None:
-            window = self.inspect_windows[key] = InspectWindow(run_dir, parent=self)
-            window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-            window.destroyed.connect(lambda *_a, k=key: self.inspect_windows.pop(k, None))
-        window.show()
-        window.raise_()
-        return window
-
-    def export_encoder(self, run_dir=None):
-        """Open the export dialog of a run."""
-        from .export_dialog import ExportDialog
-
-        run_dir = Path(run_dir) if run_dir else self._target_run()
-        if run_dir is None:
-            return None
-        dialog = ExportDialog(run_dir, parent=self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        dialog.show()
-        return dialog
-
     # ---- misc ---------------------------------------------------------------------------
-    def open_documentation(self) -> bool:
-        """Open the shipped documentation (README.md) with the desktop's viewer."""
-        path = documentation_path()
-        if path is None:
-            self.show_message("cannot find the documentation: README.md is not beside the workbench package")
-            return False
-        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
-
-    def show_message(self, text: str) -> None:
-        """A transient status bar message (also logged)."""
-        self.statusBar().showMessage(text, 8000)
-        self.log.append_line("gui", "error" if text.startswith(("could not", "cannot")) else "info", text)
-
-    def about(self) -> None:
-        """The about box."""
-        QMessageBox.about(self, "About SSL Workbench",
-                          f"<b>SSL Workbench</b> {__version__}<br>A workbench for self-supervised visual "
-                          "representation learning: configure, train, watch and compare runs.")
-
     def ask_close(self, n_live: int) -> str:
-        """Ask what becomes of the runs training: 'stop', 'keep' (training in the background,
-        shown live again when the workbench reopens) or 'cancel'."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Runs are training",
-                          f"{n_live} run{'s are' if n_live != 1 else ' is'} training.", parent=self)
-        box.setInformativeText("Stop them (a checkpoint is saved), or keep them training in the background: "
-                               "they show live again when you reopen the workbench.")
-        stop = box.addButton("Stop them and quit", QMessageBox.ButtonRole.DestructiveRole)
-        keep = box.addButton("Keep training in the background", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        return {id(stop): "stop", id(keep): "keep"}.get(id(box.clickedButton()), "cancel")
+        """Ask what becomes of the runs training: 'stop', 'keep' or 'cancel'."""
+        return ask_close(self, n_live)
 
     def closeEvent(self, event):  # noqa: N802 - Qt override
         live = self.manager.live_runs()
@@ -489,15 +390,3 @@ class MainWindow(QMainWindow):
         workers.wait_all(5.0)
         super().closeEvent(event)
 
-
-def live_summary(states: list[str]) -> str:
-    """Status bar text for the runs whose trainer is running here: '1 run training',
-    '1 run paused', '2 training, 1 paused' ('' when none)."""
-    paused = sum(1 for s in states if s == "paused")
-    training = len(states) - paused
-    if not states:
-        return ""
-    if not paused or not training:
-        n = len(states)
-        return f"{n} run{'s' if n != 1 else ''} {'paused' if paused else 'training'}"
-    return f"{training} training, {paused} paused"

@@ -99,9 +99,9 @@ def test_run_actions_have_shortcuts_shown_in_the_menu(window):
 
 
 def test_help_documentation_opens_the_shipped_readme(window, monkeypatch):
-    from workbench import main_window
+    from workbench import window_tools
     opened = []
-    monkeypatch.setattr(main_window.QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    monkeypatch.setattr(window_tools.QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
     help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
     assert window.docs_action in help_menu.actions()
     window.docs_action.trigger()
