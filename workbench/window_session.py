@@ -20,8 +20,8 @@ PAUSED_CHECKPOINT_NOTE = "checkpoint requested while paused: it is written when 
 
 WELCOME = """
 <h2>SSL Workbench</h2>
-<p style='color:#555'>Self-supervised representation learning, from config to comparison.</p>
-<ol style='color:#333; line-height:150%'>
+<p style='color:#888'>Self-supervised representation learning, from config to comparison.</p>
+<ol style='line-height:150%'>
 <li>Pick a <b>method</b> and a <b>preset</b> in the Experiment panel. The <i>quick</i> preset trains a
 tiny network on synthetic shapes in about a minute on a CPU.</li>
 <li>Check the augmentations in the <b>Augmentation preview</b>; fix anything marked in red.</li>
@@ -29,7 +29,7 @@ tiny network on synthetic shapes in about a minute on a CPU.</li>
 <li>In <b>Runs</b>, double-click a run to reopen it, select several to <b>Compare</b>, or
 <b>Resume</b> a stopped one.</li>
 </ol>
-<p style='color:#777'>Workspace: {workspace}</p>
+<p style='color:#888'>Workspace: {workspace}</p>
 """
 
 

@@ -191,3 +191,23 @@ def test_runs_list_shows_the_users_name_first_and_keeps_the_folder_visible(windo
     window.browser.table.itemDelegateForColumn(4).initStyleOption(option, model.index(0, 4))
     assert option.textElideMode == Qt.TextElideMode.ElideLeft
     assert window.open_run(a).title().startswith("baseline · ")  # the tab too
+
+
+def test_quit_question_offers_stop_keep_and_cancel(window, qtbot):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def answer(text):
+        def click():
+            box = QApplication.activeModalWidget()
+            assert isinstance(box, QMessageBox)
+            labels = [b.text() for b in box.buttons()]
+            assert "Stop them and quit" in labels and "Keep training in the background" in labels
+            next(b for b in box.buttons() if b.text() == text).click()
+        QTimer.singleShot(50, click)
+    answer("Keep training in the background")
+    assert window.ask_close(2) == "keep"
+    answer("Stop them and quit")
+    assert window.ask_close(1) == "stop"
+    answer("Cancel")
+    assert window.ask_close(1) == "cancel"
