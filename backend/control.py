@@ -1,13 +1,19 @@
-"""Trainer control: stdin commands (stop, pause, resume, checkpoint) and SIGTERM, as flags the
-training loop polls between steps (DESIGN.md trainer-process contract)."""
+"""Trainer control: stdin commands (stop, pause, resume, checkpoint, detach) and SIGTERM, as flags
+the training loop polls between steps (DESIGN.md trainer-process contract).
+
+``detach`` tells a trainer started with ``exit_on_eof`` that its workbench is closing on purpose
+and the run should keep training: end of stdin no longer stops it (SIGTERM still does)."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
+import time
 
-COMMANDS = ("stop", "pause", "resume", "checkpoint")
+COMMANDS = ("stop", "pause", "resume", "checkpoint", "detach")
+STOP_FROM_WORKBENCH = "stopped from the workbench"
+WORKBENCH_CLOSED = "the workbench closed"
 
 
 class TrainerControl:
@@ -23,6 +29,8 @@ class TrainerControl:
         self.wake = threading.Event()
         self.stop_reason = ""
         self.exit_on_eof = exit_on_eof
+        self.detached = False
+        self.paused_seconds = 0.0  # total time spent paused (subtract it from wall-clock timings)
         self._stream = stream if stream is not None else sys.stdin
         if read_stdin and self._stream is not None:
             threading.Thread(target=self._read_commands, name="stdin-control", daemon=True).start()
@@ -30,7 +38,8 @@ class TrainerControl:
     def install_signal_handlers(self) -> None:
         """SIGTERM (and SIGINT): finish the current step, checkpoint, exit 0."""
         def on_signal(signum, _frame):
-            self.request("stop", reason=f"signal {signal.Signals(signum).name}")
+            name = signal.Signals(signum).name
+            self.request("stop", reason="interrupted (Ctrl+C)" if name == "SIGINT" else f"{name} received")
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 signal.signal(sig, on_signal)
@@ -49,6 +58,8 @@ class TrainerControl:
             self.paused.clear()
         elif command == "checkpoint":
             self.checkpoint_requested.set()
+        elif command == "detach":
+            self.detached = True
         self.wake.set()
 
     def _read_commands(self) -> None:
@@ -56,20 +67,31 @@ class TrainerControl:
             for line in self._stream:
                 command = line.strip().lower()
                 if command in COMMANDS:
-                    self.request(command, reason="stop requested on stdin")
+                    self.request(command, reason=STOP_FROM_WORKBENCH)
         except (OSError, ValueError):
             pass
-        if self.exit_on_eof:
-            self.request("stop", reason="the controlling process went away (stdin closed)")
+        if self.exit_on_eof and not self.detached and not self.stop_requested.is_set():
+            self.request("stop", reason=WORKBENCH_CLOSED)
 
-    def wait_while_paused(self, on_pause=None, on_resume=None) -> None:
-        """Block between steps while paused (returns at once otherwise, or when stopped)."""
+    def wait_while_paused(self, on_pause=None, on_resume=None, on_checkpoint=None) -> None:
+        """Block between steps while paused (returns at once otherwise, or when stopped). With
+        ``on_checkpoint``, a checkpoint requested while paused is written at once (the request is
+        cleared first); without it the request waits for the loop after resuming. The time spent
+        here is added to ``paused_seconds``."""
         if not self.paused.is_set():
             return
+        start = time.perf_counter()
         if on_pause:
             on_pause()
-        while self.paused.is_set() and not self.stop_requested.is_set():
-            self.wake.wait(0.2)
-            self.wake.clear()
+        try:
+            while self.paused.is_set() and not self.stop_requested.is_set():
+                if on_checkpoint is not None and self.checkpoint_requested.is_set():
+                    self.checkpoint_requested.clear()
+                    on_checkpoint()
+                    continue
+                self.wake.wait(0.2)
+                self.wake.clear()
+        finally:
+            self.paused_seconds += time.perf_counter() - start
         if on_resume and not self.stop_requested.is_set():
             on_resume()

@@ -27,6 +27,7 @@ from backend.runs import EVENTS_FILE, read_run_config
 
 from . import plots
 from .log_view import RunLogPane
+from .run_state import run_label
 
 REFRESH_HZ = 10  # redraws per second: smooth enough for training curves, light on 2 cores
 LOG_MAX_LINES = 2000
@@ -111,7 +112,7 @@ class RunDashboard(QWidget):
         for i in range(GRID_COLUMNS):  # equal columns whatever the title lengths
             self.grid.ci.layout.setColumnStretchFactor(i, 1)
             self.grid.ci.layout.setColumnPreferredWidth(i, 300)
-        # Single run: the plot titles name the curves; comparing runs: this legend names the runs.
+        # The plot titles name the curves; comparing runs, the header keys the runs' colours.
         self.legend = plots.add_legend(self._plots["loss"], self.theme)
         self._plots["knn"].setYRange(0.0, 1.0, padding=0.02)  # pinned: accuracies are 0..1
         self._plots["knn"].enableAutoRange(axis="y", enable=False)
@@ -284,7 +285,8 @@ class RunDashboard(QWidget):
         run.probe_size = cfg.eval.probe_batch_size
         if not run.ledger.epochs:
             run.ledger.epochs = cfg.schedule.epochs
-        run.title = f"{run_dir.name}\n{cfg.method.name} / {cfg.model.backbone} on {cfg.data.source}, " \
+        run.label = run_label(cfg.name, run_dir.name)
+        run.title = f"{run.label}\n{cfg.method.name} / {cfg.model.backbone} on {cfg.data.source}, " \
                     f"{cfg.schedule.epochs} epochs"
 
     def _tick(self) -> None:
@@ -340,11 +342,9 @@ class RunDashboard(QWidget):
             for c in spec.curves:
                 if c.metric != name or (self._overlay and not c.overlay):
                     continue
-                if self._overlay:
-                    color, style = plots.series_color(run.color), c.style if multi else 0
-                    label = run.label if spec.key == "loss" else None
-                else:
-                    color, style, label = plots.series_color(c.color), c.style, None
+                color = plots.series_color(run.color if self._overlay else c.color)
+                style = (c.style if multi else 0) if self._overlay else c.style
+                label = None  # the header keys the runs' colours: no legend over the curves
                 sparse = spec.x == "epoch"  # a point per epoch: marked, and a wider pen is cheap
                 item = plots.make_curve(self._plots[spec.key], color, label, style,
                                         width=1.5 if sparse else 1.0, symbol="o" if sparse else None)

@@ -43,11 +43,26 @@ class RunLogPane(QPlainTextEdit):
         self.setMaximumBlockCount(max_lines)
         self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.setPlaceholderText("Trainer log")
+        self.follow = True  # keep the newest line in view; scrolling up stops it, back down resumes
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._scrolled)
+        bar.rangeChanged.connect(self._range_changed)
+
+    def _scrolled(self, value: int) -> None:
+        self.follow = value >= self.verticalScrollBar().maximum() - 1
+
+    def _range_changed(self, _low: int, high: int) -> None:
+        if self.follow:  # new lines, a resize or the first layout of a pane filled while hidden
+            self.verticalScrollBar().setValue(high)
 
     def append_events(self, events, muted: str = "#757575") -> None:
         """Add one line per event (``muted``: the theme's colour for status lines)."""
+        follow = self.follow
         for event in events:
             self.appendHtml(event_html(event, muted))
+        if follow:
+            self.follow = True
+            self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
 
 
 class LogView(QPlainTextEdit):

@@ -9,12 +9,10 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QStackedWidget, QTabWidget,
+                               QVBoxLayout, QWidget)
 
-from backend import __version__
-from backend.config import ExperimentConfig
-from backend.errors import ConfigError, WorkbenchError
+from backend.errors import WorkbenchError
 
 from . import settings, workers
 from .aug_preview import AugPreview
@@ -24,23 +22,11 @@ from .log_view import LogView
 from .run_manager import RunManager, run_key
 from .run_panel import ComparePanel, RunPanel
 from .runs_browser import RunsBrowser
+from .window_session import (PAUSED_CHECKPOINT_NOTE, WELCOME, ask_close, clamp_to_screen, live_summary,
+                             restore_editor_config)
+from .window_tools import RunToolsMixin
 
-WELCOME = """
-<h2>SSL Workbench</h2>
-<p style='color:#555'>Self-supervised representation learning, from config to comparison.</p>
-<ol style='color:#333; line-height:150%'>
-<li>Pick a <b>method</b> and a <b>preset</b> in the Experiment panel. The <i>quick</i> preset trains a
-tiny network on synthetic shapes in about a minute on a CPU.</li>
-<li>Check the augmentations in the <b>Augmentation preview</b>; fix anything marked in red.</li>
-<li>Press <b>Launch</b>. Each run gets a tab here with live curves, progress and controls.</li>
-<li>In <b>Runs</b>, double-click a run to reopen it, select several to <b>Compare</b>, or
-<b>Resume</b> a stopped one.</li>
-</ol>
-<p style='color:#777'>Workspace: {workspace}</p>
-"""
-
-
-class MainWindow(QMainWindow):
+class MainWindow(RunToolsMixin, QMainWindow):
     """The application window. ``confirm_close``: ask before stopping live runs on close."""
 
     def __init__(self, workspace=None, *, restore_layout: bool = True):
@@ -77,6 +63,7 @@ class MainWindow(QMainWindow):
         self.central.addWidget(self.welcome)
         self._restore_editor()
         self.central.addWidget(self.tabs)
+        self.central.currentChanged.connect(lambda _i: self._update_actions())
         self.setCentralWidget(self.central)
 
         self.editor = ExperimentEditor(self.config_model)
@@ -115,10 +102,12 @@ class MainWindow(QMainWindow):
         self._show_workspace()
         if restore_layout:
             geometry, state = settings.window_state()
-            if geometry is not None:
-                self.restoreGeometry(geometry)
+            if geometry is not None and self.restoreGeometry(geometry):
+                clamp_to_screen(self)
             if state is not None and self.restoreState(state):
                 self._layout_pending = False
+            for run_dir in settings.open_runs():  # the run tabs open when the app last closed
+                self.open_run(run_dir)
         self._update_actions()
         # The ~400k objects of the libraries loaded by now (torch, Qt, ...) live as long as the app:
         # leave them out of garbage collection, or every full collection stalls the GUI ~300 ms.
@@ -160,11 +149,15 @@ class MainWindow(QMainWindow):
                                           "Create a run from the editor and start training it")
         self.stop_action = self._action("&Stop", lambda: self.command_current("stop"), "Ctrl+.",
                                         "Checkpoint and stop the current run")
-        self.pause_action = self._action("&Pause", lambda: self.command_current("pause"), None)
-        self.resume_action = self._action("Res&ume", self.resume_current, None,
+        self.pause_action = self._action("&Pause", lambda: self.command_current("pause"), "Ctrl+Shift+P",
+                                         "Pause the current run between steps")
+        self.resume_action = self._action("Res&ume", self.resume_current, "Ctrl+Shift+R",
                                           "Continue a paused run or restart a stopped one from its checkpoint")
-        self.checkpoint_action = self._action("&Checkpoint now", lambda: self.command_current("checkpoint"), None)
+        self.checkpoint_action = self._action("&Checkpoint now", lambda: self.command_current("checkpoint"),
+                                              "Ctrl+Shift+K", "Save the current run's checkpoint now")
         self.about_action = self._action("&About SSL Workbench", self.about)
+        self.docs_action = self._action("&Documentation", self.open_documentation, QKeySequence.StandardKey.HelpContents,
+                                        "Open the documentation shipped with the workbench (README.md)")
         self.inspect_action = self._action("&Inspect run…", lambda: self.inspect_run(), "Ctrl+I",
                                            "Embeddings, attention maps, kNN / linear probe of a run's checkpoint")
         self.export_action = self._action("&Export encoder…", lambda: self.export_encoder(), "Ctrl+E",
@@ -191,6 +184,7 @@ class MainWindow(QMainWindow):
         for dock in (self.editor_dock, self.preview_dock, self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.docs_action)
         help_menu.addAction(self.about_action)
         toolbar = self.addToolBar("Run")
         toolbar.setObjectName("run_toolbar")
@@ -251,20 +245,7 @@ class MainWindow(QMainWindow):
 
     def _restore_editor(self) -> None:
         """Start from the config edited last time, or the quick preset."""
-        saved = settings.value("editor/config", "")
-        try:
-            data = json.loads(saved) if saved else None
-            if data is not None:
-                ExperimentConfig.from_dict(data, validate=False)  # same schema as now?
-                self.config_model.set_data(data)
-                return
-        except (ValueError, TypeError, ConfigError):
-            pass
-        try:
-            self.config_model.apply_preset("quick")
-            self.config_model.modified = False
-        except ConfigError:
-            pass
+        restore_editor_config(self.config_model)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -319,7 +300,7 @@ class MainWindow(QMainWindow):
 
     def _panel(self, state) -> RunPanel:
         panel = RunPanel(state)  # its dashboard shows the run's ledger: history and live alike
-        panel.commandRequested.connect(lambda run_dir, cmd: self.manager.command(run_dir, cmd))
+        panel.commandRequested.connect(self.command_run)
         panel.resumeRequested.connect(self.resume_run)
         panel.cpuFallbackRequested.connect(self.manager.relaunch_on_cpu)
         self.panels[run_key(state.run_dir)] = panel
@@ -331,6 +312,7 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(index, tip)
         self.tabs.setCurrentIndex(index)
         self.central.setCurrentWidget(self.tabs)
+        self._update_actions()  # the tab in front may be this one already (no currentChanged)
 
     def close_tab(self, index: int) -> None:
         """Close a tab (a live run keeps training; reopen it from the Runs panel)."""
@@ -341,6 +323,7 @@ class MainWindow(QMainWindow):
         widget.deleteLater()
         if self.tabs.count() == 0:
             self.central.setCurrentWidget(self.welcome)
+        self._update_actions()
 
     def current_panel(self) -> RunPanel | None:
         """The run tab in front, if any."""
@@ -351,7 +334,15 @@ class MainWindow(QMainWindow):
         """Send a control command to the run in front."""
         panel = self.current_panel()
         if panel is not None:
-            self.manager.command(panel.run_dir, command)
+            self.command_run(panel.run_dir, command)
+
+    def command_run(self, run_dir, command: str) -> bool:
+        """Send a control command to a run's trainer (saying what a paused checkpoint does)."""
+        sent = self.manager.command(run_dir, command)
+        state = self.manager.state(run_dir)
+        if sent and command == "checkpoint" and state is not None and state.state == "paused":
+            self.show_message(PAUSED_CHECKPOINT_NOTE)
+        return sent
 
     def resume_current(self) -> None:
         """Resume the run in front (paused: continue; stopped/crashed: restart from checkpoint)."""
@@ -367,77 +358,30 @@ class MainWindow(QMainWindow):
         panel = self.current_panel()
         s = panel.state if panel else None
         live = bool(s and s.live)
+        steer = live and not s.detached  # a trainer from an earlier session only takes Stop
         self.launch_action.setEnabled(self.config_model.is_valid)
         self.stop_action.setEnabled(live and s.state != "stopping")
-        self.pause_action.setEnabled(live and s.state == "running")
-        self.checkpoint_action.setEnabled(live and s.state in ("running", "paused"))
+        self.pause_action.setEnabled(steer and s.state == "running")
+        self.checkpoint_action.setEnabled(steer and s.state in ("running", "paused"))
         self.resume_action.setEnabled(bool(s and ((live and s.state == "paused") or s.resumable)))
-        n = len(self.manager.live_runs())
-        self.live_label.setText(f"{n} run{'s' if n != 1 else ''} training" if n else "")
-
-    # ---- inspect / export -----------------------------------------------------------------
-    def _target_run(self):
-        """The run tab in front, else the run selected in Runs, else one the user picks."""
-        panel = self.current_panel()
-        selected = self.browser.selected_dirs()
-        if panel is not None or selected:
-            return panel.run_dir if panel is not None else selected[0]
-        path = QFileDialog.getExistingDirectory(self, "Run folder", str(self.workspace / "runs"))
-        return Path(path) if path else None
-
-    def inspect_run(self, run_dir=None):
-        """Open (or raise) the Inspect window of a run."""
-        from .inspect_window import InspectWindow
-
-        run_dir = Path(run_dir) if run_dir else self._target_run()
-        if run_dir is None or not (run_dir / "config.json").exists():
-            if run_dir is not None:
-                self.show_message(f"cannot inspect {run_dir}: not a run directory (no config.json)")
-            return None
-        key = run_key(run_dir)
-        window = self.inspect_windows.get(key)
-        if window is None:
-            window = self.inspect_windows[key] = InspectWindow(run_dir, parent=self)
-            window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-            window.destroyed.connect(lambda *_a, k=key: self.inspect_windows.pop(k, None))
-        window.show()
-        window.raise_()
-        return window
-
-    def export_encoder(self, run_dir=None):
-        """Open the export dialog of a run."""
-        from .export_dialog import ExportDialog
-
-        run_dir = Path(run_dir) if run_dir else self._target_run()
-        if run_dir is None:
-            return None
-        dialog = ExportDialog(run_dir, parent=self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        dialog.show()
-        return dialog
+        self.live_label.setText(live_summary([r.state for r in self.manager.live_runs()]))
 
     # ---- misc ---------------------------------------------------------------------------
-    def show_message(self, text: str) -> None:
-        """A transient status bar message (also logged)."""
-        self.statusBar().showMessage(text, 8000)
-        self.log.append_line("gui", "error" if text.startswith(("could not", "cannot")) else "info", text)
-
-    def about(self) -> None:
-        """The about box."""
-        QMessageBox.about(self, "About SSL Workbench",
-                          f"<b>SSL Workbench</b> {__version__}<br>A workbench for self-supervised visual "
-                          "representation learning: configure, train, watch and compare runs.")
+    def ask_close(self, n_live: int) -> str:
+        """Ask what becomes of the runs training: 'stop', 'keep' or 'cancel'."""
+        return ask_close(self, n_live)
 
     def closeEvent(self, event):  # noqa: N802 - Qt override
         live = self.manager.live_runs()
-        if live and self.confirm_close:
-            answer = QMessageBox.question(
-                self, "Runs are training",
-                f"{len(live)} run(s) are training. Stop them (a checkpoint is saved) and quit?")
-            if answer != QMessageBox.StandardButton.Yes:
-                event.ignore()
-                return
+        choice = self.ask_close(len(live)) if live and self.confirm_close else "stop"
+        if choice == "cancel":
+            event.ignore()
+            return
+        if choice == "keep":
+            self.manager.detach_all()
         settings.save_window_state(self.saveGeometry(), self.saveState())
+        settings.set_open_runs([w.run_dir for w in map(self.tabs.widget, range(self.tabs.count()))
+                                if isinstance(w, RunPanel)])
         settings.set_value("editor/config", json.dumps(self.config_model.data()))
         self.browser.timer.stop()
         for inspect_window in list(self.inspect_windows.values()):
@@ -445,3 +389,4 @@ class MainWindow(QMainWindow):
         self.manager.shutdown()
         workers.wait_all(5.0)
         super().closeEvent(event)
+

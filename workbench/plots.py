@@ -112,6 +112,7 @@ def style_plot(plot: pg.PlotItem, title: str, xlabel: str, ylabel: str, theme: T
         axis.setTextPen(pg.mkPen(theme.foreground))
         axis.setTickFont(small_font())
         axis.setLabel(label, color=theme.foreground, **{"font-size": "8pt"})
+        axis.enableAutoSIPrefix(False)  # ticks are in real units: no clipped "(x0.001)" scale
     plot.getAxis("left").setWidth(48)
 
 
@@ -344,7 +345,8 @@ def plot_spec(key: str) -> PlotSpec:
 def plot_title(spec: PlotSpec, theme: Theme, overlay: bool) -> str:
     """The title, with a colour key of the curves (one run) or how to read them (comparing runs)."""
     if overlay:
-        note = f"<span style='color:{theme.muted}'>&nbsp; ({spec.overlay_note})</span>"
+        short = spec.overlay_note.replace("solid: ", SOLID + " ").replace("dashed: ", DASH + " ").replace(",", "")
+        note = f"<span style='color:{theme.muted}'>&nbsp; {short}</span>"  # short: titles are not clipped
         return spec.title + (note if spec.overlay_note else "")
     if len(spec.curves) == 1:
         return spec.title

@@ -13,6 +13,7 @@ stall timeout (``settings.stall_timeout_seconds``) shows as ``stalled`` until it
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ from .run_state import RunState
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ("stop", "pause", "resume", "checkpoint")
+DETACHED_FILE = "detached.json"  # {pid}: a trainer left training when the workbench closed
 LOG_TAIL_LINES = 3  # lines of the trainer's output quoted when it crashes
 # States in which silence is expected (paused; a trainer that has reported its end and is exiting)
 # or already reported.
@@ -66,6 +68,14 @@ def trainer_arguments(run_dir, resume: bool = False) -> list[str]:
     return args
 
 
+class _TrainerProcess(QProcess):
+    """A QProcess that can let its child go: a QProcess destroyed while running kills it."""
+
+    def forget(self) -> None:
+        """From now on this object no longer owns the child (it is left running)."""
+        self.setProcessState(QProcess.ProcessState.NotRunning)
+
+
 class TrainerController(QObject):
     """Runs and controls the trainer of one run. Signals arrive on the GUI thread:
     ``eventsReceived(list)`` batches of event dicts, ``outputLine(str, str)`` (stream, text) for
@@ -101,7 +111,7 @@ class TrainerController(QObject):
         self._kill_requested, self._before_stall = "", None
         self.stderr_tail.clear()
         self.log_tail.clear()
-        proc = QProcess(self)
+        proc = _TrainerProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
         path = env.value("PYTHONPATH", "")
@@ -161,6 +171,26 @@ class TrainerController(QObject):
         if self.is_running():
             self._kill_requested = reason
             self.process.kill()
+
+    def detach(self) -> int | None:
+        """Leave the trainer training after the workbench closes: send ``detach`` (it ignores the
+        end of stdin from now on), record its PID in the run's ``detached.json`` and let the
+        process go. Returns the PID (None when no trainer runs)."""
+        if not self.is_running():
+            return None
+        pid = int(self.process.processId())
+        self.process.write(b"detach\n")
+        self.process.waitForBytesWritten(2000)
+        (self.run_dir / DETACHED_FILE).write_text(json.dumps({"pid": pid}))
+        self._watchdog.stop()
+        proc, self.process = self.process, None
+        for signal in (proc.readyReadStandardOutput, proc.readyReadStandardError, proc.finished, proc.errorOccurred):
+            signal.disconnect()
+        proc.closeWriteChannel()
+        proc.closeReadChannel(QProcess.ProcessChannel.StandardOutput)  # its output: events.jsonl has it
+        proc.closeReadChannel(QProcess.ProcessChannel.StandardError)
+        proc.forget()
+        return pid
 
     # ---- stall watchdog -------------------------------------------------------------------
     def _note_output(self) -> None:

@@ -18,6 +18,7 @@ from backend.errors import WorkbenchError
 from backend.runs import checkpoint_path, create_run, read_run_config, write_run_config
 
 from .process import TrainerController
+from .reattach import DetachedController, detached_trainer
 from .run_state import RunState
 
 
@@ -73,7 +74,7 @@ class RunManager(QObject):
             cfg.runtime.device = device
         run_dir = create_run(self.workspace, cfg)
         state = self._add(run_dir)
-        state.epochs = cfg.schedule.epochs
+        state.epochs, state.name = cfg.schedule.epochs, cfg.name
         self.start(state, resume=False)
         return state
 
@@ -83,7 +84,19 @@ class RunManager(QObject):
         state = self.state(run_dir)
         if state is None:
             state = self._add(run_dir)
-            state.load_files()
+            pid = detached_trainer(run_dir)
+            if pid is None:
+                state.load_files()
+            else:  # left training when the workbench last closed: follow it live again
+                try:
+                    cfg = read_run_config(run_dir)
+                    state.epochs, state.name = cfg.schedule.epochs, cfg.name
+                except WorkbenchError:
+                    pass
+                ctl = DetachedController(state, pid, self)
+                self.controllers[run_key(run_dir)] = ctl
+                ctl.exited.connect(lambda st, msg, s=state: self.logLine.emit(s.run_id, "info", f"{st}: {msg}"))
+                ctl.start()
         return state
 
     def resume(self, run_dir) -> RunState:
@@ -126,6 +139,16 @@ class RunManager(QObject):
         self.logLine.emit(state.run_id, "status", "runtime.device set to cpu; starting again on the CPU")
         self.start(state, resume=checkpoint_path(run_dir).exists())
         return state
+
+    def detach_all(self) -> int:
+        """Leave every trainer started here training after the workbench closes (see
+        ``TrainerController.detach``); returns how many."""
+        count = 0
+        for key, ctl in self.controllers.items():
+            if isinstance(ctl, TrainerController) and ctl.detach() is not None:
+                self.states[key].live = False
+                count += 1
+        return count
 
     def shutdown(self, timeout_ms: int = 15000) -> None:
         """Stop every running trainer (checkpointing), killing those that do not exit in time.

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QProgressBar, QPushButton, Q
 from backend.devices import cpu_fallback_offered
 
 from .dashboard import RunDashboard
-from .run_state import ACTIVE, RunState
+from .run_state import ACTIVE, RunState, run_label
 from .runs_model import STATE_COLOURS
 
 BADGE_COLOURS = {**STATE_COLOURS, "stalled": "#ef6c00", "killed": "#c62828"}
@@ -121,7 +121,7 @@ class RunPanel(QWidget):
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * (frac or 0.0)))
         self.progress.setFormat(s.progress_text())
-        look = (s.state, s.message, s.live, s.resumable)
+        look = (s.state, s.message, s.live, s.resumable, s.detached)
         if look != self._look:  # restyling is costly and most refreshes only move the progress bar
             self._look = look
             self._restyle()
@@ -150,13 +150,14 @@ class RunPanel(QWidget):
         self.stop_button.setToolTip(FORCE_STOP_TIP if stopping else STOP_TIP)
         self.kill_button.setVisible(live and s.state == "stalled")
         self.cpu_button.setVisible(not live and s.state == "error" and cpu_fallback_offered(s.message))
-        self.pause_button.setEnabled(live and s.state in ("running",))
-        self.checkpoint_button.setEnabled(live and s.state in ("running", "paused"))
+        steer = live and not s.detached  # a trainer from an earlier session only takes Stop (SIGTERM)
+        self.pause_button.setEnabled(steer and s.state in ("running",))
+        self.checkpoint_button.setEnabled(steer and s.state in ("running", "paused"))
         self.resume_button.setEnabled((live and s.state == "paused") or s.resumable)
 
     def title(self) -> str:
-        """Tab title: the run id."""
-        return self.state.run_id
+        """Tab title: the user's name for the run, then its id."""
+        return run_label(self.state.name, self.state.run_id)
 
 
 class ComparePanel(QWidget):

@@ -7,6 +7,7 @@ GUI knows (whether a trainer process of this run is running here) and re-emits e
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -15,7 +16,17 @@ from backend.errors import ConfigError
 from backend.ledger import ACTIVE, ENDED, RESUMABLE, LedgerUpdate, RunLedger, format_duration
 from backend.runs import checkpoint_path, read_run_config, run_events
 
-__all__ = ["ACTIVE", "ENDED", "RESUMABLE", "RunState", "format_duration"]
+__all__ = ["ACTIVE", "ENDED", "RESUMABLE", "RunState", "format_duration", "run_label"]
+
+
+def run_label(name: str, run_id: str) -> str:
+    """'my name · 20261201-105500-simclr-resnet18' (the id alone when the run has no name; the
+    name the id ends with is not repeated)."""
+    if not name:
+        return run_id
+    slug = "-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:40]
+    short = run_id[:-len(slug)] if slug != "-" and run_id.endswith(slug) else run_id
+    return f"{name} · {short}"
 
 
 def _ledger_field(name: str, doc: str) -> property:
@@ -51,6 +62,8 @@ class RunState(QObject):
         self.run_id = self.run_dir.name
         self.ledger = RunLedger()
         self.live = False
+        self.detached = False  # live in a trainer left running by an earlier session (Stop only)
+        self.name = ""  # the user's name for the run (config ``name``)
 
     @property
     def latest(self) -> dict[str, float]:
@@ -85,7 +98,8 @@ class RunState(QObject):
         """Fill the ledger from the run's directory (config totals, every event so far, the
         checkpoint) for a run opened from its files; without a terminal event it is 'interrupted'."""
         try:
-            self.ledger.epochs = read_run_config(self.run_dir).schedule.epochs
+            cfg = read_run_config(self.run_dir)
+            self.ledger.epochs, self.name = cfg.schedule.epochs, cfg.name
         except ConfigError as exc:
             self._announce(self.ledger.set_state("invalid", str(exc)))
             return

@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QFileSystemWatcher, QSortFilterProxyModel, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
-                               QPushButton, QTableView, QVBoxLayout, QWidget)
+                               QPushButton, QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
 
 from backend.runs import runs_root
 
@@ -24,6 +24,14 @@ from .runs_model import COLUMNS, SORT_ROLE, STATE_COLOURS, SUMMARY_ROLE, RunsTab
 
 __all__ = ["RunsBrowser", "RunsTableModel", "COLUMNS", "STATE_COLOURS", "scan_runs"]
 REFRESH_MS = 3000  # also woken by a file system watcher on runs/ when a run appears
+
+
+class ElideLeftDelegate(QStyledItemDelegate):
+    """Elides on the left, so a long data path keeps its last folder name visible."""
+
+    def initStyleOption(self, option, index):  # noqa: N802 - Qt override
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideLeft
 
 
 class RunsBrowser(QWidget):
@@ -69,6 +77,7 @@ class RunsBrowser(QWidget):
         layout.addLayout(bar)
 
         self.table = QTableView()
+        self.table.setItemDelegateForColumn(4, ElideLeftDelegate(self.table))  # keep the last folder visible
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)

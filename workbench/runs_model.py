@@ -15,6 +15,7 @@ from backend.ledger import RunLedger, shown_epoch
 from backend.runs import CONFIG_FILE, RunReader, runs_root
 
 from .run_manager import RunManager, run_key
+from .run_state import run_label
 
 COLUMNS = ("Run", "Status", "Method", "Backbone", "Data", "Epoch", "Best kNN")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -128,8 +129,8 @@ class RunsTableModel(QAbstractTableModel):
             return s
         v = self.view_of(s)
         if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            if col == 0:
-                return s.run_id
+            if col == 0:  # the user's name first (ids of one method differ only in their time)
+                return s.run_id if role == SORT_ROLE else run_label(s.name, s.run_id)
             if col == 1:
                 return v["state"]
             if col == 2:
@@ -148,7 +149,9 @@ class RunsTableModel(QAbstractTableModel):
                     return -1.0 if v["knn"] is None else v["knn"]
                 return "" if v["knn"] is None else f"{100 * v['knn']:.1f} %"
         if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [str(s.run_dir), f"{v['state']}: {v['message']}" if v["message"] else v["state"]]
+            if col == 4 and s.data:
+                return s.data
+            lines = [f"id: {s.run_id}", str(s.run_dir), f"{v['state']}: {v['message']}" if v["message"] else v["state"]]
             if v["has_checkpoint"]:
                 lines.append("has a checkpoint")
             return "\n".join(lines)

@@ -99,3 +99,16 @@ def set_stall_timeout_seconds(seconds: float) -> None:
     if not seconds > 0:
         raise ValueError(f"the stall timeout must be a positive number of seconds, got {seconds!r}")
     qsettings().setValue("runs/stall_timeout_s", float(seconds))
+
+
+def open_runs() -> list[str]:
+    """Run directories whose tabs were open when the app last closed (those that still exist)."""
+    value = qsettings().value("session/open_runs", []) or []
+    if isinstance(value, str):
+        value = [value]
+    return [v for v in value if (Path(v) / "config.json").is_file()]
+
+
+def set_open_runs(run_dirs) -> None:
+    """Remember the run directories whose tabs are open, in tab order."""
+    qsettings().setValue("session/open_runs", [str(Path(p)) for p in run_dirs])

@@ -508,7 +508,7 @@ def test_trainers_save_and_exit_when_the_gui_closes_or_dies(window, qtbot, tmp_p
         gui.kill()
         libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
     last = [e for e in read_events(orphan_dir / "events.jsonl") if e["kind"] == "status"][-1]
-    assert last["state"] == "stopped" and "stdin closed" in last["message"]
+    assert last["state"] == "stopped" and "the workbench closed" in last["message"]
     assert load_checkpoint(checkpoint_path(orphan_dir))["step"] == last["step"] >= 1
 
 

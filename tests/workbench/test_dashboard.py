@@ -104,8 +104,9 @@ def test_overlay_runs_draws_one_curve_per_run(dash, tmp_path):
     assert lengths == [20, 30]
     colors = {c.opts["pen"].color().name() for c in dash.curves("loss")}
     assert len(colors) == 2
-    labels = [label.text for _, label in dash.legend.items]
-    assert labels == ["run-a", "run-b"]
+    # the runs are keyed in the header, not in a legend over the curves
+    assert "run-a" in dash.stats_label.text() and "run-b" in dash.stats_label.text()
+    assert not dash.legend.items and not dash.legend.isVisible()
     dash.clear()
     assert [len(data(c)[0]) for c in dash.curves("loss")] == [0]  # one empty curve, ready for a live run
     assert dash.title_label.text() == "No run" and not dash.legend.items

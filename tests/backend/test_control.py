@@ -1,0 +1,53 @@
+"""TrainerControl: user wording of stop reasons, detach, checkpoint while paused, paused time."""
+
+import io
+import threading
+
+from backend.control import STOP_FROM_WORKBENCH, WORKBENCH_CLOSED, TrainerControl
+
+
+def _drain(control: TrainerControl) -> None:
+    for thread in threading.enumerate():
+        if thread.name == "stdin-control":
+            thread.join(5)
+
+
+def test_stop_reasons_use_user_wording():
+    control = TrainerControl(stream=io.StringIO("stop\n"), exit_on_eof=True)
+    _drain(control)
+    assert control.stop_requested.is_set() and control.stop_reason == STOP_FROM_WORKBENCH
+    closed = TrainerControl(stream=io.StringIO(""), exit_on_eof=True)
+    _drain(closed)
+    assert closed.stop_reason == WORKBENCH_CLOSED == "the workbench closed"
+    assert "stdin" not in STOP_FROM_WORKBENCH + WORKBENCH_CLOSED
+
+
+def test_detach_makes_end_of_stdin_harmless():
+    control = TrainerControl(stream=io.StringIO("detach\n"), exit_on_eof=True)
+    _drain(control)
+    assert control.detached and not control.stop_requested.is_set()
+
+
+def test_checkpoint_while_paused_runs_the_callback_and_counts_paused_time():
+    control = TrainerControl(read_stdin=False)
+    control.request("pause")
+    written = []
+
+    def on_checkpoint():
+        written.append(control.checkpoint_requested.is_set())
+        control.request("resume")
+
+    control.request("checkpoint")
+    control.wait_while_paused(on_checkpoint=on_checkpoint)
+    assert written == [False]  # cleared before the callback: the loop does not write it twice
+    assert control.paused_seconds >= 0.0 and not control.paused.is_set()
+
+
+def test_checkpoint_while_paused_without_callback_waits_for_the_loop():
+    control = TrainerControl(read_stdin=False)
+    control.request("pause")
+    control.request("checkpoint")
+    threading.Timer(0.3, lambda: control.request("resume")).start()
+    control.wait_while_paused()
+    assert control.checkpoint_requested.is_set()  # still pending for the loop
+    assert control.paused_seconds > 0.0
