@@ -16,7 +16,8 @@ from backend.errors import ConfigError
 from . import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PAUSED_CHECKPOINT_NOTE = "checkpoint requested while paused: it is written when the run resumes"
+PAUSED_CHECKPOINT_NOTE = ("checkpoint requested while paused: it is written now (a multi-GPU run writes it "
+                          "when it resumes)")
 
 WELCOME = """
 <h2>SSL Workbench</h2>

@@ -33,7 +33,8 @@ class Trainer:
                         steps_per_epoch=t.steps_per_epoch, epochs=t.cfg.schedule.epochs)
         t.method.train()
         while state.step < t.total_steps:
-            epoch, epoch_start = state.epoch, time.perf_counter()
+            # Epoch time is training time: what the run spends paused is taken out.
+            epoch, epoch_start = state.epoch, time.perf_counter() - t.control.paused_seconds
             order = self.epoch_order(epoch)
             for batch_index in range(state.step - epoch * t.steps_per_epoch, t.steps_per_epoch):
                 if state.step >= t.total_steps:
@@ -54,8 +55,12 @@ class Trainer:
     def handle_requests(self) -> bool:
         """Wait while paused, save a requested checkpoint; True when the run must stop now."""
         t, state = self.t, self.state
+        # A checkpoint asked for while paused is written at once; under torchrun it waits for the
+        # resume, because writing it needs every rank at the barrier.
+        on_checkpoint = None if t.dist.enabled else (lambda: self.checkpoint("requested"))
         t.control.wait_while_paused(lambda: t.events.status("paused", f"paused at step {state.step}"),
-                                    lambda: t.events.status("running", "resumed after pause"))
+                                    lambda: t.events.status("running", "resumed after pause"),
+                                    on_checkpoint=on_checkpoint)
         stop_now, checkpoint_now = agree_on_requests(t.control)
         if stop_now:
             return True
@@ -70,7 +75,8 @@ class Trainer:
         finished_epoch = state.step // t.steps_per_epoch
         if not (finished_epoch > epoch or state.step >= t.total_steps):
             return  # no epoch boundary and not the last step: nothing is due
-        t.events.metric("epoch_time", time.perf_counter() - epoch_start, state.step, epoch)
+        t.events.metric("epoch_time", time.perf_counter() - t.control.paused_seconds - epoch_start,
+                        state.step, epoch)
         last = state.step >= t.total_steps
         every = t.cfg.eval.knn_every_epochs
         if last or (every and (epoch + 1) % every == 0):

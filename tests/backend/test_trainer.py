@@ -22,7 +22,7 @@ class StopAfter(TrainerControl):
         super().__init__(read_stdin=False)
         self.calls, self.steps = 0, steps
 
-    def wait_while_paused(self, on_pause=None, on_resume=None):
+    def wait_while_paused(self, on_pause=None, on_resume=None, on_checkpoint=None):
         if self.calls == self.steps:
             self.request("stop", reason="test stop")
         self.calls += 1
@@ -94,6 +94,29 @@ def test_stdin_stop_and_eof_exit(tmp_path):
         proc.kill()
     assert proc.returncode == 0
     assert summarize_run(run).state == "stopped"
+
+
+def test_checkpoint_requested_while_paused_is_written_before_resume(tmp_path):
+    run = make_run(tmp_path, schedule={"epochs": 200})
+    proc = start_trainer("--run-dir", run, stdin=subprocess.PIPE)
+    try:
+        wait_for_event(run, lambda e: e.get("name") == "loss")
+        proc.stdin.write("pause\n")
+        proc.stdin.flush()
+        paused = wait_for_event(run, lambda e: e.get("state") == "paused")
+        proc.stdin.write("checkpoint\n")
+        proc.stdin.flush()
+        saved = wait_for_event(run, lambda e: e.get("state") == "checkpoint" and e["time"] >= paused["time"])
+        assert "requested" in saved["message"]
+        paused_at = int(paused["message"].rsplit(" ", 1)[1])
+        assert saved["step"] == paused_at  # written while paused: no step trained since
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert max(losses_by_step(run)) == paused_at  # the stop came while still paused
 
 
 def test_sigkill_keeps_events_and_checkpoint_then_resumes(tmp_path):
