@@ -1,4 +1,5 @@
-"""The ``sslwb`` command line: gui | train | eval | inspect | export (also ``python -m backend``)."""
+"""The ``sslwb`` command line: gui | train | eval | inspect | export | sweep | report | export-csv
+(also ``python -m backend``)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _add_inspect_parser(sub)
     _add_export_parser(sub)
+    from .cli_runs import add_parsers
+    add_parsers(sub)
     return parser
 
 
@@ -352,8 +355,9 @@ def cmd_export(args) -> int:
 
 
 def _extra_commands() -> dict:
-    """The ``inspect`` and ``export`` subcommand handlers."""
-    return {"inspect": cmd_inspect, "export": cmd_export}
+    """The ``inspect``, ``export``, ``sweep``, ``report`` and ``export-csv`` subcommand handlers."""
+    from .cli_runs import COMMANDS
+    return {"inspect": cmd_inspect, "export": cmd_export, **COMMANDS}
 
 
 def entry() -> None:
