@@ -138,6 +138,29 @@ class RunQueue:
                 raise ConfigError(f"run {run_dir} is not in the queue {self.path}")
             self._write(kept)
 
+    def reconcile(self, own_pids=()) -> list[QueueEntry]:
+        """Settle started entries whose trainer is gone (a runner that crashed or was closed): a
+        run whose writer lock is free and whose process (not in ``own_pids``) is dead becomes done
+        when its events say finished, else queued again (it resumes from its last checkpoint).
+        Returns the entries changed."""
+        from .run_lock import lock_holder
+        from .runs import summarize_run
+
+        changed = []
+        with self._locked():
+            entries = self._read()
+            for e in entries:
+                if e.state != "started" or e.pid in own_pids or _alive(e.pid) or lock_holder(e.run_dir):
+                    continue
+                if Path(e.run_dir).is_dir() and summarize_run(e.run_dir).state == "finished":
+                    e.state, e.finished, e.exit_code = "done", round(time.time(), 3), 0
+                else:
+                    e.state, e.pid, e.started, e.assigned = "queued", None, None, None
+                changed.append(e)
+            if changed:
+                self._write(entries)
+        return changed
+
     def busy_devices(self) -> list[str]:
         """Devices taken by started entries (one item per running run)."""
         return [e.assigned or e.device for e in self.entries() if e.state == "started"]
@@ -162,6 +185,18 @@ class RunQueue:
         return None
 
 
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def device_slots(max_cpu_runs: int = 1, gpus: list[str] | None = None) -> list[str]:
     """All slots of this machine: one per GPU (default: every visible CUDA device), ``max_cpu_runs`` CPU."""
     if max_cpu_runs < 0:
@@ -172,9 +207,9 @@ def device_slots(max_cpu_runs: int = 1, gpus: list[str] | None = None) -> list[s
     return list(gpus) + ["cpu"] * max_cpu_runs
 
 
-def _free(slots: list[str], running: dict) -> list[str]:
+def _free(slots: list[str], busy: list[str]) -> list[str]:
     free = list(slots)
-    for _, device in running.values():
+    for device in busy:
         if device in free:
             free.remove(device)
     return free
@@ -193,6 +228,8 @@ def run_queue(workspace, max_cpu_runs: int = 1, *, only=None, gpus: list[str] | 
               poll_s: float = 0.2, on_change=None) -> dict[str, int]:
     """Start queued runs as trainer subprocesses (``python -m backend train --run-dir D``) as slots
     free up, until nothing queued can start and nothing runs; returns {run_dir: exit_code}.
+    Slots taken by runs another runner (the GUI, another ``sslwb sweep``) started count as busy;
+    entries orphaned by a crashed runner are settled first (:meth:`RunQueue.reconcile`).
     ``only``: just these run dirs (e.g. one sweep's); ``on_change(run_dir, state)`` is told of each
     start and end. A trainer's stderr goes to ``<run>/trainer-stderr.log``."""
     queue, slots = RunQueue(workspace), device_slots(max_cpu_runs, gpus)
@@ -208,16 +245,24 @@ def run_queue(workspace, max_cpu_runs: int = 1, *, only=None, gpus: list[str] | 
                 queue.mark_done(key, proc.returncode)
                 if on_change:
                     on_change(key, "done" if proc.returncode == 0 else "failed")
-        pick = _next_for(queue, _free(slots, running), gpus_present, keep)
+        queue.reconcile(own_pids={proc.pid for proc, _ in running.values()})
+        pick = _next_for(queue, _free(slots, queue.busy_devices()), gpus_present, keep)
         if pick is not None:
             entry, device = pick
             running[entry.run_dir] = (_start(queue, entry, device), device)
             if on_change:
                 on_change(entry.run_dir, "started")
             continue
-        if not running:
+        if not running and not _waiting_on_others(queue, keep):
             return results
         time.sleep(poll_s)
+
+
+def _waiting_on_others(queue: RunQueue, keep) -> bool:
+    """Whether runs of ours are queued while another runner's runs hold slots (they will free up)."""
+    entries = queue.entries()
+    ours_queued = any(e.state == "queued" and (keep is None or e.run_dir in keep) for e in entries)
+    return ours_queued and any(e.state == "started" for e in entries)
 
 
 def _next_for(queue: RunQueue, free, gpus_present, keep):

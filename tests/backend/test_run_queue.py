@@ -57,3 +57,22 @@ def test_concurrent_writers_lose_nothing(tmp_path):
              for i in range(2)]
     assert [p.wait(60) for p in procs] == [0, 0]
     assert sorted(e.run_dir for e in RunQueue(tmp_path / "ws").entries()) == sorted(str(r.resolve()) for r in runs)
+
+
+def test_reconcile_requeues_runs_of_a_dead_runner(tmp_path):
+    a, b = make_run(tmp_path, name="a"), make_run(tmp_path, name="b")
+    q = RunQueue(tmp_path / "ws")
+    q.enqueue([a, b], device="cpu")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    q.mark_started(a, pid=dead.pid, device="cpu")   # its runner crashed, the trainer is gone
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        q.mark_started(b, pid=live.pid, device="cpu")
+        changed = RunQueue(tmp_path / "ws").reconcile()
+        assert [e.run_dir for e in changed] == [str(a.resolve())]
+        assert [e.state for e in q.entries()] == ["queued", "started"]
+        assert q.busy_devices() == ["cpu"] and q.next_startable(["cpu"]) is not None
+    finally:
+        live.kill()
+        live.wait()

@@ -74,3 +74,26 @@ def test_sweep_cli_2x2_runs_one_after_the_other(tmp_path):
     assert table[0].split() == ["run", "optim.lr", "runtime.seed", "state", "final", "kNN"]
     assert all(line.split()[3] == "finished" and 0.0 <= float(line.split()[4]) <= 1.0 for line in table[1:])
     assert [e.state for e in RunQueue(ws).entries()] == ["done"] * 4
+
+
+def test_report_cli_writes_html(tmp_path):
+    from backend.cli import main
+
+    runs = create_sweep(tmp_path / "ws", tiny_config(), expand_grid({"optim.lr": [0.1, 0.2]}))
+    out = tmp_path / "r.html"
+    assert main(["report", *map(str, runs), "--out", str(out), "--title", "lr sweep"]) == 0
+    assert "lr sweep" in out.read_text() and "optim.lr" in out.read_text()
+    assert main(["report", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_sweep_cli_no_run_and_bad_options(tmp_path, capsys):
+    from backend.cli import main
+
+    ws = tmp_path / "ws"
+    assert main(["sweep", "--preset", "quick", "--workspace", str(ws), "--random", "3", "--seed", "1",
+                 "--space", "optim.lr=log-uniform:0.01:0.1", "--space", "method.name=simclr,byol", "--no-run"]) == 0
+    assert "3 runs queued" in capsys.readouterr().out and len(RunQueue(ws).entries()) == 3
+    assert main(["sweep", "--preset", "quick", "--workspace", str(ws), "--no-run"]) == 2
+    assert "give --grid" in capsys.readouterr().err
+    assert main(["sweep", "--preset", "quick", "--workspace", str(ws), "--grid", "optim.lr=0.1,-1", "--no-run"]) == 2
+    assert "sweep point {'optim.lr': -1}" in capsys.readouterr().err and len(RunQueue(ws).entries()) == 3
