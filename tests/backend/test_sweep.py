@@ -56,8 +56,9 @@ def test_create_sweep_tags_and_enqueues(tmp_path):
 
 def test_sweep_cli_2x2_runs_one_after_the_other(tmp_path):
     cfg = tmp_path / "tiny.json"
-    tiny = deep_merge(TINY, {"schedule": {"epochs": 1}, "runtime": {"device": "cpu"},
-                             "data": {"synthetic_train_size": 128, "synthetic_test_size": 64}})
+    tiny = deep_merge(TINY, {"schedule": {"epochs": 1}, "runtime": {"device": "cpu"}, "eval": {"knn_k": 5},
+                             "data": {"synthetic_train_size": 64, "synthetic_test_size": 32},
+                             "optim": {"batch_size": 32}})
     cfg.write_text(json.dumps(deep_merge(preset_dict("quick"), tiny)))
     ws = tmp_path / "ws"
     proc = run_cli("sweep", "--config", cfg, "--workspace", ws, "--grid", "optim.lr=0.05,0.1",
