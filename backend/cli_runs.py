@@ -1,4 +1,4 @@
-"""The ``sslwb sweep``, ``sslwb report`` and ``sslwb export-csv`` commands (parsers and handlers)."""
+"""The ``sslwb sweep``, ``queue``, ``report`` and ``export-csv`` commands (parsers and handlers)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .errors import ConfigError, WorkbenchError
 
 
 def add_parsers(sub) -> None:
-    """Add sweep, report and export-csv to the ``sslwb`` subparsers."""
+    """Add sweep, queue, report and export-csv to the ``sslwb`` subparsers."""
     sw = sub.add_parser("sweep", help="a grid or random sweep: one run per point, queued and run")
     sw.add_argument("--config", type=Path, help="TOML or JSON experiment config (the sweep's base)")
     sw.add_argument("--preset", help="a preset from resources/presets")
@@ -26,6 +26,11 @@ def add_parsers(sub) -> None:
     sw.add_argument("--device", help="device to queue the runs on (default: the config's runtime.device)")
     sw.add_argument("--no-run", action="store_true", help="create and enqueue the runs only")
     sw.add_argument("--max-cpu-runs", type=int, default=1, help="runs trained at once on the CPU")
+
+    qu = sub.add_parser("queue", help="list the workspace's run queue; --run trains what is queued")
+    qu.add_argument("--workspace", type=Path, default=Path("workspace"))
+    qu.add_argument("--run", action="store_true", help="start queued runs as slots free up, and wait")
+    qu.add_argument("--max-cpu-runs", type=int, default=1, help="runs trained at once on the CPU")
 
     rp = sub.add_parser("report", help="an HTML report comparing runs")
     rp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -117,6 +122,23 @@ def cmd_sweep(args) -> int:
     return 0 if all(code == 0 for code in results.values()) and len(results) == len(run_dirs) else 1
 
 
+def cmd_queue(args) -> int:
+    """``sslwb queue [--run]``: one line per entry (state, device, run dir); --run drains the queue."""
+    from .run_queue import RunQueue, run_queue
+
+    try:
+        if args.run:
+            run_queue(args.workspace, max_cpu_runs=args.max_cpu_runs,
+                      on_change=lambda d, s: print(f"{s}: {Path(d).name}", flush=True))
+        for e in RunQueue(args.workspace).entries():
+            code = "" if e.exit_code is None else f" (exit {e.exit_code})"
+            print(f"{e.state:8} {e.assigned or e.device:8} {e.run_dir}{code}")
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
 def cmd_report(args) -> int:
     """``sslwb report RUN_DIR... --out FILE``."""
     from .report import write_report
@@ -141,4 +163,4 @@ def cmd_export_csv(args) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "report": cmd_report, "export-csv": cmd_export_csv}
+COMMANDS = {"sweep": cmd_sweep, "queue": cmd_queue, "report": cmd_report, "export-csv": cmd_export_csv}

@@ -128,3 +128,17 @@ def create_sweep(workspace, base_cfg: ExperimentConfig, points: list[dict], name
         run_dirs.append(run_dir)
     queue.enqueue(run_dirs, device=device or base_cfg.runtime.device)
     return run_dirs
+
+
+def sweep_runs(workspace, sweep_id: str) -> list[Path]:
+    """The run dirs of one sweep (meta.json's ``sweep.id``), in point order."""
+    from .run_meta import read_meta
+    from .runs import runs_root
+
+    root = runs_root(workspace)
+    found = []
+    for run_dir in (root.iterdir() if root.is_dir() else ()):
+        sweep = read_meta(run_dir).get("sweep") or {}
+        if isinstance(sweep, dict) and sweep.get("id") == sweep_id:
+            found.append((sweep.get("index", 0), run_dir))
+    return [d for _, d in sorted(found)]

@@ -9,7 +9,7 @@ from backend.errors import ConfigError
 from backend.events import read_events
 from backend.run_meta import read_meta
 from backend.run_queue import RunQueue
-from backend.sweep import create_sweep, expand_grid, parse_values, point_overrides, sample_random
+from backend.sweep import create_sweep, expand_grid, parse_values, point_overrides, sample_random, sweep_runs
 from tests.backend.trainer_helpers import TINY, run_cli, tiny_config
 
 
@@ -52,6 +52,7 @@ def test_create_sweep_tags_and_enqueues(tmp_path):
     assert metas[0]["sweep"]["id"] == metas[1]["sweep"]["id"] and metas[0]["tags"] == [f"sweep:{metas[0]['sweep']['id']}"]
     assert [json.loads((r / "config.json").read_text())["config"]["optim"]["lr"] for r in runs] == [0.1, 0.2]
     assert [e.state for e in RunQueue(tmp_path / "ws").entries()] == ["queued", "queued"]
+    assert sweep_runs(tmp_path / "ws", metas[0]["sweep"]["id"]) == runs and sweep_runs(tmp_path / "ws", "x") == []
 
 
 def test_sweep_cli_2x2_runs_one_after_the_other(tmp_path):
@@ -94,6 +95,8 @@ def test_sweep_cli_no_run_and_bad_options(tmp_path, capsys):
     assert main(["sweep", "--preset", "quick", "--workspace", str(ws), "--random", "3", "--seed", "1",
                  "--space", "optim.lr=log-uniform:0.01:0.1", "--space", "method.name=simclr,byol", "--no-run"]) == 0
     assert "3 runs queued" in capsys.readouterr().out and len(RunQueue(ws).entries()) == 3
+    assert main(["queue", "--workspace", str(ws)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["queued"] * 3
     assert main(["sweep", "--preset", "quick", "--workspace", str(ws), "--no-run"]) == 2
     assert "give --grid" in capsys.readouterr().err
     assert main(["sweep", "--preset", "quick", "--workspace", str(ws), "--grid", "optim.lr=0.1,-1", "--no-run"]) == 2
