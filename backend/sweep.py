@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 import secrets
 import time
 from pathlib import Path
@@ -114,6 +115,9 @@ def create_sweep(workspace, base_cfg: ExperimentConfig, points: list[dict], name
     one raises ConfigError (naming the point and the field) and nothing is created."""
     if not points:
         raise ConfigError("sweep: no points to run")
+    device = device or base_cfg.runtime.device
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"sweep: device must be auto, cpu, cuda or cuda:N, got {device!r}")
     base = base_cfg.to_dict()
     configs = [_point_config(base, p) for p in points]
     sweep_id = new_sweep_id(name or base_cfg.name)
@@ -126,7 +130,7 @@ def create_sweep(workspace, base_cfg: ExperimentConfig, points: list[dict], name
         update_meta(run_dir, sweep={"id": sweep_id, "name": name, "index": i, "point": point},
                     tags=[f"sweep:{sweep_id}"])
         run_dirs.append(run_dir)
-    queue.enqueue(run_dirs, device=device or base_cfg.runtime.device)
+    queue.enqueue(run_dirs, device=device)
     return run_dirs
 
 

@@ -42,6 +42,8 @@ def test_bad_point_refuses_the_whole_sweep(tmp_path):
         create_sweep(tmp_path / "ws", tiny_config(), points)
     with pytest.raises(ConfigError, match="optim.nope"):
         create_sweep(tmp_path / "ws", tiny_config(), [{"optim.nope": 1}])
+    with pytest.raises(ConfigError, match="device must be"):
+        create_sweep(tmp_path / "ws", tiny_config(), [{"optim.lr": 0.1}], device="gpu0")
     assert not (tmp_path / "ws" / "runs").exists() and not (tmp_path / "ws" / "queue.json").exists()
 
 
