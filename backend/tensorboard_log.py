@@ -123,3 +123,24 @@ def write_projector(embeddings, labels, thumbnails, log_dir, class_names=None,
     path = log_dir / "projector_config.pbtxt"
     path.write_text("\n".join(config) + "\n", encoding="utf-8")
     return path
+
+
+def checkpoint_projector(run_dir, log_dir=None, *, checkpoint=None, split: str = "test", limit: int = 1000,
+                         thumb_size: int = 32, features: str = "backbone", device: str = "cpu") -> Path:
+    """The projector files (:func:`write_projector`) for a checkpoint's embeddings of ``split``
+    (at most ``limit`` images, cached by :func:`backend.inspect.compute_embeddings`) with their
+    images as ``thumb_size`` thumbnails; default folder ``<run>/tensorboard/projector-<checkpoint>``
+    (open with ``tensorboard --logdir <run>/tensorboard``). Returns the config's path."""
+    import torch.nn.functional as F
+
+    from .inspect.embeddings import compute_embeddings, split_images
+
+    es = compute_embeddings(run_dir, checkpoint=checkpoint, split=split, limit=limit, features=features,
+                            device=device)
+    images, _, _ = split_images(run_dir, es.indices, split=split, checkpoint=checkpoint)
+    thumbs = F.interpolate(images.float() / 255.0, size=(thumb_size, thumb_size), mode="bilinear",
+                           align_corners=False, antialias=True)
+    if log_dir is None:
+        log_dir = Path(run_dir) / "tensorboard" / f"projector-{Path(es.checkpoint).stem}"
+    return write_projector(es.features, es.labels, thumbs.numpy(), log_dir,
+                           class_names=es.class_names if es.labels is not None else None)

@@ -71,6 +71,12 @@ def test_projector_files(tmp_path):
     text = cfg.read_text()
     assert 'tensor_path: "tensors.tsv"' in text and 'metadata_path: "metadata.tsv"' in text
     assert 'image_path: "sprite.png"' in text and text.count("single_image_dim") == 2
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+    parsed = text_format.Parse(text, ProjectorConfig())  # tensorboard's own schema
+    emb = parsed.embeddings[0]
+    assert (emb.tensor_path, emb.metadata_path, emb.sprite.image_path) == ("tensors.tsv", "metadata.tsv", "sprite.png")
+    assert list(emb.sprite.single_image_dim) == [6, 5]
     assert np.allclose(np.loadtxt(tmp_path / "proj" / "tensors.tsv", delimiter="\t"), x)
     assert (tmp_path / "proj" / "metadata.tsv").read_text().split() == ["cat", "dog", "dog", "cat"]
     from PIL import Image
@@ -97,3 +103,17 @@ def test_metrics_csv_full_and_incremental(tmp_path, capsys):
     assert len(metric_rows(run)) == 7
     assert main(["export-csv", "--run-dir", str(run), "--out", str(tmp_path / "m.csv")]) == 0
     assert (tmp_path / "m.csv").read_text() == path.read_text()
+
+
+def test_checkpoint_projector(tmp_path):
+    from PIL import Image
+
+    from backend.tensorboard_log import checkpoint_projector
+    from tests.backend.inspect_helpers import copy_run
+
+    run = copy_run("cnn", tmp_path)
+    cfg = checkpoint_projector(run, limit=20, thumb_size=8)
+    assert cfg.parent == run / "tensorboard" / "projector-last"
+    assert len((cfg.parent / "tensors.tsv").read_text().splitlines()) == 20
+    assert len((cfg.parent / "metadata.tsv").read_text().splitlines()) == 20
+    assert Image.open(cfg.parent / "sprite.png").size == (5 * 8, 5 * 8)
