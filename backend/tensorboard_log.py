@@ -133,7 +133,7 @@ def checkpoint_projector(run_dir, log_dir=None, *, checkpoint=None, split: str =
     (open with ``tensorboard --logdir <run>/tensorboard``). Returns the config's path."""
     import torch.nn.functional as F
 
-    from .inspect.embeddings import compute_embeddings, split_images
+    from .inspect import compute_embeddings, split_images
 
     es = compute_embeddings(run_dir, checkpoint=checkpoint, split=split, limit=limit, features=features,
                             device=device)
