@@ -1,4 +1,5 @@
-"""The engine's command line: train | eval | inspect | export (``python -m backend ...``).
+"""The engine's command line: train | eval | inspect | export | sweep | queue | report | export-csv
+(``python -m backend ...``).
 
 The ``sslwb`` console script (package ``sslwb``, above the engine and the GUI) adds ``gui`` and
 hands every other command to :func:`main` here; this module never imports the GUI."""
@@ -62,6 +63,8 @@ def _build_parser(front_commands=()) -> argparse.ArgumentParser:
 
     _add_inspect_parser(sub)
     _add_export_parser(sub)
+    from .cli_runs import add_parsers
+    add_parsers(sub)
     return parser
 
 
@@ -88,6 +91,9 @@ def _add_inspect_parser(sub) -> None:
     lp.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations")
     lp.add_argument("--lr", type=float, default=1.0)
     lp.add_argument("--weight-decay", type=float, default=5e-4)
+    lp.add_argument("--label-fraction", type=float, default=1.0,
+                    help="train on a class-balanced subset of this fraction of the labels (e.g. 0.01, 0.1)")
+    lp.add_argument("--subset-seed", type=int, default=0, help="seed of the label subset")
     _add_classifier_result_args(lp)
     ft = what.add_parser("fine-tune", help="fine-tune the backbone with a linear classifier (labels needed)")
     ft.add_argument("--epochs", type=int, default=10)
@@ -301,8 +307,10 @@ def _inspect_linear_probe(args) -> None:
 
     r = linear_probe(args.run_dir, checkpoint=args.checkpoint, features=args.features, epochs=args.epochs,
                      lr=args.lr, weight_decay=args.weight_decay, train_limit=args.train_limit,
-                     device=args.device, record=not args.no_record)
-    _print_classification(args, "linear probe", r, f"{r['features']} features, {r['bank_size']} train / "
+                     device=args.device, record=not args.no_record, label_fraction=args.label_fraction,
+                     subset_seed=args.subset_seed)
+    labels = f" ({r['label_fraction']:g} of the labels, seed {r['subset_seed']})" if r["label_fraction"] < 1 else ""
+    _print_classification(args, "linear probe", r, f"{r['features']} features, {r['bank_size']} train{labels} / "
                           f"{r['queries']} test images, L-BFGS {r['epochs']} iterations, weight decay "
                           f"{r['weight_decay']:g}, {r['seconds']:.1f}s")
 
@@ -347,8 +355,9 @@ def cmd_export(args) -> int:
 
 
 def _extra_commands() -> dict:
-    """The ``inspect`` and ``export`` subcommand handlers."""
-    return {"inspect": cmd_inspect, "export": cmd_export}
+    """The ``inspect``, ``export``, ``sweep``, ``report`` and ``export-csv`` subcommand handlers."""
+    from .cli_runs import COMMANDS
+    return {"inspect": cmd_inspect, "export": cmd_export, **COMMANDS}
 
 
 def entry() -> None:

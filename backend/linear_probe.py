@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .errors import DataError
 from .inspect.embeddings import compute_embeddings
+from .label_subsets import balanced_subset
 from .metrics import knn_votes
 from .reporter import as_reporter
 from .runs import record_evaluation
@@ -81,11 +82,14 @@ def classification_scores(scores: torch.Tensor, target: torch.Tensor, num_classe
 
 def linear_probe(run_dir, *, checkpoint=None, features: str = "backbone", epochs: int = 100,
                  lr: float = 1.0, weight_decay: float = 5e-4, train_limit: int = 0, device: str = "cpu",
-                 record: bool = True, progress=None, cancelled=None) -> dict:
+                 record: bool = True, progress=None, cancelled=None, label_fraction: float = 1.0,
+                 subset_seed: int = 0) -> dict:
     """Top-1/top-5 and the confusion matrix of a linear classifier on frozen features.
 
-    Trained on the train split (``train_limit`` images at most, 0 = all), tested on the whole test
-    split. The result dict holds the parameters that produced it and, when ``record``, is appended
+    Trained on the train split (``train_limit`` images at most, 0 = all), or with
+    ``label_fraction`` < 1 on its class-balanced subset (:func:`backend.label_subsets.balanced_subset`
+    with ``subset_seed``; recorded as ``label_fraction``, ``subset_seed``, ``subset_size``), tested
+    on the whole test split. The result dict holds the parameters that produced it and, when ``record``, is appended
     to the run's evaluations.jsonl (kind ``linear_probe``). Raises DataError for unlabelled data
     and :class:`backend.errors.Cancelled` when ``cancelled()`` turns true."""
     report = as_reporter(progress, cancelled)
@@ -95,6 +99,9 @@ def linear_probe(run_dir, *, checkpoint=None, features: str = "backbone", epochs
     num_classes = len(train.class_names)
     xtr, xte = torch.from_numpy(train.features).float(), torch.from_numpy(test.features).float()
     ytr, yte = torch.from_numpy(train.labels).long(), torch.from_numpy(test.labels).long()
+    if label_fraction != 1.0:
+        index = torch.from_numpy(balanced_subset(train.labels, label_fraction, subset_seed))
+        xtr, ytr = xtr[index], ytr[index]
     mean, std = xtr.mean(dim=0), xtr.std(dim=0, unbiased=False).clamp_min(1e-6)
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     w, b = fit_logistic_regression(xtr, ytr, num_classes, epochs=epochs, lr=lr, weight_decay=weight_decay,
@@ -104,7 +111,8 @@ def linear_probe(run_dir, *, checkpoint=None, features: str = "backbone", epochs
               "train_top1": train_top1, "class_names": list(train.class_names), "epochs": int(epochs), "lr": float(lr),
               "weight_decay": float(weight_decay), "optimizer": "lbfgs", "features": features,
               "normalize": "standardize", "split": "test", "bank": "train",
-              "bank_size": int(len(train)), "queries": int(len(test)), "checkpoint": train.checkpoint,
+              "label_fraction": float(label_fraction), "subset_seed": int(subset_seed), "subset_size": int(len(ytr)),
+              "bank_size": int(len(ytr)), "queries": int(len(test)), "checkpoint": train.checkpoint,
               "seconds": round(time.perf_counter() - start, 3)}
     report(1.0, f"linear probe top-1 {result['top1']:.3f}")
     if record:

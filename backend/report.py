@@ -32,7 +32,7 @@ CURVE_METRICS = ("loss", "knn_top1", "alignment", "uniformity", "embedding_std",
 ALWAYS_FIELDS = ("method.name", "model.backbone", "data.source")  # shown even when equal
 EVAL_COLUMNS = ("kind", "source", "checkpoint", "top1", "top5", "top5_k")
 EVAL_HIDDEN = {"time", "confusion", "class_names", "per_class"}  # bulky or not a parameter
-INSPECT_DIR = "inspect"  # backend.inspection.embeddings.INSPECT_DIR (that module imports torch)
+INSPECT_DIR = "inspect"  # backend.inspect.embeddings.INSPECT_DIR (that module imports torch)
 
 
 @dataclass

@@ -86,3 +86,23 @@ def test_cli_linear_probe(tmp_path, capsys):
     assert main(["inspect", "--run-dir", str(run), "linear-probe", "--epochs", "30", "--json", "--no-record"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["epochs"] == 30 and len(read_evaluations(run)) == before + 1
+
+
+def test_linear_probe_on_a_label_fraction_is_recorded(tmp_path, capsys):
+    import numpy as np
+
+    from backend.inspect import compute_embeddings
+    from backend.label_subsets import balanced_subset
+
+    run = copy_run("cnn", tmp_path)
+    assert main(["inspect", "--run-dir", str(run), "linear-probe", "--epochs", "20", "--label-fraction", "0.1",
+                 "--subset-seed", "3"]) == 0
+    assert "0.1 of the labels, seed 3" in capsys.readouterr().out
+    rec = read_evaluations(run)[-1]
+    train = compute_embeddings(run, split="train")
+    expected = balanced_subset(train.labels, 0.1, 3)
+    assert rec["kind"] == "linear_probe" and rec["label_fraction"] == 0.1 and rec["subset_seed"] == 3
+    assert rec["subset_size"] == rec["bank_size"] == len(expected) < len(train)
+    assert len(set(np.bincount(train.labels[expected]).tolist())) == 1  # balanced
+    full = linear_probe(run, epochs=20, record=False)
+    assert full["label_fraction"] == 1.0 and full["subset_size"] == len(train)

@@ -60,7 +60,7 @@ def fake_run(workspace, key, overrides, collapsed=False):
 
 
 def add_embedding_cache(run):
-    from backend.inspection.embeddings import EmbeddingSet, _write_cache
+    from backend.inspect.embeddings import EmbeddingSet, _write_cache
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 50)
