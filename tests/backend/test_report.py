@@ -28,7 +28,10 @@ RUNS = {
     "gamma": {"name": NASTY, "method": {"name": "simclr"}, "optim": {"batch_size": 128},
               "model": {"backbone": "tiny_cnn"}},
 }
-EXPECTED_FIELDS = {"method.name", "model.backbone", "data.source", "name", "optim.lr", "optim.batch_size"}
+# SimCLR and BYOL declare different [method] fields (temperature vs the EMA momenta): a field
+# that only some runs have differs too.
+EXPECTED_FIELDS = {"method.name", "model.backbone", "data.source", "name", "optim.lr", "optim.batch_size",
+                   "method.temperature", "method.momentum", "method.momentum_final"}
 
 
 def fake_run(workspace, key, overrides, collapsed=False):
