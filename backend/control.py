@@ -1,5 +1,5 @@
 """Trainer control: stdin commands (stop, pause, resume, checkpoint, detach) and SIGTERM, as flags
-the training loop polls between steps (DESIGN.md trainer-process contract).
+the training loop polls between steps (docs/ARCHITECTURE.md: trainer-process contract).
 
 ``detach`` tells a trainer started with ``exit_on_eof`` that its workbench is closing on purpose
 and the run should keep training: end of stdin no longer stops it (SIGTERM still does)."""

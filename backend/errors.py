@@ -1,4 +1,4 @@
-"""Error types that map to the trainer's exit codes (see DESIGN.md, trainer process contract)."""
+"""Error types that map to the trainer's exit codes (see docs/ARCHITECTURE.md, "The trainer process")."""
 
 
 class WorkbenchError(Exception):

@@ -1,4 +1,4 @@
-"""The event stream: JSON lines on stdout and appended to ``events.jsonl`` (DESIGN.md contract).
+"""The event stream: JSON lines on stdout and appended to ``events.jsonl`` (docs/ARCHITECTURE.md: contract).
 
 Every event has ``kind`` (status | metric | log | error) and ``time``; metrics also carry ``step``,
 ``epoch``, ``name`` and ``value``. Lines are flushed one by one so a killed trainer leaves every

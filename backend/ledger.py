@@ -1,4 +1,4 @@
-"""The run ledger: one incremental fold of a run's event stream (DESIGN.md event contract).
+"""The run ledger: one incremental fold of a run's event stream (docs/ARCHITECTURE.md: event contract).
 
 Every reader of a run's events (the runs table, the run tab and its dashboard, ``sslwb train``'s
 progress line, ``summarize_run``) feeds them to a ``RunLedger`` instead of folding them itself, so

@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md): create, list and read runs; used by trainer, CLI and GUI alike.
+"""The run directory (docs/ARCHITECTURE.md): create, list and read runs; used by trainer, CLI and GUI alike.
 
 Layout of ``<workspace>/runs/<run-id>/``: ``config.json`` (resolved config, seed, versions, device),
 ``events.jsonl``, ``metrics.h5``, ``checkpoints/``, ``evaluations.jsonl``, ``inspect/``, ``export/``.

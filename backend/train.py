@@ -1,4 +1,4 @@
-"""The training engine's entry point: one loop runs every method (DESIGN.md data flow and trainer
+"""The training engine's entry point: one loop runs every method (docs/ARCHITECTURE.md: data flow and trainer
 contract); the loop itself lives in ``backend.training`` (setup, step, loop).
 
 ``run_training(run_dir)`` reads the run's config.json, trains, streams events, writes checkpoints

@@ -1,7 +1,8 @@
 """The import contract between the engine (``backend/``) and the GUI (``workbench/``), checked
 statically (an AST scan of every ``.py`` file; nothing is imported to check it).
 
-1. ``backend`` is GUI-free: no module under ``backend/`` imports ``workbench``, ``PySide6``,
+1. ``backend`` is GUI-free: no module under ``backend/`` imports ``workbench``, ``sslwb`` (the
+   command above both layers), ``PySide6``,
    ``PySide2``, ``PyQt5``, ``PyQt6``, ``qtpy`` or ``pyqtgraph`` (or any of their submodules) - not
    at top level, not inside a function or method, and not lazily through
    ``importlib.import_module("...")`` or ``__import__("...")`` with a literal name. The trainer,
@@ -38,7 +39,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GUI_TOP_LEVEL = ("workbench", "PySide6", "PySide2", "PyQt5", "PyQt6", "qtpy", "pyqtgraph")
+# ``sslwb`` is the entry point above both layers: the engine never imports it either.
+GUI_TOP_LEVEL = ("workbench", "sslwb", "PySide6", "PySide2", "PyQt5", "PyQt6", "qtpy", "pyqtgraph")
 TRAINING_INTERNALS = ("backend.train", "backend.cli", "backend.__main__", "backend.control",
                       "backend.distributed", "backend.faults", "backend.optim", "backend.losses",
                       "backend.metrics", "backend.progress", "backend.models")

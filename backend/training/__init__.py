@@ -1,4 +1,4 @@
-"""The training engine in explicit steps (DESIGN.md data flow and trainer contract).
+"""The training engine in explicit steps (docs/ARCHITECTURE.md: data flow and trainer contract).
 
 ``setup.prepare`` builds everything a run needs (config checks, device, data, model, optimiser,
 resume), ``step.optimisation_step`` is one update (micro-batches, finite check, skip and repair),
