@@ -90,7 +90,7 @@ def _add_classifier_result_args(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-EXPORT_FORMATS = ("safetensors", "torchscript", "onnx")  # backend.export.FORMATS (not imported: startup)
+EXPORT_FORMATS = ("safetensors", "pt2", "torchscript", "onnx", "torchvision")  # backend.export.FORMATS (not imported: startup)
 
 
 def _add_export_parser(sub) -> None:
