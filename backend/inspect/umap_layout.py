@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import Cancelled
 from ..reporter import as_reporter
 
 DRAFT_EPOCHS = 50
@@ -50,6 +51,7 @@ class _EpochSink:
 
     def __init__(self, report, stage: str = "optimising the layout", offset: int = 0, overall: int = 0):
         self.report, self.stage, self.offset, self.overall = report, stage, offset, overall
+        self.raised = False   # Cancelled left from inside tqdm (which then still holds its lock)
 
     def write(self, text: str) -> None:
         """Parse ``done/total`` from tqdm's text and report it."""
@@ -58,7 +60,11 @@ class _EpochSink:
             done, total = map(int, found[-1])
             overall = self.overall or total
             done_all = self.offset + done
-            self.report(done_all / max(overall, 1), f"UMAP: {self.stage}, epoch {done_all}/{overall}")
+            try:
+                self.report(done_all / max(overall, 1), f"UMAP: {self.stage}, epoch {done_all}/{overall}")
+            except Cancelled:
+                self.raised = True
+                raise
 
     def flush(self) -> None:
         """(Nothing is buffered.)"""
@@ -100,7 +106,24 @@ def _fit(x: np.ndarray, sink: _EpochSink, **kwargs) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", no search index, numba notes
         reducer = umap.UMAP(n_components=2, metric="cosine", tqdm_kwds=_tqdm(sink), **kwargs)
-        return np.asarray(reducer.fit_transform(x.astype(np.float32)), dtype=np.float32)
+        try:
+            return np.asarray(reducer.fit_transform(x.astype(np.float32)), dtype=np.float32)
+        except Cancelled:
+            if sink.raised:
+                _release_tqdm_lock()
+            raise
+
+
+def _release_tqdm_lock() -> None:
+    """tqdm's refresh() acquires its class lock without try/finally, so a Cancelled raised from
+    our sink during a refresh leaves it held and the next bar in another thread waits forever:
+    release it here (when this thread does not hold it, RLock.release raises and nothing changes)."""
+    from tqdm import tqdm
+
+    try:
+        tqdm.get_lock().release()
+    except (RuntimeError, AssertionError, ValueError):
+        pass
 
 
 def reproducible_umap(x: np.ndarray, seed: int, report=None) -> np.ndarray:

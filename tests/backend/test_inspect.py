@@ -318,3 +318,20 @@ def test_cli_reproducible_umap(tmp_path, capsys):
     assert main(args) == 0
     with h5py.File(ins.compute_embeddings(run, limit=64).path, "r") as fh:
         assert {"umap-0", ins.projection_key("umap")} <= set(fh["projections"])
+
+
+def test_umap_after_a_cancel_runs_in_another_thread():
+    """A cancel raised from UMAP's tqdm bar must not leave tqdm's lock held (the next UMAP in a
+    worker thread would wait for it forever)."""
+    import threading
+
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    seen = []
+    with pytest.raises(Cancelled):
+        ins.project_2d(x, "umap", progress=lambda f, m: seen.append(m),
+                       cancelled=lambda: any("epoch" in m for m in seen))
+    out = []
+    worker = threading.Thread(target=lambda: out.append(ins.project_2d(x, "umap")), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive() and out[0].shape == (300, 2)
