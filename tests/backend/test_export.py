@@ -367,3 +367,9 @@ def test_cli_formats_match_the_exporter():
     from backend.cli import EXPORT_FORMATS
     from backend.export import FORMATS
     assert EXPORT_FORMATS == FORMATS
+
+
+def test_exported_pt2_as_a_checkpoint_is_named_as_such(exported):
+    from backend.checkpoint import load_checkpoint
+    with pytest.raises(CheckpointError, match=r"exported model \(torch\.export \.pt2\)"):
+        load_checkpoint(exported[1][0].parent / "encoder.pt2")
