@@ -218,6 +218,9 @@ def load_checkpoint(path, *, verify_hash: bool = True) -> dict:
     if names and any(n.split("/", 1)[-1].startswith("code/") or n.endswith("/constants.pkl") for n in names):
         raise CheckpointError(f"cannot use {path} as a checkpoint: this is an exported model "
                               f"(TorchScript), not a training checkpoint")
+    if names and any(n.endswith("archive_format") for n in names) and any("/models/" in n for n in names):
+        raise CheckpointError(f"cannot use {path} as a checkpoint: this is an exported model "
+                              f"(torch.export .pt2), not a training checkpoint")
     if verify_hash:  # before unpickling anything: a modified or damaged file is named as such
         verify_checkpoint_hash(path)
     if names is None:

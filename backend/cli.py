@@ -80,6 +80,9 @@ def _add_inspect_parser(sub) -> None:
     emb.add_argument("--features", choices=("backbone", "projector"), default="backbone")
     emb.add_argument("--projection", choices=("pca", "umap", "tsne", "none"), default="pca")
     emb.add_argument("--seed", type=int, default=0, help="seed of the projection")
+    emb.add_argument("--reproducible", action="store_true",
+                     help="UMAP: the exactly reproducible (seeded, single-threaded, slower) layout "
+                          "instead of the fast parallel one")
     emb.add_argument("--out", type=Path, help="save a scatter PNG (needs matplotlib)")
     att = what.add_parser("attention", help="attention maps (ViT) or feature-norm maps (CNN) of an image")
     att.add_argument("--image", type=Path, help="image file (default: the first test image)")
@@ -111,7 +114,7 @@ def _add_classifier_result_args(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-EXPORT_FORMATS = ("safetensors", "torchscript", "onnx")  # backend.export.FORMATS (not imported: startup)
+EXPORT_FORMATS = ("safetensors", "pt2", "torchscript", "onnx", "torchvision")  # backend.export.FORMATS (not imported: startup)
 
 
 def _add_export_parser(sub) -> None:
@@ -252,8 +255,9 @@ def _inspect_embeddings(args) -> None:
     if args.projection == "none":
         return
     start = time.perf_counter()
-    xy = embedding_projection(es, args.projection, args.seed)
-    print(f"projection: {args.projection} (seed {args.seed}) in {time.perf_counter() - start:.2f}s; "
+    xy = embedding_projection(es, args.projection, args.seed, reproducible=args.reproducible)
+    kind = " reproducible" if args.reproducible and args.projection == "umap" else ""
+    print(f"projection: {args.projection}{kind} (seed {args.seed}) in {time.perf_counter() - start:.2f}s; "
           f"x in [{xy[:, 0].min():.3g}, {xy[:, 0].max():.3g}], y in [{xy[:, 1].min():.3g}, {xy[:, 1].max():.3g}]")
     if args.out:
         from .inspect.render import matplotlib_missing, save_scatter

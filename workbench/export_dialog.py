@@ -1,5 +1,6 @@
-"""Export a run's encoder: checkpoint, output folder, formats (safetensors, TorchScript, ONNX) and
-whether to include the projector. The export runs in a worker with progress; the dialog then lists
+"""Export a run's encoder: checkpoint, output folder, formats (safetensors, torch.export, TorchScript,
+ONNX, torchvision state dict) and whether to include the projector. The export runs in a worker
+with progress; the dialog then lists
 the written files and a summary of the model card, or the one-sentence reason an artifact was
 refused (the backend verifies every file by reloading it before it keeps it)."""
 
@@ -17,8 +18,10 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QFileDialog, QFormLayout, QHB
 from .inspect_common import MUTED_COLOUR, CheckpointCombo, TaskBar, backend_callbacks
 
 FORMAT_LABELS = {"safetensors": "safetensors (weights + metadata, no pickle)",
-                 "torchscript": "TorchScript (traced, runs without this package)",
-                 "onnx": "ONNX"}
+                 "pt2": "torch.export program (.pt2, recommended: runs with torch alone)",
+                 "torchscript": "TorchScript (traced; deprecated in current torch)",
+                 "onnx": "ONNX (verified in onnxruntime)",
+                 "torchvision": "torchvision state dict (ResNet backbones: loads into torchvision.models)"}
 
 
 def export_job(ctx, run_dir, out_dir, checkpoint, formats, include_projector: bool) -> dict:
@@ -123,6 +126,7 @@ class ExportDialog(QDialog):
             fbox.addWidget(box)
             if fmt == "onnx" and self.onnx_reason:
                 reason = QLabel(self.onnx_reason)
+                reason.setTextFormat(Qt.TextFormat.PlainText)
                 reason.setWordWrap(True)
                 reason.setStyleSheet(f"color: {MUTED_COLOUR}; margin-left: 22px;")
                 fbox.addWidget(reason)

@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass, field
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter,
                                QVBoxLayout, QWidget)
 
@@ -31,7 +31,7 @@ class EmbeddingPoints:
     """One checkpoint's embedding of the shown points and its 2-D projections."""
 
     es: object                       # backend.inspect.EmbeddingSet
-    projections: dict = field(default_factory=dict)  # method -> (N, 2) float32
+    projections: dict = field(default_factory=dict)  # projection_key -> (N, 2) float32
 
 
 @dataclass
@@ -60,7 +60,7 @@ def embed_job(ctx, run_dir, checkpoints, split: str, limit: int, features: str, 
         progress, cancelled = backend_callbacks(ctx, 0.85 * i / n, 0.85 * (i + 1) / n)
         es = compute_embeddings(run_dir, checkpoint=checkpoint, split=split, limit=limit, features=features,
                                 device=device, progress=progress, cancelled=cancelled)
-        sets.append(EmbeddingPoints(es, {"pca": embedding_projection(es, "pca")}))
+        sets.append(EmbeddingPoints(es, {"pca-0": embedding_projection(es, "pca")}))
     ctx.progress(0.88, "loading the images")
     ctx.check()
     first = sets[0].es
@@ -74,18 +74,28 @@ def embed_job(ctx, run_dir, checkpoints, split: str, limit: int, features: str, 
     return EmbeddingState(sets, images, np.asarray(ids, dtype=np.int64), names, by, split)
 
 
-def projection_job(ctx, sets, method: str, note: str = "") -> list[np.ndarray]:
+def projection_job(ctx, sets, method: str, note: str = "", reproducible: bool = False,
+                   on_draft=None) -> list[np.ndarray]:
     """The ``method`` projection of each embedding (cached in the run's inspect files); ``note`` is
-    appended to the progress messages."""
+    appended to the progress messages. UMAP: ``reproducible`` picks the seeded (slower) layout;
+    ``on_draft(i, xy)`` gets the fast layout's draft of embedding ``i`` before it is refined."""
     from backend.inspect import embedding_projection
 
     out = []
     for i, points in enumerate(sets):
         report, cancelled = backend_callbacks(ctx, i / len(sets), (i + 1) / len(sets))
         progress = (lambda f, m, report=report: report(f, f"{m} — {note}" if f < 1 else m)) if note else report
-        out.append(embedding_projection(points.es, method, progress=progress, cancelled=cancelled))
+        draft = (lambda xy, i=i: on_draft(i, xy)) if on_draft is not None else None
+        out.append(embedding_projection(points.es, method, progress=progress, cancelled=cancelled,
+                                        reproducible=reproducible, on_draft=draft))
         ctx.check()
     return out
+
+
+class _DraftRelay(QObject):
+    """Carries draft layouts from the worker thread to the GUI thread (a queued signal)."""
+
+    draft = Signal(object, str, int, object)   # state, projection key, embedding index, (N, 2) xy
 
 
 # ---- the view ------------------------------------------------------------------------------------
@@ -118,6 +128,11 @@ class EmbeddingView(QWidget):
         self.projection.setCurrentIndex(1)
         self.method = self.projection.currentData()
         self.projection.setToolTip("PCA is shown at once; UMAP and t-SNE follow from a worker")
+        self.reproducible = QCheckBox("reproducible (slower)")
+        self.reproducible.setToolTip("UMAP: the exactly reproducible layout (seeded, single-threaded, several "
+                                     "times slower) instead of the fast parallel one (draft first, then refined)")
+        self._drafts = _DraftRelay(self)
+        self._drafts.draft.connect(self._show_draft)
         self.compare = QCheckBox("Compare with")
         self.compare_checkpoint = CheckpointCombo()
         self.compare_checkpoint.setEnabled(False)
@@ -128,6 +143,7 @@ class EmbeddingView(QWidget):
         for label, widget in form:
             controls.addWidget(QLabel(label))
             controls.addWidget(widget)
+        controls.addWidget(self.reproducible)
         controls.addSpacing(12)
         controls.addWidget(self.compare)
         controls.addWidget(self.compare_checkpoint)
@@ -173,6 +189,7 @@ class EmbeddingView(QWidget):
         self.compute_button.clicked.connect(self.compute)
         self.compare.toggled.connect(self.compare_checkpoint.setEnabled)
         self.projection.currentIndexChanged.connect(lambda _i: self.set_method(self.projection.currentData()))
+        self.reproducible.toggled.connect(lambda _on: self.method == "umap" and self.set_method("umap"))
         self.gallery.k.valueChanged.connect(lambda _k: self.selected[0] >= 0 and self.select_point(*self.selected))
         context.changed.connect(self._context_changed)
         self._context_changed()
@@ -211,7 +228,7 @@ class EmbeddingView(QWidget):
             visible = i < len(state.sets)
             panel.setVisible(visible)
             if visible:
-                panel.set_points(state.sets[i].projections["pca"], state.colour_ids, colours, self._title(i, "pca"))
+                panel.set_points(state.sets[i].projections["pca-0"], state.colour_ids, colours, self._title(i, "pca"))
         self.legend.setText(" &nbsp; ".join(
             f"<span style='color:{c}; font-size:13pt'>\u25cf</span>&nbsp;{html.escape(name)}"
             for c, name in zip(colours, state.colour_names[:60]))
@@ -225,41 +242,63 @@ class EmbeddingView(QWidget):
         if self.method != "pca":
             self.set_method(self.method)  # PCA is on screen meanwhile
 
-    def _title(self, i: int, method: str) -> str:
+    def _title(self, i: int, method: str, draft: bool = False) -> str:
         es = self.state.sets[i].es
-        return f"{es.checkpoint} · {PROJECTION_NAMES[method]} of {len(es)} {es.split} embeddings"
+        name = PROJECTION_NAMES[method]
+        if method == "umap":
+            name += " (reproducible)" if self.reproducible.isChecked() else ""
+        return f"{es.checkpoint} · {name} of {len(es)} {es.split} embeddings" + (" · draft, refining…" if draft else "")
+
+    def projection_key(self, method: str) -> str:
+        """The cache key of ``method`` as currently chosen (fast or reproducible UMAP)."""
+        from backend.inspect import projection_key
+        return projection_key(method, 0, method == "umap" and self.reproducible.isChecked())
 
     def set_method(self, method: str) -> None:
-        """Show another projection: at once when computed before, else from a worker."""
+        """Show another projection: at once when computed before, else from a worker (the fast
+        UMAP's draft layout is shown as soon as it exists, then replaced by the refined one)."""
         self.method = method
         if self.state is None:
             return
-        sets = self.state.sets
-        if all(method in s.projections for s in sets):
+        sets, key = self.state.sets, self.projection_key(method)
+        if all(key in s.projections for s in sets):
             self._show_projection(method)
             return
-        cached = [s.es.projections.get(f"{method}-0") for s in sets]
+        cached = [s.es.projections.get(key) for s in sets]
         if all(c is not None for c in cached):
-            self._projected(method, self.state, cached)
+            self._projected(method, key, self.state, cached)
             return
+        reproducible = method == "umap" and self.reproducible.isChecked()
         note = "compiling UMAP (first use, tens of seconds)…" if method == "umap" and not _umap_ready else ""
-        state = self.state
-        self.taskbar.submit(projection_job, sets, method, note, text=note or f"{PROJECTION_NAMES[method]}…",
-                            on_result=lambda xys: self._projected(method, state, xys))
+        state, relay = self.state, self._drafts
 
-    def _projected(self, method: str, state: EmbeddingState, xys) -> None:
+        def on_draft(i, xy):
+            relay.draft.emit(state, key, i, xy)
+
+        self.taskbar.submit(projection_job, sets, method, note, reproducible, on_draft,
+                            text=note or f"{PROJECTION_NAMES[method]}…",
+                            on_result=lambda xys: self._projected(method, key, state, xys))
+
+    def _show_draft(self, state, key: str, i: int, xy) -> None:
+        """A draft layout arrived: show it until the refined one replaces it."""
+        if state is not self.state or key != self.projection_key(self.method) or key in state.sets[i].projections:
+            return
+        self.panels[i].set_positions(np.asarray(xy, dtype=np.float32), self._title(i, self.method, draft=True))
+
+    def _projected(self, method: str, key: str, state: EmbeddingState, xys) -> None:
         global _umap_ready
         if method == "umap":
             _umap_ready = True
         for points, xy in zip(state.sets, xys):
-            points.projections[method] = np.asarray(xy, dtype=np.float32)
-        if state is self.state and method == self.method:
+            points.projections[key] = np.asarray(xy, dtype=np.float32)
+        if state is self.state and key == self.projection_key(self.method):
             self._show_projection(method)
             self.taskbar.show_text(f"{self.summary} · {PROJECTION_NAMES[method]}")
 
     def _show_projection(self, method: str) -> None:
+        key = self.projection_key(method)
         for i, points in enumerate(self.state.sets):
-            self.panels[i].set_positions(points.projections[method], self._title(i, method))
+            self.panels[i].set_positions(points.projections[key], self._title(i, method))
 
     # ---- interaction ----
     def show_hover(self, index: int, panel: int = 0) -> None:

@@ -104,13 +104,22 @@ class ConfusionView(QWidget):
         self.texts: list[pg.TextItem] = []
         self.matrix = np.zeros((0, 0), np.int64)
         self.class_names: list[str] = []
+        self.empty_note = QLabel("No evaluation yet: run a kNN or linear probe to see its confusion matrix.")
+        self.empty_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.empty_note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_note.setWordWrap(True)
+        self.empty_note.setStyleSheet(f"color: {MUTED_COLOUR};")
         layout.addWidget(self.title)
+        layout.addWidget(self.empty_note, 1)
         layout.addWidget(self.plot_widget, 1)
+        self.plot_widget.hide()   # no axes without a matrix
 
     def set_matrix(self, matrix, class_names, title: str = "") -> None:
         """Show ``matrix`` (rows true, columns predicted) with ``class_names``."""
         cm = np.asarray(matrix, dtype=np.int64)
         self.matrix, self.class_names = cm, list(class_names)
+        self.empty_note.setVisible(cm.size == 0)
+        self.plot_widget.setVisible(cm.size > 0)
         c = cm.shape[0]
         rows = cm.sum(axis=1, keepdims=True)
         frac = np.divide(cm, np.maximum(rows, 1), dtype=np.float64)

@@ -4,6 +4,7 @@ views the run's own augmentation settings draw from training images)."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,9 @@ class InspectWindow(QMainWindow):
         header.setObjectName("runBar")
         bar = QHBoxLayout(header)
         bar.setContentsMargins(8, 5, 8, 5)
-        title = QLabel(f"<b>{self.run_dir.name}</b>")
+        title = QLabel(f"<b>{html.escape(self.run_dir.name)}</b>")
         info = QLabel(f"{cfg.method.name} · {cfg.model.backbone} · {cfg.data.source}" if cfg else "(no config)")
+        info.setTextFormat(Qt.TextFormat.PlainText)
         info.setStyleSheet(f"color: {MUTED_COLOUR};")
         self.checkpoint = CheckpointCombo()
         self.checkpoint.fill(checkpoints, self.context.checkpoint)

@@ -4,11 +4,15 @@ This package's entry point; its parts: ``module`` (the exported module and its m
 ``formats`` (writers, safe recognition and loaders) and ``card`` (model card and README).
 
 ``export_encoder`` writes ``<run>/export/<name>/``: ``encoder.safetensors`` (weights + metadata
-header), ``encoder.torchscript.pt`` (traced), ``encoder.onnx`` (only when the ``onnx`` package
-imports), a ``.sha256`` beside each, ``model_card.json`` and ``README.md``. Each file is written
-under a temp name, reloaded from disk with :func:`load_encoder` and compared with the in-memory
-encoder on a probe batch; only a file whose features match (max abs difference <= ``atol``) is
-``os.replace``d onto its final name, otherwise a CheckpointError names it and the difference.
+header), ``encoder.pt2`` (a ``torch.export`` program: the recommended format),
+``encoder.torchscript.pt`` (traced; TorchScript is deprecated in current torch, which the model
+card records), ``encoder.onnx`` (verified in onnxruntime), ``backbone.torchvision.safetensors``
+(ResNet backbones only: a plain torchvision state dict), a ``.sha256`` beside each,
+``model_card.json`` and ``README.md`` (how to load each file). Each file is written under a temp
+name, reloaded from disk with :func:`load_encoder` and compared with the in-memory encoder on a
+probe batch; only a file whose features match (max abs difference <= ``atol``) is
+``os.replace``d onto its final name (mode 0666 less the umask, like any new file), otherwise a
+CheckpointError names it and the difference.
 
 ``load_encoder(path)`` returns a module mapping images (N, 3, H, W) in [0, 1] to features (N, F),
 from an export folder (its safetensors file is preferred) or one of the files; see
@@ -29,6 +33,7 @@ from ..errors import CheckpointError, ConfigError
 from ..reporter import as_reporter
 from .formats import (FILE_NAMES, FORMATS, LOADERS, WRITERS, onnx_unavailable_reason, recorded_hashes,
                       sidecar_path, sniff, verify_sidecar)
+from .torchvision_sd import unavailable_reason as torchvision_unavailable_reason
 from .module import ExportedEncoder, from_method
 
 __all__ = ["FORMATS", "ExportedEncoder", "export_encoder", "load_encoder", "default_export_name"]
@@ -38,10 +43,18 @@ PROBE_BATCH = 3          # not the traced batch size (2), so a baked-in batch si
 PROBE_SEED = 0
 
 
+def file_mode() -> int:
+    """The mode a newly created regular file gets here: 0o666 less the process umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -64,15 +77,17 @@ def default_export_name(checkpoint: Path, epoch: int | None, include_projector: 
 
 @torch.no_grad()
 def _verify(path: Path, reference: torch.Tensor, probe: torch.Tensor, final_name: str, atol: float) -> float:
-    """Max abs difference between the reloaded file's features and ``reference``; raises if > atol."""
+    """Max abs difference between the reloaded file's features and ``reference``; raises if > atol.
+    ONNX files are run in onnxruntime (export requires it)."""
+    how = "reloaded from disk and run in onnxruntime" if path.suffix == ".onnx" else "reloaded from disk"
     loaded = load_encoder(path, verify_hash=False)
     out = loaded(probe)
     if tuple(out.shape) != tuple(reference.shape):
-        raise CheckpointError(f"{final_name} was not written: reloaded from disk it gives features of shape "
+        raise CheckpointError(f"{final_name} was not written: {how} it gives features of shape "
                               f"{tuple(out.shape)} instead of {tuple(reference.shape)}")
     diff = (out.float() - reference).abs().max().item() if out.numel() else 0.0
     if not (diff <= atol):  # also catches NaN
-        raise CheckpointError(f"{final_name} was not written: reloaded from disk it does not reproduce the "
+        raise CheckpointError(f"{final_name} was not written: {how} it does not reproduce the "
                               f"encoder (max abs difference {diff:.3g} > {atol:g} on the probe batch)")
     return float(diff)
 
@@ -84,6 +99,7 @@ def _commit(tmp: Path, final: Path) -> str:
     sidecar = sidecar_path(final)
     old = recorded_hashes(final)[:1] if final.exists() else []
     _write_text_atomic(sidecar, "".join(f"{h}  {final.name}\n" for h in [digest, *old]))
+    os.chmod(tmp, file_mode())   # writers may create 0600 temp files (mkstemp)
     os.replace(tmp, final)
     _write_text_atomic(sidecar, f"{digest}  {final.name}\n")
     return digest
@@ -96,8 +112,10 @@ def export_encoder(run_dir, out_dir=None, *, checkpoint=None, name: str | None =
     artifacts in ``formats`` order, then model_card.json and README.md.
 
     ``out_dir`` defaults to ``<run>/export/<name>`` with ``name`` from :func:`default_export_name`.
-    ONNX is skipped (``on_warning`` is told why, and model_card.json records it) when the onnx
-    package is missing. Raises ConfigError for an unknown format, CheckpointError for an unusable
+    ONNX is skipped (``on_warning`` is told why, and model_card.json records it) when onnx or
+    onnxruntime is missing or the ONNX exporter fails; the torchvision state dict is skipped (the
+    card says why) for backbones other than ResNets. Deprecation notes from torch (TorchScript)
+    go to ``on_warning`` and the card. Raises ConfigError for an unknown format, CheckpointError for an unusable
     checkpoint or an artifact that fails verification (that file is not written)."""
     from ..checkpoint import load_checkpoint
     from ..restore import resolve_checkpoint, restore_method
@@ -134,11 +152,14 @@ def export_encoder(run_dir, out_dir=None, *, checkpoint=None, name: str | None =
             skipped[fmt] = onnx_unavailable_reason()
             warn(f"ONNX export skipped: {skipped[fmt]}")
             continue
+        if fmt == "torchvision" and torchvision_unavailable_reason(meta):
+            skipped[fmt] = torchvision_unavailable_reason(meta)
+            continue
         final = folder / FILE_NAMES[fmt]
-        suffix = ".pt" if fmt == "torchscript" else f".{fmt}"
+        suffix = {"torchscript": ".pt", "torchvision": ".safetensors"}.get(fmt, f".{fmt}")
         tmp = folder / f"encoder{TEMP_MARK}{os.getpid()}{suffix}"
         try:
-            WRITERS[fmt](encoder, tmp, meta, example)
+            notes = WRITERS[fmt](encoder, tmp, meta, example) or []
             report.check()
             diff = _verify(tmp, reference, probe, final.name, atol)
             digest = _commit(tmp, final)
@@ -156,6 +177,9 @@ def export_encoder(run_dir, out_dir=None, *, checkpoint=None, name: str | None =
                 tmp.unlink()
         files[fmt] = {"file": final.name, "sha256": digest, "bytes": final.stat().st_size,
                       "max_abs_diff": diff}
+        if notes:
+            files[fmt]["deprecated"] = notes
+            warn(f"{final.name}: " + "; ".join(notes))
         written.append(final)
 
     report(0.92, "writing the model card")
@@ -171,7 +195,7 @@ def export_encoder(run_dir, out_dir=None, *, checkpoint=None, name: str | None =
 
 
 def _pick_in_folder(folder: Path) -> Path:
-    for fmt in ("safetensors", "torchscript", "onnx"):
+    for fmt in ("safetensors", "pt2", "torchscript", "onnx", "torchvision"):
         candidate = folder / FILE_NAMES[fmt]
         if candidate.is_file():
             return candidate
@@ -182,7 +206,10 @@ def load_encoder(path, *, device="cpu", verify_hash: bool = True) -> nn.Module:
     """Load an export: images (N, 3, H, W) in [0, 1] -> features (N, F), in eval mode.
 
     ``path``: an export folder (its safetensors file is used), ``encoder.safetensors`` (backbone
-    rebuilt from the metadata, weights read without pickle), ``encoder.torchscript.pt``
+    rebuilt from the metadata, weights read without pickle), ``encoder.pt2`` (``torch.export.load``
+    after checking the archive needs no unrestricted unpickling; its program of torch operators
+    runs when called), ``backbone.torchvision.safetensors`` (torchvision ResNet + the recorded
+    normalisation), ``encoder.torchscript.pt``
     (``torch.jit.load``: runs the TorchScript program in the file, so only load trusted files) or
     ``encoder.onnx`` (needs onnxruntime). A ``.sha256`` beside the file is checked when
     ``verify_hash``. Anything else (a training checkpoint, a pickle, an image, a truncated file)

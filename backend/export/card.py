@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .formats import FILE_NAMES
+from .formats import FILE_NAMES, RECOMMENDED
+from .torchvision_sd import how_to_load as torchvision_how_to_load
 
 
 def _latest(evaluations: list[dict], kind: str, checkpoint: str) -> dict | None:
@@ -28,6 +29,22 @@ def _training_knn(run_dir) -> dict | None:
     if last is None:
         return None
     return {k: last[k] for k in ("value", "step", "epoch", "k", "temperature", "features") if k in last}
+
+
+def how_to_load(fmt: str, meta: dict) -> str:
+    """One sentence (or paragraph) on loading the file of format ``fmt``."""
+    name = FILE_NAMES[fmt]
+    return {
+        "safetensors": f"backend.export.load_encoder(\"{name}\") with SSL Workbench; without it, build the "
+                       f"backbone (README) and load the 'backbone.*' tensors (no pickle, no code from the file)",
+        "pt2": f"recommended: torch.export.load(\"{name}\").module() (torch only; images in [0, 1], "
+               f"normalisation inside; dynamic batch size)",
+        "torchscript": f"torch.jit.load(\"{name}\") (torch only); TorchScript is deprecated in current torch: "
+                       f"prefer {FILE_NAMES['pt2']}",
+        "onnx": f"onnxruntime.InferenceSession(\"{name}\").run(None, {{\"images\": x}}) with x float32 "
+                f"(N, 3, {meta['image_size']}, {meta['image_size']}) in [0, 1]",
+        "torchvision": torchvision_how_to_load(meta) if fmt == "torchvision" else "",
+    }[fmt]
 
 
 def model_card(run_dir, cfg, meta: dict, checkpoint: Path, state_info: dict, files: dict,
@@ -57,7 +74,11 @@ def model_card(run_dir, cfg, meta: dict, checkpoint: Path, state_info: dict, fil
                        "knn": _latest(evaluations, "knn", checkpoint.name),
                        "linear_probe": _latest(evaluations, "linear_probe", checkpoint.name)},
         "versions": library_versions(),
-        "files": files, "skipped": skipped,
+        "files": {fmt: {**info, "how_to_load": how_to_load(fmt, meta)} for fmt, info in files.items()},
+        "recommended": FILE_NAMES[RECOMMENDED] if RECOMMENDED in files else None,
+        "deprecated": {fmt: {"file": info["file"], "notes": info["deprecated"]}
+                       for fmt, info in files.items() if info.get("deprecated")},
+        "skipped": skipped,
         "verification": {"probe": probe, "max_abs_diff_allowed": atol,
                          "how": "each file was reloaded from disk and its features compared with the "
                                 "in-memory encoder's before it was given its final name"},
@@ -104,13 +125,21 @@ def readme(meta: dict, files: dict, card: dict) -> str:
         "",
         "```python",
         "from backend.export import load_encoder",
-        "encoder = load_encoder(\"path/to/this/folder\")   # or a file: .safetensors / .torchscript.pt / .onnx",
+        "encoder = load_encoder(\"path/to/this/folder\")   # or a file: .safetensors / .pt2 / .torchscript.pt / .onnx",
         f"features = encoder(images)                     # images: (N, 3, {size}, {size}) in [0, 1]",
         "```",
         "",
     ]
+    if "pt2" in files:
+        lines += ["## torch.export program (recommended; needs only torch)", "", "```python", "import torch",
+                  f"encoder = torch.export.load(\"{FILE_NAMES['pt2']}\").module()   # runs the program in the "
+                  "file: load only files you trust",
+                  "features = encoder(images)", "```", ""]
     if "torchscript" in files:
-        lines += ["## TorchScript (needs only torch)", "", "```python", "import torch",
+        note = (["", f"TorchScript is deprecated in torch {card['versions'].get('torch', '')}: "
+                 + " ".join(files["torchscript"]["deprecated"]) + f" Prefer `{FILE_NAMES['pt2']}`."]
+                if files["torchscript"].get("deprecated") else [])
+        lines += ["## TorchScript (needs only torch)", *note, "", "```python", "import torch",
                   f"encoder = torch.jit.load(\"{FILE_NAMES['torchscript']}\").eval()   # runs the TorchScript "
                   "program in the file: load only files you trust",
                   "features = encoder(images)", "```", ""]
@@ -131,4 +160,12 @@ def readme(meta: dict, files: dict, card: dict) -> str:
                   "features = model((images - mean) / std)"
                   + ("  # then the projector: keys 'projector.*'" if meta["include_projector"] else ""),
                   "```", ""]
+    if "torchvision" in files:
+        from .torchvision_sd import rebuild_snippet
+        lines += ["## torchvision state dict (torch + torchvision only, no pickle)", "",
+                  card["files"]["torchvision"]["how_to_load"], "", "```python", "import torch",
+                  rebuild_snippet(meta).rstrip("\n"),
+                  f"mean = torch.tensor({meta['mean']}).view(1, 3, 1, 1)",
+                  f"std = torch.tensor({meta['std']}).view(1, 3, 1, 1)",
+                  "features = m((images - mean) / std)", "```", ""]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Encoder file formats: write (safetensors, TorchScript, ONNX), recognise, and load safely.
+"""Encoder file formats: write (safetensors, torch.export, TorchScript, ONNX, a torchvision state
+dict), recognise, and load safely.
 
 Loading never unpickles: safetensors files are checked (header length, JSON header, our metadata,
 data extent) before ``safetensors.torch.load_file`` reads them; a ``torch.save`` pickle, a raw
@@ -7,7 +8,10 @@ it. TorchScript files are loaded with ``torch.jit.load``: that runs the TorchScr
 in the file (TorchScript's own interpreter: tensor code, no Python imports or calls), and its
 constants come through TorchScript's restricted unpickler, which cannot construct arbitrary Python
 objects. Load TorchScript files only from sources you trust; a ``.sha256`` beside the file is
-checked first. ONNX files run in onnxruntime (or, without it, in onnx's slow reference evaluator).
+checked first. ``torch.export`` programs (.pt2, the recommended format; see :mod:`.pt2`) are
+checked to need no unrestricted unpickling before ``torch.export.load`` reads them. ONNX files run
+in onnxruntime (or, without it, in onnx's slow reference evaluator). The torchvision state dict
+(:mod:`.torchvision_sd`) is a safetensors file read like ours.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from torch import nn
 from ..checkpoint import file_sha256
 from ..errors import CheckpointError
 from .module import FORMAT_TAG, metadata_from_strings, metadata_to_strings, rebuild
+from .pt2 import is_pt2_archive, load_pt2, write_pt2
+from .torchvision_sd import TORCHVISION_TAG, load_torchvision, write_torchvision
 
-FILE_NAMES = {"safetensors": "encoder.safetensors", "torchscript": "encoder.torchscript.pt",
-              "onnx": "encoder.onnx"}
+FILE_NAMES = {"safetensors": "encoder.safetensors", "pt2": "encoder.pt2", "torchscript": "encoder.torchscript.pt",
+              "onnx": "encoder.onnx", "torchvision": "backbone.torchvision.safetensors"}
+RECOMMENDED = "pt2"
 FORMATS = tuple(FILE_NAMES)
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -38,10 +45,12 @@ _EXTRA = "sslwb.json"
 # ---- helpers ---------------------------------------------------------------------------------
 def onnx_unavailable_reason() -> str | None:
     """None when ONNX export works here, else why not (one sentence with the fix)."""
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return "the onnx package is not installed (pip install onnx, or ssl-workbench[onnx])"
+    for package in ("onnx", "onnxruntime"):
+        try:
+            __import__(package)
+        except ImportError:
+            return (f"the {package} package is not installed (a dependency of SSL Workbench: "
+                    f"pip install onnx onnxruntime)")
     return None
 
 
@@ -72,11 +81,14 @@ def write_safetensors(module: nn.Module, path: Path, meta: dict, example: torch.
     save_file(state, str(path), metadata=metadata_to_strings(meta))
 
 
-def write_torchscript(module: nn.Module, path: Path, meta: dict, example: torch.Tensor) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # jit deprecation notes; trace warnings about fixed sizes
+def write_torchscript(module: nn.Module, path: Path, meta: dict, example: torch.Tensor) -> list[str]:
+    """Trace and save; returns torch's deprecation notes (recorded in the model card, not hidden)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         traced = torch.jit.trace(module, example, check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={_EXTRA: json.dumps(meta)})
+    return sorted({str(w.message).splitlines()[0][:200] for w in caught
+                   if issubclass(w.category, (FutureWarning, DeprecationWarning)) and "deprecat" in str(w.message)})
 
 
 def write_onnx(module: nn.Module, path: Path, meta: dict, example: torch.Tensor) -> None:
@@ -100,12 +112,13 @@ def write_onnx(module: nn.Module, path: Path, meta: dict, example: torch.Tensor)
     onnx.save(model, str(path))
 
 
-WRITERS = {"safetensors": write_safetensors, "torchscript": write_torchscript, "onnx": write_onnx}
+WRITERS = {"safetensors": write_safetensors, "pt2": write_pt2, "torchscript": write_torchscript,
+           "onnx": write_onnx, "torchvision": write_torchvision}
 
 
 # ---- recognising files -----------------------------------------------------------------------
 def sniff(path: Path) -> str:
-    """'safetensors', 'torchscript' or 'onnx' from the file's bytes (and .onnx suffix); a
+    """'safetensors', 'pt2', 'torchscript' or 'onnx' from the file's bytes (and .onnx suffix); a
     CheckpointError naming the file for anything else. Reads only the first bytes / zip index."""
     try:
         size = path.stat().st_size
@@ -125,6 +138,8 @@ def sniff(path: Path) -> str:
             raise CheckpointError(f"{path} is truncated or damaged (not a complete archive)") from None
         if any("/code/" in n or n.startswith("code/") for n in names):
             return "torchscript"
+        if is_pt2_archive(names):
+            return "pt2"
         if any(n.endswith("data.pkl") for n in names):
             raise CheckpointError(f"{path} is a torch.save (pickle) file such as a training checkpoint, "
                                   f"not an exported encoder; it was not loaded (export it with sslwb export)")
@@ -135,7 +150,7 @@ def sniff(path: Path) -> str:
         return "onnx"
     if path.suffix.lower() == ".safetensors" or head[8:9] == b"{":
         return "safetensors"
-    raise CheckpointError(f"{path} is not an exported encoder (expected safetensors, TorchScript or ONNX)")
+    raise CheckpointError(f"{path} is not an exported encoder (expected safetensors, torch.export, TorchScript or ONNX)")
 
 
 def read_safetensors_header(path: Path) -> tuple[dict, dict]:
@@ -157,7 +172,7 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is damaged: its safetensors header is not a JSON object")
     meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_TAG:
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT_TAG, TORCHVISION_TAG):
         raise CheckpointError(f"{path} is a safetensors file but not an SSL Workbench encoder export "
                               f"(no '{FORMAT_TAG}' metadata)")
     try:
@@ -206,6 +221,8 @@ def load_safetensors(path: Path, device) -> nn.Module:
         state = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise CheckpointError(f"{path} is truncated or damaged: {str(exc).splitlines()[0][:160]}") from None
+    if meta.get("format") == TORCHVISION_TAG:
+        return load_torchvision(path, state, meta, device)
     try:
         module = rebuild(meta)
     except Exception as exc:  # noqa: BLE001 - bad metadata: one sentence naming the file
@@ -262,4 +279,4 @@ def load_onnx(path: Path, device) -> nn.Module:
         raise CheckpointError(f"{path} is not a loadable ONNX file: {str(exc).strip().splitlines()[0][:160]}") from None
 
 
-LOADERS = {"safetensors": load_safetensors, "torchscript": load_torchscript, "onnx": load_onnx}
+LOADERS = {"safetensors": load_safetensors, "pt2": load_pt2, "torchscript": load_torchscript, "onnx": load_onnx}

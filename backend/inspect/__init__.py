@@ -22,12 +22,12 @@ from .attention import AttentionResult, attention_maps, attention_threshold_mask
 from .common import checkpoint_fingerprint, release_models
 from .embeddings import EmbeddingSet, cache_path, compute_embeddings, embedding_projection, split_images
 from .neighbours import nearest_neighbours
-from .projection import PROJECTIONS, cluster_labels, project_2d
+from .projection import PROJECTIONS, cluster_labels, project_2d, projection_key
 from .views import augmentation_pairs
 
 __all__ = [
     "AttentionResult", "EmbeddingSet", "PROJECTIONS", "attention_maps",
     "attention_threshold_mask", "augmentation_pairs", "cache_path", "checkpoint_fingerprint",
     "cluster_labels", "compute_embeddings", "embedding_projection", "load_image_file",
-    "nearest_neighbours", "project_2d", "release_models", "split_images", "upsample_maps",
+    "nearest_neighbours", "project_2d", "projection_key", "release_models", "split_images", "upsample_maps",
 ]

@@ -2,7 +2,7 @@
 
 One file per (checkpoint, split, feature source, limit): ``<stem>-<split>-<features>-<limit>.h5``
 with datasets ``features`` (N, F) float32, ``indices`` (N,) int64 into the split, ``labels`` (N,)
-int64 (labelled data only) and ``projections/<method>-<seed>`` (N, 2) float32, plus attrs
+int64 (labelled data only) and ``projections/<key>`` (N, 2) float32 (key from ``projection.projection_key``), plus attrs
 (checkpoint fingerprint, data config, class names). A file whose fingerprint no longer matches
 the checkpoint (it was rewritten by training) is ignored and rebuilt. Files are written to a temp
 name and ``os.replace``d, so a reader never sees a partial file.
@@ -45,7 +45,7 @@ class EmbeddingSet:
     path: Path | None = None           # the cache file
     from_cache: bool = False
     seconds: float = 0.0               # time spent computing (0 when read from the cache)
-    projections: dict = field(default_factory=dict)   # "<method>-<seed>" -> (N, 2) float32
+    projections: dict = field(default_factory=dict)   # projection_key -> (N, 2) float32
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -189,15 +189,17 @@ def compute_embeddings(run_dir, *, checkpoint=None, split: str = "test", limit: 
 
 
 def embedding_projection(es: EmbeddingSet, method: str = "pca", seed: int = 0, *, progress=None,
-                         cancelled=None) -> np.ndarray:
+                         cancelled=None, reproducible: bool = False, on_draft=None) -> np.ndarray:
     """The (N, 2) projection of ``es``, from its cache file when stored there, else computed with
-    :func:`project_2d` and added to the cache file (projections/<method>-<seed>)."""
-    from .projection import project_2d
+    :func:`project_2d` and added to the cache file under :func:`projection_key` (the fast default
+    UMAP and the reproducible one are stored apart). ``on_draft``: see :func:`project_2d`."""
+    from .projection import project_2d, projection_key
 
-    key = f"{method}-{int(seed)}"
+    key = projection_key(method, seed, reproducible)
     if key in es.projections:
         return es.projections[key]
-    xy = project_2d(es.features, method=method, seed=seed, progress=progress, cancelled=cancelled)
+    xy = project_2d(es.features, method=method, seed=seed, progress=progress, cancelled=cancelled,
+                    reproducible=reproducible, on_draft=on_draft)
     es.projections[key] = xy
     if es.path is not None:
         _store_projection(es.path, key, xy)

@@ -1,14 +1,14 @@
 """2-D projections of embeddings (PCA, UMAP, t-SNE) and k-means cluster labels.
 
-Every method works on L2-normalised rows (cosine geometry, the one SSL losses train), is
-deterministic for a given ``seed`` and returns float32 (N, 2).
+Every method works on L2-normalised rows (cosine geometry, the one SSL losses train) and returns
+float32 (N, 2); all are deterministic for a given ``seed`` except the default (fast) UMAP.
 
 - ``pca``: centred SVD (numpy), signs fixed so the largest-magnitude loading of each component is
   positive; instant.
-- ``umap``: umap-learn with ``random_state=seed`` (which also makes it single-threaded and so
-  reproducible), cosine metric, ``n_neighbors = min(15, N - 1)``. Numba compiles UMAP's kernels
-  the first time (tens of seconds) and caches them in ``$NUMBA_CACHE_DIR``, set to
-  ``~/.cache/sslwb/numba`` when unset.
+- ``umap``: umap-learn, cosine metric, ``n_neighbors = min(15, N - 1)``. By default the fast
+  layout of :mod:`backend.inspect.umap_layout` (exact torch kNN, parallel, draft then refine; not
+  bit-reproducible); ``reproducible=True`` uses ``random_state=seed`` (single-threaded, slower,
+  identical every time). Numba compiles UMAP's kernels the first time (tens of seconds).
 - ``tsne``: scikit-learn's TSNE with PCA initialisation, perplexity ``min(30, (N - 1) / 3)``.
 
 With fewer than 4 points UMAP and t-SNE are undefined; PCA is used instead.
@@ -16,14 +16,11 @@ With fewer than 4 points UMAP and t-SNE are undefined; PCA is used instead.
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import ConfigError
 from ..reporter import as_reporter
+from .umap_layout import ensure_numba_cache, fast_umap, reproducible_umap  # noqa: F401 - re-exported
 
 PROJECTIONS = ("pca", "umap", "tsne")
 
@@ -53,52 +50,6 @@ def _pca(x: np.ndarray) -> np.ndarray:
     return xy
 
 
-def ensure_numba_cache() -> None:
-    """Point numba's on-disk cache at ~/.cache/sslwb/numba unless NUMBA_CACHE_DIR is set."""
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        folder = Path.home() / ".cache" / "sslwb" / "numba"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            os.environ["NUMBA_CACHE_DIR"] = str(folder)
-        except OSError:
-            pass
-
-
-class _EpochSink:
-    """A file for UMAP's tqdm bar (formatted ``{n}/{total}``): each write becomes a progress
-    report, and a cancel request raises :class:`~backend.errors.Cancelled` out of UMAP's epoch loop."""
-
-    def __init__(self, report):
-        self.report = report
-
-    def write(self, text: str) -> None:
-        found = re.findall(r"(\d+)/(\d+)", text)
-        if found:
-            done, total = map(int, found[-1])
-            self.report(done / max(total, 1), f"UMAP: optimising the layout, epoch {done}/{total}")
-
-    def flush(self) -> None:
-        """(Nothing is buffered.)"""
-
-
-def _umap(x: np.ndarray, seed: int, report=None) -> np.ndarray:
-    report = as_reporter(report)
-    ensure_numba_cache()
-    import warnings
-
-    import umap
-
-    report(0.0, f"UMAP: nearest-neighbour graph of {x.shape[0]} points")
-    epochs = _EpochSink(report.sub(0.3, 1.0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", numba notes
-        reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, x.shape[0] - 1)),
-                            metric="cosine", random_state=int(seed), init="spectral",
-                            tqdm_kwds={"file": epochs, "disable": False, "mininterval": 0.25,
-                                       "bar_format": "{n}/{total}"})
-        return reducer.fit_transform(x.astype(np.float32))
-
-
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
 
@@ -107,8 +58,20 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
                 learning_rate="auto").fit_transform(x.astype(np.float32))
 
 
-def project_2d(features, method: str = "pca", seed: int = 0, progress=None, cancelled=None) -> np.ndarray:
-    """(N, 2) float32 projection of features (N, F) by ``pca``, ``umap`` or ``tsne`` (see module)."""
+def projection_key(method: str, seed: int = 0, reproducible: bool = False) -> str:
+    """The cache name of a projection: ``<method>-<seed>``; the fast (default) UMAP is
+    ``umap-fast-<seed>`` so it never stands in for the reproducible one (``umap-<seed>``)."""
+    if method == "umap" and not reproducible:
+        return f"umap-fast-{int(seed)}"
+    return f"{method}-{int(seed)}"
+
+
+def project_2d(features, method: str = "pca", seed: int = 0, progress=None, cancelled=None, *,
+               reproducible: bool = False, on_draft=None) -> np.ndarray:
+    """(N, 2) float32 projection of features (N, F) by ``pca``, ``umap`` or ``tsne`` (see module).
+
+    For UMAP, ``reproducible`` picks the seeded single-threaded layout, and ``on_draft(xy)``
+    receives the fast path's quick draft layout before it is refined."""
     if method not in PROJECTIONS:
         raise ConfigError(f"projection must be one of {', '.join(PROJECTIONS)}, got {method!r}")
     report = as_reporter(progress, cancelled)
@@ -120,7 +83,8 @@ def project_2d(features, method: str = "pca", seed: int = 0, progress=None, canc
     if method == "pca" or n < 4:
         xy = _pca(x)
     elif method == "umap":
-        xy = _umap(x, seed, report.sub(0.0, 0.99))
+        sub = report.sub(0.0, 0.99)
+        xy = reproducible_umap(x, seed, sub) if reproducible else fast_umap(x, sub, on_draft)
     else:
         xy = _tsne(x, seed)
     report(1.0, f"{method.upper()} done")

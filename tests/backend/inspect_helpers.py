@@ -15,7 +15,7 @@ _LOCK = threading.Lock()
 
 # A tiny CNN SimCLR run (trained: a few seconds) and a ViT-Tiny run whose checkpoint holds the
 # untrained, seeded weights (ViT training on 2 CPU cores takes too long for a unit test; the
-# attention and export properties tested hold for any weights).
+# attention and export properties tested hold for any weights); likewise a ResNet-18 run (export).
 CONFIGS = {
     "cnn": {"data": {"synthetic_train_size": 256, "synthetic_test_size": 128},
             "schedule": {"epochs": 2, "warmup_epochs": 0}},
@@ -24,8 +24,12 @@ CONFIGS = {
             "optim": {"batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05},
             "schedule": {"epochs": 1, "warmup_epochs": 0},
             "eval": {"probe_batch_size": 32, "knn_every_epochs": 0, "knn_k": 5}},
+    "resnet": {"model": {"backbone": "resnet18", "projector_hidden_dim": 64, "projector_out_dim": 32},
+               "data": {"synthetic_train_size": 32, "synthetic_test_size": 16},
+               "optim": {"batch_size": 16}, "schedule": {"epochs": 1, "warmup_epochs": 0},
+               "eval": {"probe_batch_size": 16, "knn_every_epochs": 0, "knn_k": 5}},
 }
-UNTRAINED = {"vit"}
+UNTRAINED = {"vit", "resnet"}
 
 
 def _write_untrained_checkpoint(run: Path) -> None:

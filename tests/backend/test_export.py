@@ -24,17 +24,6 @@ from .inspect_helpers import copy_run, trained_run
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _onnx_missing():
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
-ONNX_MISSING = _onnx_missing()
-
-
 def _reference(run, images, include_projector=False):
     """Features of the run's own method for images in [0, 1]: normalise, backbone (+ projector)."""
     method, cfg, _ = restore_method(run)
@@ -58,9 +47,8 @@ def test_export_writes_verified_files_and_model_card(exported):
     folder = paths[0].parent
     assert folder == run / "export" / "epoch-0002"
     names = [p.name for p in paths]
-    assert names[:2] == ["encoder.safetensors", "encoder.torchscript.pt"]
-    assert names[-2:] == ["model_card.json", "README.md"]
-    assert ("encoder.onnx" in names) == (not ONNX_MISSING)
+    assert names == ["encoder.safetensors", "encoder.pt2", "encoder.torchscript.pt", "encoder.onnx",
+                     "model_card.json", "README.md"]
     assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
     card = json.loads((folder / "model_card.json").read_text())
     assert card["backbone"] == "tiny_cnn" and card["method"]["name"] == "simclr"
@@ -74,10 +62,35 @@ def test_export_writes_verified_files_and_model_card(exported):
         path = folder / info["file"]
         assert info["sha256"] == file_sha256(path) and info["max_abs_diff"] <= 1e-4
         assert (folder / (info["file"] + ".sha256")).read_text().split() == [info["sha256"], info["file"]]
-    if ONNX_MISSING:
-        assert "pip install onnx" in card["skipped"]["onnx"] and "ONNX" in warnings[0]
+        assert info["how_to_load"]
+    assert card["recommended"] == "encoder.pt2" and "onnx" not in card["skipped"]
+    assert "torchvision" in card["skipped"] and "ResNet" in card["skipped"]["torchvision"]
+    # TorchScript still works but torch deprecates it: recorded and reported, not hidden
+    assert set(card["deprecated"]) <= {"torchscript"}
+    if card["deprecated"]:
+        assert "deprecated" in card["deprecated"]["torchscript"]["notes"][0]
+        assert any("encoder.torchscript.pt" in w and "deprecated" in w for w in warnings)
     readme = (folder / "README.md").read_text()
     assert "load_encoder" in readme and "torch.jit.load" in readme and "safetensors" in readme
+    assert "torch.export.load" in readme and "recommended" in readme
+
+
+def test_export_files_are_world_readable_like_normal_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        paths = export_encoder(trained_run("cnn"), tmp_path / "a", formats=("safetensors", "pt2"))
+    finally:
+        os.umask(old)
+    folder = paths[0].parent
+    for path in folder.iterdir():
+        assert (path.stat().st_mode & 0o777) == 0o644, path.name
+    old = os.umask(0o077)
+    try:
+        paths = export_encoder(trained_run("cnn"), tmp_path / "b", formats=("safetensors",))
+    finally:
+        os.umask(old)
+    for path in paths[0].parent.iterdir():
+        assert (path.stat().st_mode & 0o777) == 0o600, path.name  # the umask is respected
 
 
 def test_artifacts_reproduce_features_in_a_fresh_process(exported, tmp_path):
@@ -127,7 +140,7 @@ def test_unknown_format_is_a_config_error(tmp_path):
 
 def test_onnx_is_skipped_with_a_reason_when_unavailable(tmp_path, monkeypatch):
     monkeypatch.setattr("backend.export.onnx_unavailable_reason",
-                        lambda: "the onnx package is not installed (pip install onnx)")
+                        lambda: "the onnxruntime package is not installed (pip install onnx onnxruntime)")
     warnings = []
     paths = export_encoder(trained_run("cnn"), tmp_path, formats=("onnx",), on_warning=warnings.append)
     assert [p.name for p in paths] == ["model_card.json", "README.md"]
@@ -135,7 +148,13 @@ def test_onnx_is_skipped_with_a_reason_when_unavailable(tmp_path, monkeypatch):
     assert card["files"] == {} and "pip install onnx" in card["skipped"]["onnx"] and warnings
 
 
-@pytest.mark.skipif(ONNX_MISSING, reason="the onnx package is not installed (optional: pip install onnx)")
+def test_onnx_is_a_default_dependency():
+    import onnx  # noqa: F401 - both are main dependencies now (pyproject.toml)
+    import onnxruntime  # noqa: F401
+    from backend.export.formats import onnx_unavailable_reason
+    assert onnx_unavailable_reason() is None
+
+
 def test_onnx_export_reproduces_features(tmp_path, monkeypatch):
     run = trained_run("cnn")
     paths = export_encoder(run, tmp_path, formats=("onnx",))
@@ -145,6 +164,99 @@ def test_onnx_export_reproduces_features(tmp_path, monkeypatch):
     assert (load_encoder(paths[0])(images) - expected).abs().max() <= 1e-4
     monkeypatch.setitem(sys.modules, "onnxruntime", None)      # onnx's reference evaluator instead
     assert (load_encoder(paths[0])(images[:2]) - expected[:2]).abs().max() <= 1e-4
+
+
+def test_onnx_that_onnxruntime_does_not_reproduce_is_refused(tmp_path, monkeypatch):
+    import backend.export.formats as formats
+
+    real = formats.write_onnx
+
+    def drifting(module, path, meta, example):
+        real(module, path, meta, example)
+        import onnx
+        model = onnx.load(str(path))
+        init = next(t for t in model.graph.initializer if len(t.dims) == 4)
+        arr = onnx.numpy_helper.to_array(init) + 0.05
+        init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+        onnx.save(model, str(path))
+
+    monkeypatch.setitem(formats.WRITERS, "onnx", drifting)
+    with pytest.raises(CheckpointError, match=r"encoder\.onnx was not written.*onnxruntime.*max abs difference"):
+        export_encoder(trained_run("cnn"), tmp_path, formats=("onnx",))
+    assert not (tmp_path / "encoder.onnx").exists()
+
+
+def test_pt2_program_reloads_with_plain_torch_and_dynamic_batch(tmp_path):
+    run = trained_run("cnn")
+    paths = export_encoder(run, tmp_path, formats=("pt2",))
+    assert paths[0].name == "encoder.pt2"
+    card = json.loads(paths[1].read_text())
+    assert card["files"]["pt2"]["sha256"] == file_sha256(paths[0])
+    assert (tmp_path / "encoder.pt2.sha256").read_text().split() == [file_sha256(paths[0]), "encoder.pt2"]
+    for n in (1, 5):
+        images = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(n))
+        expected = _reference(run, images)
+        with torch.no_grad():
+            plain = torch.export.load(str(paths[0])).module()(images)   # the README's recipe
+            ours = load_encoder(paths[0])(images)
+        assert (plain - expected).abs().max() <= 1e-4 and (ours - expected).abs().max() <= 1e-4
+
+
+def test_pt2_with_pickled_parts_is_refused_without_loading(tmp_path, exported):
+    import zipfile
+    marker = tmp_path / "pwned"
+    src = exported[1][0].parent / "encoder.pt2"
+    bad = tmp_path / "bad.pt2"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("sample_inputs/model.pt"):
+                data = pickle.dumps(_Payload(marker))
+            zout.writestr(item, data)
+    with pytest.raises(CheckpointError, match="bad.pt2.*pickle"):
+        load_encoder(bad)
+    assert not marker.exists()
+
+
+def test_resnet_torchvision_state_dict_loads_into_plain_torchvision(tmp_path):
+    run = trained_run("resnet")
+    paths = export_encoder(run, tmp_path, formats=("safetensors", "torchvision"))
+    assert [p.name for p in paths[:2]] == ["encoder.safetensors", "backbone.torchvision.safetensors"]
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    how = card["files"]["torchvision"]["how_to_load"]
+    assert "fc" in how and "strict=False" in how and "nn.Conv2d(3, 64, 3, 1, 1, bias=False)" in how
+    # the snippet from the brief, exactly: plain torchvision loads the file
+    from safetensors.torch import load_file
+    from torch import nn
+    from torchvision.models import resnet18
+    sd = load_file(str(tmp_path / "backbone.torchvision.safetensors"))
+    assert not any(k.startswith("fc.") for k in sd)
+    m = resnet18(); m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = nn.Identity(); m.fc = nn.Identity(); m.load_state_dict(sd)  # noqa: E702,E501
+    m.eval()
+    images = probe_batch(32)
+    meta = load_encoder(tmp_path).metadata
+    mean = torch.tensor(meta["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(meta["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = load_encoder(tmp_path)(images)
+        assert (m((images - mean) / std) - expected).abs().max() <= 1e-4
+        assert (load_encoder(paths[1])(images) - expected).abs().max() <= 1e-4
+    # strict=False into an unmodified classifier model: only the fc keys are reported missing
+    plain = resnet18()
+    plain.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    result = plain.load_state_dict(sd, strict=False)
+    assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
+    # the README's torchvision recipe, run as written
+    readme = (tmp_path / "README.md").read_text()
+    recipe = readme.split("## torchvision state dict")[1].split("```python")[1].split("```")[0]
+    scope = {"images": images}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(recipe, scope)  # noqa: S102 - our own generated snippet
+    finally:
+        os.chdir(cwd)
+    assert (scope["features"] - expected).abs().max() <= 1e-4
 
 
 def test_vit_export_and_loading_without_the_workbench(tmp_path):
@@ -255,3 +367,9 @@ def test_cli_formats_match_the_exporter():
     from backend.cli import EXPORT_FORMATS
     from backend.export import FORMATS
     assert EXPORT_FORMATS == FORMATS
+
+
+def test_exported_pt2_as_a_checkpoint_is_named_as_such(exported):
+    from backend.checkpoint import load_checkpoint
+    with pytest.raises(CheckpointError, match=r"exported model \(torch\.export \.pt2\)"):
+        load_checkpoint(exported[1][0].parent / "encoder.pt2")

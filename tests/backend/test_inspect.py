@@ -98,13 +98,66 @@ def test_pca_is_deterministic_and_orders_variance():
     assert ins.project_2d(x[:2], "umap").shape == (2, 2)  # too few points: PCA fallback
 
 
-def test_umap_is_deterministic_with_a_seed():
-    rng = np.random.default_rng(1)
-    centres = rng.normal(size=(4, 32)) * 4
-    x = np.concatenate([c + rng.normal(size=(50, 32)) for c in centres])
-    first = ins.project_2d(x, "umap", seed=3)
+def _blobs(seed=1, k=4, per=50, dim=32, spread=4.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim)) * spread
+    x = np.concatenate([c + rng.normal(size=(per, dim)) for c in centres])
+    return x, np.repeat(np.arange(k), per)
+
+
+def test_reproducible_umap_is_identical_with_a_seed():
+    x, _ = _blobs()
+    first = ins.project_2d(x, "umap", seed=3, reproducible=True)
     assert first.shape == (200, 2) and first.dtype == np.float32 and np.isfinite(first).all()
-    assert np.array_equal(first, ins.project_2d(x, "umap", seed=3))
+    assert np.array_equal(first, ins.project_2d(x, "umap", seed=3, reproducible=True))
+
+
+def _knn_accuracy_2d(xy, labels, k=5):
+    """Leave-one-out k-NN accuracy of the labels on the 2-D layout."""
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    near = np.argsort(d, axis=1)[:, :k]
+    votes = np.array([np.bincount(labels[row], minlength=labels.max() + 1).argmax() for row in near])
+    return float((votes == labels).mean())
+
+
+def test_fast_umap_keeps_clusters_and_shows_a_draft_first():
+    x, labels = _blobs(seed=2, k=6, per=80)
+    drafts, seen = [], []
+    xy = ins.project_2d(x, "umap", progress=lambda f, m: seen.append((f, m)), on_draft=drafts.append)
+    assert xy.shape == (480, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    assert _knn_accuracy_2d(xy, labels) >= 0.95
+    assert len(drafts) == 1 and drafts[0].shape == (480, 2) and _knn_accuracy_2d(drafts[0], labels) >= 0.9
+    epochs = [m for _, m in seen if "epoch" in m]
+    assert any("draft" in m for m in epochs) and "refining" in epochs[-1]
+    done, total = epochs[-1].split()[-1].split("/")
+    assert done == total == str(ins.umap_layout.DRAFT_EPOCHS + ins.umap_layout.REFINE_EPOCHS)
+
+
+def test_exact_cosine_knn_matches_brute_force():
+    x, _ = _blobs(seed=3, k=3, per=40, dim=8, spread=1.0)
+    idx, dist = ins.umap_layout.exact_cosine_knn(x, 6)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = u @ u.T
+    assert idx.shape == dist.shape == (120, 6) and (idx[:, 0] == np.arange(120)).all() and (dist[:, 0] == 0).all()
+    np.fill_diagonal(sims, -np.inf)
+    expected = np.sort(1.0 - np.sort(sims, axis=1)[:, ::-1][:, :5], axis=1)
+    assert np.allclose(dist[:, 1:], expected, atol=1e-5) and (np.diff(dist, axis=1) >= -1e-6).all()
+
+
+def test_fast_and_reproducible_umap_are_cached_apart(tmp_path, monkeypatch):
+    run = copy_run("cnn", tmp_path)
+    es = ins.compute_embeddings(run, limit=64)
+    fast = ins.embedding_projection(es, "umap")
+    exact = ins.embedding_projection(es, "umap", reproducible=True)
+    assert ins.projection_key("umap") != ins.projection_key("umap", reproducible=True)
+    with h5py.File(es.path, "r") as fh:
+        assert np.array_equal(fh[f"projections/{ins.projection_key('umap')}"][()], fast)
+        assert np.array_equal(fh["projections/umap-0"][()], exact)
+    monkeypatch.setattr("backend.inspect.projection.project_2d", _fail)
+    reopened = ins.compute_embeddings(run, limit=64)
+    assert np.array_equal(ins.embedding_projection(reopened, "umap", reproducible=True), exact)
+    assert np.array_equal(ins.embedding_projection(reopened, "umap"), fast)
 
 
 def test_cluster_labels_find_blobs():
@@ -236,10 +289,11 @@ def test_cli_errors_exit_codes(tmp_path, capsys):
     assert "error:" in err and "bad.png" in err
 
 
-def test_umap_reports_its_epochs_and_stops_when_cancelled():
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_umap_reports_its_epochs_and_stops_when_cancelled(reproducible):
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     seen = []
-    ins.project_2d(x, "umap", seed=1, progress=lambda f, m: seen.append((f, m)))
+    ins.project_2d(x, "umap", seed=1, progress=lambda f, m: seen.append((f, m)), reproducible=reproducible)
     epochs = [m for _, m in seen if "epoch" in m]
     done, total = epochs[-1].split()[-1].split("/")
     assert done == total and int(total) >= 200  # every optimisation epoch reported, up to the last
@@ -251,5 +305,33 @@ def test_umap_reports_its_epochs_and_stops_when_cancelled():
 
     seen_again = []
     with pytest.raises(Cancelled):
-        ins.project_2d(x, "umap", seed=1, progress=lambda f, m: seen_again.append((f, m)), cancelled=cancelled)
+        ins.project_2d(x, "umap", seed=1, progress=lambda f, m: seen_again.append((f, m)), cancelled=cancelled,
+                       reproducible=reproducible)
     assert any("epoch" in m for _, m in seen_again) and not any(f == 1.0 for f, _ in seen_again)
+
+
+def test_cli_reproducible_umap(tmp_path, capsys):
+    run = copy_run("cnn", tmp_path)
+    args = ["inspect", "--run-dir", str(run), "embeddings", "--limit", "64", "--projection", "umap"]
+    assert main(args + ["--reproducible"]) == 0
+    assert "umap reproducible" in capsys.readouterr().out
+    assert main(args) == 0
+    with h5py.File(ins.compute_embeddings(run, limit=64).path, "r") as fh:
+        assert {"umap-0", ins.projection_key("umap")} <= set(fh["projections"])
+
+
+def test_umap_after_a_cancel_runs_in_another_thread():
+    """A cancel raised from UMAP's tqdm bar must not leave tqdm's lock held (the next UMAP in a
+    worker thread would wait for it forever)."""
+    import threading
+
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    seen = []
+    with pytest.raises(Cancelled):
+        ins.project_2d(x, "umap", progress=lambda f, m: seen.append(m),
+                       cancelled=lambda: any("epoch" in m for m in seen))
+    out = []
+    worker = threading.Thread(target=lambda: out.append(ins.project_2d(x, "umap")), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive() and out[0].shape == (300, 2)

@@ -316,3 +316,93 @@ def test_main_window_opens_inspect_and_export(window, cnn_run):
     assert isinstance(dialog, ExportDialog) and dialog.run_dir == cnn_run
     dialog.close()
     inspect_window.close()
+
+
+# ---- fast / reproducible UMAP, rich-text labels, empty confusion matrix ------------------------------------
+def shown_text(label) -> str:
+    """What a QLabel actually displays: its text, or the text its HTML renders to when Qt treats it
+    as rich text (where a "<" can swallow the rest)."""
+    from PySide6 import QtGui
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QTextDocument
+
+    fmt, text = label.textFormat(), label.text()
+    rich = fmt == Qt.TextFormat.RichText or (fmt == Qt.TextFormat.AutoText and QtGui.Qt.mightBeRichText(text))
+    if not rich:
+        return text
+    doc = QTextDocument()
+    doc.setHtml(text)
+    return doc.toPlainText()
+
+
+def test_umap_draft_then_refined_with_real_progress_and_reproducible_choice(inspect, cnn_run):
+    from backend.inspect import projection_key
+
+    win = inspect(cnn_run)
+    workers.set_synchronous(False)
+    view = win.embeddings
+    view.projection.setCurrentIndex(view.projection.findData("pca"))
+    view.limit.setValue(0)
+    view.compute()
+    assert workers.wait_all(60) and view.state is not None
+    titles, values = [], []
+    panel = view.panels[0]
+    real = panel.set_positions
+    panel.set_positions = lambda xy, title: (titles.append(title), real(xy, title))
+    view.taskbar.bar.valueChanged.connect(values.append)
+    view.projection.setCurrentIndex(view.projection.findData("umap"))
+    assert workers.wait_all(240)
+    assert any("draft" in t for t in titles) and "UMAP" in titles[-1] and "draft" not in titles[-1]
+    assert any(0 < v < 1000 for v in values) and len(set(values)) > 3   # the bar moves with the epochs
+    points = view.state.sets[0]
+    fast = points.projections[projection_key("umap")]
+    assert fast.shape == (128, 2) and np.array_equal(panel.xy, fast)
+
+    titles.clear()
+    view.reproducible.setChecked(True)   # recomputes with the seeded layout, cached apart
+    assert workers.wait_all(240)
+    exact = points.projections[projection_key("umap", reproducible=True)]
+    assert "reproducible" in titles[-1] and np.array_equal(panel.xy, exact)
+    assert not any("draft" in t for t in titles)
+    view.reproducible.setChecked(False)  # back to the fast layout: instant, from memory
+    assert np.array_equal(panel.xy, fast) and not view.taskbar.busy
+
+
+def test_task_messages_with_angle_brackets_are_shown_whole(inspect, cnn_run):
+    win = inspect(cnn_run)
+    text = "config value '<b>' refused: expected <i>an int</i> < 5"
+    win.embeddings.taskbar.show_error(text)
+    assert shown_text(win.embeddings.taskbar.label) == text
+    win.embeddings.taskbar.show_text(text)
+    assert shown_text(win.embeddings.taskbar.label) == text
+
+
+def test_run_name_with_angle_bracket_is_shown_whole(inspect, cnn_run, tmp_path):
+    import shutil
+
+    from PySide6.QtWidgets import QLabel
+    run = tmp_path / "run<b>a<c"
+    shutil.copytree(cnn_run, run)
+    win = inspect(run)
+    assert any(shown_text(label) == "run<b>a<c" for label in win.findChildren(QLabel))
+
+
+def test_export_dialog_reason_with_angle_brackets_is_shown_whole(qtbot, cnn_run, monkeypatch):
+    from PySide6.QtWidgets import QLabel
+    reason = "the <b>onnxruntime</b> package is not installed (pip install onnx onnxruntime)"
+    monkeypatch.setattr("backend.export.onnx_unavailable_reason", lambda: reason)
+    dialog = ExportDialog(cnn_run)
+    qtbot.addWidget(dialog)
+    assert not dialog.format_boxes["onnx"].isEnabled()
+    assert any(shown_text(label) == reason for label in dialog.findChildren(QLabel))
+    assert "pt2" in dialog.format_boxes and "recommended" in dialog.format_boxes["pt2"].text()
+
+
+def test_empty_confusion_matrix_shows_a_note_not_axes(inspect, cnn_run):
+    win = inspect(cnn_run)
+    win.tabs.setCurrentWidget(win.evaluation)
+    confusion = win.evaluation.confusion
+    assert not confusion.plot_widget.isVisible() and confusion.empty_note.isVisible()
+    assert "no evaluation yet" in confusion.empty_note.text().lower()
+    confusion.set_matrix(np.array([[3, 1], [0, 4]]), ["cat", "dog"], "kNN")
+    assert confusion.plot_widget.isVisible() and not confusion.empty_note.isVisible()
