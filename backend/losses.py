@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "nt_xent", "info_nce", "batch_info_nce", "dcl", "dclw", "negative_cosine", "barlow_twins", "vicreg",
-    "dino", "dino_center_update", "sinkhorn", "swav",
+    "dino", "dino_center_update", "sinkhorn", "swav", "supcon", "hcl",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -332,3 +332,60 @@ def swav(scores_per_view: Sequence[torch.Tensor], queue=None, temperature: float
             swapped = swapped + (-codes.to(logp.dtype) * logp).sum(dim=1).mean()
         total = total + swapped / (len(views) - 1)
     return total / 2
+
+
+@_fp32
+def supcon(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss, SupCon (Khosla et al. 2020, eq. 2, the "L_out" form).
+
+    ``z``: (M, D), every view of every image stacked; ``labels``: (M,). For anchor i with positives
+    P(i) (other rows with its label) the loss is ``-1/|P(i)| sum_{p in P(i)} log(exp(s_ip / t) /
+    sum_{a != i} exp(s_ia / t))`` on cosine similarities; anchors without a positive are skipped
+    and the rest averaged. The official code's extra factor ``t / base_t`` is left out (it is 1 at
+    the paper's t = base_t = 0.07).
+    """
+    if labels.shape != (z.shape[0],):
+        raise ValueError(f"supcon needs labels of shape ({z.shape[0]},), got {tuple(labels.shape)}")
+    z = F.normalize(z, dim=1)
+    self_mask = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    labels = labels.to(z.device)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = positives.sum(dim=1)
+    if not bool((count > 0).any()):
+        raise ValueError("supcon: no anchor has a positive (every label occurs once)")
+    per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(dim=1)
+    return (per_anchor[count > 0] / count[count > 0]).mean()
+
+
+@_fp32
+def hcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, beta: float = 1.0,
+        tau_plus: float = 0.1) -> torch.Tensor:
+    """Hard-negative contrastive loss, HCL (Robinson et al. 2021, eq. 3 and their image code).
+
+    SimCLR's 2N anchors and M = 2N - 2 negatives each (as :func:`nt_xent`). With ``pos = e^{s_p/t}``
+    and ``neg_k = e^{s_k/t}``, the negatives get importance weights ``w_k = M neg_k^beta / sum_j
+    neg_j^beta`` (mean 1), ``Ng = (sum_k w_k neg_k - tau_plus M pos) / (1 - tau_plus)`` is clamped
+    below at ``M e^{-1/t}`` and the loss is the mean of ``-log(pos / (pos + Ng))``. As in the
+    reference code the weights are not detached. beta = 0 is the debiased loss (Chuang et al. 2020);
+    beta = tau_plus = 0 is :func:`nt_xent`. Computed with all logits shifted by -1/t (exact,
+    stable); in float32 keep t >= 0.02 so the clamp e^{-2/t} stays representable.
+    """
+    if not 0.0 <= tau_plus < 1.0:
+        raise ValueError(f"hcl needs 0 <= tau_plus < 1, got {tau_plus}")
+    if z1.shape[0] < 2:
+        raise ValueError("hcl needs a batch of at least 2 pairs")
+    logits, positive = _pair_similarities(z1, z2, temperature)
+    logits = logits - 1.0 / temperature
+    n2 = logits.shape[0]
+    rows = torch.arange(n2, device=logits.device)
+    pos_logit = logits[rows, positive]
+    excluded = torch.eye(n2, dtype=torch.bool, device=logits.device)
+    excluded[rows, positive] = True
+    neg_logit = logits[~excluded].view(n2, n2 - 2)
+    m = n2 - 2
+    weights = m * torch.softmax(beta * neg_logit, dim=1)
+    ng = ((weights * neg_logit.exp()).sum(dim=1) - tau_plus * m * pos_logit.exp()) / (1 - tau_plus)
+    ng = ng.clamp(min=m * math.exp(-2.0 / temperature))
+    return (torch.log(pos_logit.exp() + ng) - pos_logit).mean()
