@@ -328,6 +328,8 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
 
     # ---- model, optimiser, schedule ----------------------------------------------------------
     method = method_cls(cfg)
+    if getattr(method, "uses_indices", False):  # memory banks: one row per training image
+        method.prepare(len(train_set))
     if dist_info.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN statistics of the global batch
     method = method.to(device)
@@ -433,6 +435,8 @@ def _train(run_dir: Path, resume: bool, control: TrainerControl, events: EventWr
                 images = train_images[micro.to(train_images.device)].to(device, non_blocking=True)
                 labels = train_labels[micro.to(train_labels.device)].to(device) if train_labels is not None else None
                 batch_views = views(images, generator=aug_gen)
+                if getattr(method, "uses_indices", False):  # the dataset indices of this micro-batch
+                    method.set_batch_indices(micro)
                 if channels_last:
                     batch_views = [v.contiguous(memory_format=torch.channels_last) for v in batch_views]
                 with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
