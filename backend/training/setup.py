@@ -197,6 +197,8 @@ def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo) -> T
 
     # model, optimiser, schedule
     method = method_cls(cfg)
+    if getattr(method, "uses_indices", False):  # memory-bank methods: one bank row per training image
+        method.prepare(len(train_set))
     if init is not None:
         init_backbone(method, init, cfg.model.init_checkpoint)
     if dist.enabled and on_gpu:

@@ -43,6 +43,8 @@ def forward_backward(t: Training, idx: torch.Tensor, progress: float):
         images = t.train_images[micro.to(t.train_images.device)].to(t.device, non_blocking=True)
         labels = t.train_labels[micro.to(t.train_labels.device)].to(t.device) if t.train_labels is not None else None
         batch_views = t.views(images, generator=t.aug_gen)
+        if getattr(t.method, "uses_indices", False):  # memory banks update the batch's own rows
+            t.method.set_batch_indices(micro)
         if t.channels_last:
             batch_views = [v.contiguous(memory_format=torch.channels_last) for v in batch_views]
         with torch.autocast(device_type=t.device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
