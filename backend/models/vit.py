@@ -87,6 +87,21 @@ class ViTBackbone(nn.Module):
         x = x + self._pos_embedding(grid_h, grid_w)
         return self.vit.encoder.dropout(x), grid_h, grid_w
 
+    def forward_tokens(self, x: Tensor, ids_keep: Tensor | None = None) -> Tensor:
+        """Every token after the final LayerNorm: (N, 1 + K, hidden_dim), CLS first.
+
+        Without ``ids_keep`` K is every patch (row-major). With ``ids_keep`` (N, K) only those
+        patches enter the encoder, in that order, after their position embeddings were added
+        (MAE's encoder on the visible patches, He et al. 2022); the CLS token always does.
+        """
+        tokens, _, _ = self._embed(x)
+        if ids_keep is not None:
+            if ids_keep.dim() != 2 or ids_keep.shape[0] != x.shape[0]:
+                raise ValueError(f"ids_keep must be (N={x.shape[0]}, K), got {tuple(ids_keep.shape)}")
+            index = ids_keep.to(tokens.device)[..., None].expand(-1, -1, tokens.shape[-1])
+            tokens = torch.cat([tokens[:, :1], tokens[:, 1:].gather(1, index)], dim=1)
+        return self.vit.encoder.ln(self.vit.encoder.layers(tokens))
+
     def forward(self, x: Tensor) -> Tensor:
         """CLS token after the final LayerNorm: (N, hidden_dim)."""
         tokens, _, _ = self._embed(x)

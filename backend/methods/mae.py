@@ -1,0 +1,109 @@
+"""Masked autoencoders (He et al. 2022, "Masked autoencoders are scalable vision learners").
+
+The first view is split into the ViT's patches and ``mask_ratio`` (75 %) of them are hidden per
+sample at random (``backend.pretext.masks.random_patch_mask``). The encoder - the ViT backbone,
+``ViTBackbone.forward_tokens`` - sees the CLS token and the visible patches only. A light decoder
+(Linear to width 128, learned mask tokens at the hidden positions, learned position embeddings,
+2 transformer blocks of width 128 with 4 heads, LayerNorm, a linear map to the patch's pixels)
+reconstructs every patch, and ``backend.pretext.reconstruction.mae_loss`` scores the masked ones
+against their per-patch normalised pixels (``norm_pix_loss``).
+
+Features for kNN and the metrics are the backbone's own output on the full, unmasked image: the
+CLS token after the final LayerNorm (what every ViT method of the workbench returns; the MAE
+paper's linear probe uses the CLS token too). Choices for 32-96 px: decoder width 128 and depth 2
+(the paper: 512 and 8 for ViT-L at 224 px), learned decoder position embeddings where the paper
+fixes sine-cosine ones; targets are the normalised view's pixels (the paper's input
+normalisation too). ViT backbones only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.vision_transformer import EncoderBlock
+
+from ..models.backbones import _unwrap
+from ..pretext.masks import random_patch_mask
+from ..pretext.patches import patchify
+from ..pretext.reconstruction import mae_loss
+from . import register
+from ._pretext import PretextMethod, denormalise
+from .base import StepOutput
+from .spec import MASKED_MODELLING, MethodSpec, Param
+
+DECODER_WIDTH = 128
+DECODER_DEPTH = 2
+DECODER_HEADS = 4
+
+SPEC = MethodSpec(
+    name="mae", label="MAE", family=MASKED_MODELLING, backbones=("vit",),
+    help="Hide most patches; the ViT encodes the visible ones and a light decoder rebuilds the hidden pixels.",
+    params={"mask_ratio": Param(0.75, "Share of the patches hidden from the encoder.", gt=0.0, lt=1.0),
+            "norm_pix_loss": Param(True, "Reconstruct per-patch normalised pixels (MAE's best setting).")},
+)
+
+
+class MAEDecoder(nn.Module):
+    """Encoded (CLS + visible) tokens -> pixel predictions (N, L, p*p*3) for every patch."""
+
+    def __init__(self, encoder_dim: int, num_patches: int, patch_size: int):
+        super().__init__()
+        self.embed = nn.Linear(encoder_dim, DECODER_WIDTH)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, DECODER_WIDTH))
+        self.pos_embedding = nn.Parameter(torch.empty(1, 1 + num_patches, DECODER_WIDTH).normal_(std=0.02))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.blocks = nn.Sequential(*[EncoderBlock(DECODER_HEADS, DECODER_WIDTH, 4 * DECODER_WIDTH, 0.0, 0.0)
+                                      for _ in range(DECODER_DEPTH)])
+        self.norm = nn.LayerNorm(DECODER_WIDTH, eps=1e-6)
+        self.pred = nn.Linear(DECODER_WIDTH, patch_size * patch_size * 3)
+
+    def forward(self, tokens: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """``tokens`` (N, 1 + K, D) from the encoder, ``ids_restore`` (N, L) -> (N, L, p*p*3)."""
+        x = self.embed(tokens)
+        n, length = ids_restore.shape
+        visible = x[:, 1:]
+        masks = self.mask_token.to(x.dtype).expand(n, length - visible.shape[1], -1)
+        patches = torch.cat([visible, masks], dim=1)             # in shuffled order: kept first
+        index = ids_restore.to(x.device)[..., None].expand(-1, -1, x.shape[-1])
+        patches = patches.gather(1, index)                       # back to row-major order
+        x = torch.cat([x[:, :1], patches], dim=1) + self.pos_embedding.to(x.dtype)
+        return self.pred(self.norm(self.blocks(x)))[:, 1:]
+
+
+@register(SPEC)
+class MAE(PretextMethod):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        vit = _unwrap(self.backbone)
+        self.patch_size = vit.patch_size
+        self.num_patches = vit.grid_size ** 2
+        self.decoder = MAEDecoder(self.feature_dim, self.num_patches, self.patch_size)
+
+    def training_step(self, views, labels, progress):
+        x = views[0]
+        if x.shape[-1] != x.shape[-2] or x.shape[-1] // self.patch_size != _unwrap(self.backbone).grid_size:
+            raise ValueError(f"MAE trains on the global views of {self.cfg.data.image_size} px, got "
+                             f"{tuple(x.shape[-2:])}")
+        masking = random_patch_mask(x.shape[0], self.num_patches, self.cfg.method.mask_ratio,
+                                    generator=self.generator, device=x.device)
+        tokens = _unwrap(self.backbone).forward_tokens(x, masking.ids_keep)
+        pred = self.decoder(tokens, masking.ids_restore)
+        loss = mae_loss(pred, patchify(x, self.patch_size), masking.mask, self.cfg.method.norm_pix_loss)
+        return StepOutput(loss=loss, z1=tokens[:, 0], extras={})
+
+
+@torch.no_grad()
+def preview_inputs(views, cfg, generator=None) -> list:
+    """What the encoder receives: the first view with its hidden patches greyed out, beside the
+    full view the decoder rebuilds, in [0, 1]."""
+    from ..models.vit import vit_patch_size
+
+    x = denormalise(views[0], cfg)
+    n, _, h, w = x.shape
+    patch = vit_patch_size(h)
+    gh, gw = h // patch, w // patch
+    masking = random_patch_mask(n, gh * gw, cfg.method.mask_ratio, generator=generator, device=x.device)
+    pixels = masking.mask.view(n, 1, gh, gw).repeat_interleave(patch, 2).repeat_interleave(patch, 3)
+    masked = x * (1 - pixels) + 0.5 * pixels
+    share = round(100 * cfg.method.mask_ratio)
+    return [(f"visible patches ({share} % hidden)", masked), ("full view", x)]

@@ -1,0 +1,267 @@
+"""Relative location, jigsaw, colorization, inpainting, CPC v2 and MAE: a step per supported
+backbone family, each loss against an independent computation, where gradients flow (and where
+information must not: masked pixels, rows below), the input previews, exact resume and short runs
+that beat a random encoder."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backend.config import deep_merge
+from backend.data.augment import ViewGenerator
+from backend.methods import METHODS
+from backend.pretext import colorization as col
+from backend.pretext.jigsaw import jigsaw_batch, unshuffle
+from backend.pretext.masks import random_patch_mask
+from backend.pretext.patches import cpc_grid, grid_tiles, patchify, relative_patches
+from backend.pretext.reconstruction import normalise_patches
+from backend.train import run_training
+
+from .test_methods_zoo_a import LEARN, knn_margin
+from .test_trainer import check_resume_is_exact
+from .trainer_helpers import check_one_step, make_run, tiny_config
+
+NAMES = ["relative_location", "jigsaw", "colorization", "inpainting", "cpc", "mae"]
+SMALL = {"model": {"projector_hidden_dim": 64, "projector_out_dim": 32}, "method": {"num_permutations": 16}}
+
+
+def build(name, backbone=None, n=8, size=32, **overrides):
+    """A method and the (normalised) views of ``n`` random images."""
+    backbone = backbone or ("vit_tiny" if name == "mae" else "tiny_cnn")
+    cfg = tiny_config(**deep_merge(deep_merge(SMALL, {"method": {"name": name}, "model": {"backbone": backbone},
+                                                      "data": {"image_size": size}}), overrides))
+    torch.manual_seed(0)
+    method = METHODS[name](cfg)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=gen)
+    return method, ViewGenerator(cfg.augment, size)(images, generator=gen)
+
+
+def fork(method):
+    """A generator in the state the method's own is in now (to redraw what the step draws)."""
+    gen = torch.Generator()
+    gen.set_state(method.generator.get_state())
+    return gen
+
+
+def module(name):
+    return __import__(f"backend.methods.{name}", fromlist=["preview_inputs"])
+
+
+# ---- (1) one step per supported backbone family, the previews -----------------------------------
+
+@pytest.mark.parametrize("backbone", ["tiny_cnn", "vit_tiny"])
+@pytest.mark.parametrize("name", NAMES)
+def test_one_step_is_finite_and_reaches_the_backbone(name, backbone):
+    family = "vit" if backbone == "vit_tiny" else "cnn"
+    if family not in METHODS[name].families:
+        assert name == "mae" and METHODS[name].families == ("vit",)
+        return
+    n = 8 if family == "cnn" else 4
+    method, views = build(name, backbone, n)
+    check_one_step(method, views, None, n)
+    features, projected = method.embed(views[0])
+    assert features.shape == (n, method.feature_dim) and projected.shape[0] == n
+    assert not METHODS[name].uses_labels
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preview_inputs_are_displayable_images(name):
+    method, views = build(name, n=4)
+    previews = module(name).preview_inputs(views, method.cfg, torch.Generator().manual_seed(0))
+    assert previews
+    for caption, images in previews:
+        assert isinstance(caption, str) and caption
+        assert images.dim() == 4 and images.shape[:2] == (4, 3)
+        assert images.min() >= 0.0 and images.max() <= 1.0
+
+
+# ---- (2) each loss as its paper says, against an independent computation ------------------------
+
+def test_relative_location_classifies_the_pair_of_tiles():
+    method, views = build("relative_location")
+    method.eval()  # BN on running statistics: the tiles may be encoded in any grouping
+    pairs = relative_patches(views[0], generator=fork(method))
+    out = method.training_step(views, None, 0.0)
+    f_centre, f_neighbour = method.backbone(pairs.centre), method.backbone(pairs.neighbour)
+    logits = method.classifier(torch.cat([f_centre, f_neighbour], dim=1))
+    assert out.loss.item() == pytest.approx(F.cross_entropy(logits, pairs.label).item(), abs=1e-5)
+    assert method.classifier[-1].out_features == 8
+
+
+def test_jigsaw_predicts_the_permutation_of_the_shuffled_tiles():
+    method, views = build("jigsaw")
+    assert method.permutations.shape == (16, 9) and "permutations" in method.state_dict()
+    method.eval()
+    gen = fork(method)
+    shuffled, target = jigsaw_batch(views[0], method.permutations, generator=copy.deepcopy(gen), normalise=True)
+    out = method.training_step(views, None, 0.0)
+    per_position = torch.cat([method.backbone(shuffled[:, i]) for i in range(9)], dim=1)
+    reference = F.cross_entropy(method.classifier(per_position), target)
+    assert out.loss.item() == pytest.approx(reference.item(), abs=1e-5)
+    # The label really names the shuffle: undoing it gives the grid's tiles in cell order.
+    raw, labels = jigsaw_batch(views[0], method.permutations, generator=copy.deepcopy(gen))
+    tiles = grid_tiles(views[0], generator=copy.deepcopy(gen)).tiles
+    assert torch.equal(unshuffle(raw, method.permutations, labels), tiles)
+
+
+def test_colorization_sees_only_grey_and_rebalances_from_counted_pixels(monkeypatch):
+    method, views = build("colorization")
+    from backend.methods import colorization as module_
+    monkeypatch.setattr(module_, "REBALANCE_STEPS", 2)
+    grey, ab = module_.grey_input(module_.denormalise(views[0], method.cfg), method.cfg)
+    mean, std = torch.tensor(method.cfg.augment.mean).view(1, 3, 1, 1), torch.tensor(method.cfg.augment.std).view(1, 3, 1, 1)
+    raw = grey * std + mean
+    assert torch.allclose(raw[:, 0], raw[:, 1], atol=1e-5) and torch.allclose(raw[:, 0], raw[:, 2], atol=1e-5)
+    assert method.bins.shape == (len(col.ab_bins()), 2) == (262, 2)
+    for _ in range(3):  # counts accumulate over REBALANCE_STEPS steps, then freeze
+        out = method.training_step(views, None, 0.0)
+    assert int(method.counted_steps) == 2
+    small = F.adaptive_avg_pool2d(ab, (8, 8))
+    counts = 2 * col.bin_counts(small, method.bins)
+    assert torch.allclose(method.ab_counts, counts)
+    weights = col.rebalance_weights(counts, method.bins).float()
+    assert torch.allclose(method.class_weights, weights, atol=1e-6)
+    # The loss: rebalanced cross entropy of the soft-encoded pooled ab at 1/4 resolution.
+    method.eval()
+    out = method.training_step(views, None, 0.0)
+    logits, _ = method.predict(grey)
+    indices, soft = col.soft_encode(small, method.bins)
+    logp = F.log_softmax(logits, dim=1)
+    dense = col.soft_encode_dense(indices, soft, 262)
+    per_pixel = -(dense * logp).sum(dim=1) * weights[indices[:, 0]]
+    assert logits.shape == (8, 262, 8, 8)
+    assert out.loss.item() == pytest.approx(per_pixel.mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["central", "random"])
+def test_inpainting_encoder_never_sees_the_removed_pixels(kind):
+    method, views = build("inpainting", method={"mask": kind})
+    x = views[0]
+    masked, mask = method.masked_input(x)
+    assert mask.shape == (8, 1, 32, 32) and 0 < mask.float().mean() <= 0.25 + 1e-6
+    if kind == "central":
+        assert mask[:, :, 8:24, 8:24].all() and mask.sum() == 8 * 16 * 16
+    assert torch.equal(masked, x.masked_fill(mask, 0.0))
+    method.eval()
+    gen = fork(method)
+    out = method.training_step([x], None, 0.0)
+    method.generator.set_state(gen.get_state())
+    masked, mask = method.masked_input(x)  # what the step drew
+    method.generator.set_state(gen.get_state())
+    again, _ = method.masked_input(x + 5.0 * mask)  # other pixels where removed: the same input
+    assert torch.equal(again, masked)
+    pred = method.decoder(method.backbone(masked))
+    removed = mask.expand_as(x)
+    reference = ((pred - x)[removed] ** 2).mean()
+    assert out.loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert pred.shape == x.shape
+    with pytest.raises(Exception, match="mask"):
+        build("inpainting", method={"mask": "diamond"})
+
+
+def test_cpc_context_sees_only_rows_above_and_the_loss_scores_every_patch():
+    method, views = build("cpc", n=4)
+    z = torch.randn(2, 32, 7, 7)
+    c = method.context(z)
+    for row in range(6):
+        later = z.clone()
+        later[:, :, row + 1:] = torch.randn_like(later[:, :, row + 1:])
+        assert torch.allclose(method.context(later)[:, :, :row + 1], c[:, :, :row + 1], atol=1e-6)
+        assert not torch.allclose(method.context(later)[:, :, row + 1:], c[:, :, row + 1:])
+    # The loss, written out: each prediction k rows ahead against all N*49 latents.
+    method.eval()
+    out = method.training_step(views, None, 0.0)
+    grid = cpc_grid(views[0])
+    feats = torch.stack([torch.stack([method.backbone(grid[:, i, j]) for j in range(7)], 1) for i in range(7)], 1)
+    zr = method.projector(feats)                                     # (N, 7, 7, D)
+    preds = method.predictions(zr.permute(0, 3, 1, 2))
+    keys = zr.reshape(-1, zr.shape[-1])
+    total = 0.0
+    for k, pred in enumerate(preds, start=1):
+        terms = []
+        for n in range(4):
+            for i in range(7 - k):
+                for j in range(7):
+                    logits = keys @ pred[n, :, i, j]
+                    terms.append(torch.logsumexp(logits, 0) - logits[(n * 7 + i + k) * 7 + j])
+        total = total + torch.stack(terms).mean()
+    assert len(preds) == 3
+    assert out.loss.item() == pytest.approx((total / 3).item(), rel=1e-4)
+
+
+def test_mae_encoder_sees_visible_patches_only_and_loss_is_on_masked_ones():
+    method, views = build("mae", n=4, size=16)
+    vit, x = method.backbone, views[0]
+    vit.eval()
+    method.eval()
+    # forward_tokens keeps the backbone's behaviour: CLS = forward, all ids = every token.
+    full = vit.forward_tokens(x)
+    assert torch.allclose(full[:, 0], vit(x), atol=1e-5)
+    every = torch.arange(full.shape[1] - 1).repeat(4, 1)
+    assert torch.allclose(vit.forward_tokens(x, every), full, atol=1e-5)
+    assert vit.last_attention(x).shape[1:] == (3, 4, 4)
+    gen = fork(method)
+    masking = random_patch_mask(4, 16, 0.75, generator=copy.deepcopy(gen))
+    assert masking.ids_keep.shape == (4, 4) and int(masking.mask.sum()) == 4 * 12
+    out = method.training_step(views, None, 0.0)
+    # Hidden pixels changed: the encoder's tokens are the same.
+    pixels = masking.mask.view(4, 1, 4, 4).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    tokens = vit.forward_tokens(x, masking.ids_keep)
+    assert torch.allclose(vit.forward_tokens(x + 3.0 * pixels, masking.ids_keep), tokens, atol=1e-5)
+    pred = method.decoder(tokens, masking.ids_restore)
+    target = normalise_patches(patchify(x, 4))
+    per_patch = ((pred - target) ** 2).mean(dim=-1)
+    reference = per_patch[masking.mask.bool()].mean()
+    assert out.loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    # Gradients reach the mask token and the encoder, and the features are the CLS token.
+    out = method.training_step(views, None, 0.0)
+    out.loss.backward()
+    assert method.decoder.mask_token.grad is not None and method.decoder.mask_token.grad.abs().sum() > 0
+    assert vit.vit.conv_proj.weight.grad.abs().sum() > 0
+    assert torch.allclose(method.embed(x)[0], vit(x), atol=1e-5)
+
+
+def test_decoders_and_heads_get_gradients():
+    for name, parts in (("relative_location", ("classifier",)), ("jigsaw", ("classifier",)),
+                        ("colorization", ("decoder_in", "decoder")), ("inpainting", ("decoder",)),
+                        ("cpc", ("projector", "context", "predictors"))):
+        method, views = build(name, n=8)
+        method.training_step(views, None, 0.0).loss.backward()
+        for part in parts:
+            grads = [p.grad for p in getattr(method, part).parameters()]
+            assert grads and all(g is not None for g in grads), (name, part)
+        assert not any(b.requires_grad for b in method.buffers())
+
+
+# ---- (3) exact resume and learning --------------------------------------------------------------
+
+RESUME = {"data": {"synthetic_train_size": 64, "image_size": 16}, "optim": {"batch_size": 16},
+          "model": SMALL["model"]}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resume_is_exact(tmp_path, name):
+    backbone = "vit_tiny" if name == "mae" else "tiny_cnn"
+    method = {"name": name, **({"num_permutations": 16} if name == "jigsaw" else {})}
+    check_resume_is_exact(tmp_path, deep_merge(RESUME, {"method": method, "model": {"backbone": backbone}}))
+
+
+# A real run of each method must beat its random-init encoder's kNN. On the loaded 2-core test
+# machine even 256 steps of a tile method took minutes, so these runs are `long` (see the report
+# of the Zoo II work for the margins measured: relative location +0.025 after 256 steps).
+LONG_EPOCHS = {"relative_location": 32, "jigsaw": 32, "colorization": 16, "inpainting": 16, "cpc": 16, "mae": 32}
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", NAMES)
+def test_long_run_beats_random_init(tmp_path, name):
+    backbone = "vit_tiny" if name == "mae" else "tiny_cnn"
+    overrides = deep_merge(LEARN, {"method": {"name": name}, "model": {"backbone": backbone, "projector_out_dim": 32},
+                                   "schedule": {"epochs": LONG_EPOCHS[name]}})
+    run = make_run(tmp_path, **overrides)
+    assert run_training(run, echo=False) == 0
+    trained, random = knn_margin(run)
+    assert trained > random + 0.03, (trained, random)
