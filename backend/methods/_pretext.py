@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.backbones import _unwrap, feature_maps
+from ..models.backbones import unwrap_backbone, feature_maps
 from ..models.vit import ViTBackbone
 from .base import Method
 
@@ -41,7 +41,7 @@ def normalise(x01: Tensor, cfg) -> Tensor:
 def spatial_features(backbone: nn.Module, x: Tensor) -> Tensor:
     """A feature map (N, C, h, w) of any backbone: the last conv map of a CNN, the final patch
     tokens of a ViT laid out on their grid (CLS dropped)."""
-    model = _unwrap(backbone)
+    model = unwrap_backbone(backbone)
     if isinstance(model, ViTBackbone):
         tokens = model.forward_tokens(x)[:, 1:]
         grid_h, grid_w = x.shape[-2] // model.patch_size, x.shape[-1] // model.patch_size

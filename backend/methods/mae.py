@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import EncoderBlock
 
-from ..models.backbones import _unwrap
+from ..models.backbones import unwrap_backbone
 from ..pretext.masks import random_patch_mask
 from ..pretext.patches import patchify
 from ..pretext.reconstruction import mae_loss
@@ -74,19 +74,19 @@ class MAEDecoder(nn.Module):
 class MAE(PretextMethod):
     def __init__(self, cfg):
         super().__init__(cfg)
-        vit = _unwrap(self.backbone)
+        vit = unwrap_backbone(self.backbone)
         self.patch_size = vit.patch_size
         self.num_patches = vit.grid_size ** 2
         self.decoder = MAEDecoder(self.feature_dim, self.num_patches, self.patch_size)
 
     def training_step(self, views, labels, progress):
         x = views[0]
-        if x.shape[-1] != x.shape[-2] or x.shape[-1] // self.patch_size != _unwrap(self.backbone).grid_size:
+        if x.shape[-1] != x.shape[-2] or x.shape[-1] // self.patch_size != unwrap_backbone(self.backbone).grid_size:
             raise ValueError(f"MAE trains on the global views of {self.cfg.data.image_size} px, got "
                              f"{tuple(x.shape[-2:])}")
         masking = random_patch_mask(x.shape[0], self.num_patches, self.cfg.method.mask_ratio,
                                     generator=self.generator, device=x.device)
-        tokens = _unwrap(self.backbone).forward_tokens(x, masking.ids_keep)
+        tokens = unwrap_backbone(self.backbone).forward_tokens(x, masking.ids_keep)
         pred = self.decoder(tokens, masking.ids_restore)
         loss = mae_loss(pred, patchify(x, self.patch_size), masking.mask, self.cfg.method.norm_pix_loss)
         return StepOutput(loss=loss, z1=tokens[:, 0], extras={})

@@ -112,7 +112,7 @@ def build_backbone(name: str, image_size: int) -> tuple[nn.Module, int]:
     return model, model.hidden_dim
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def unwrap_backbone(module: nn.Module) -> nn.Module:
     """The module under torch.compile / DistributedDataParallel wrappers."""
     while True:
         inner = getattr(module, "_orig_mod", None)
@@ -128,7 +128,7 @@ def feature_maps(backbone: nn.Module, x: Tensor) -> Tensor:
 
     Raises ValueError for a ViT (use ``ViTBackbone.last_attention`` there) or an unknown module.
     """
-    model = _unwrap(backbone)
+    model = unwrap_backbone(backbone)
     if isinstance(model, TinyCNN):
         return model.feature_maps(x)
     if isinstance(model, ResNet):
@@ -146,7 +146,7 @@ def feature_maps(backbone: nn.Module, x: Tensor) -> Tensor:
 
 def is_vit_backbone(backbone: nn.Module) -> bool:
     """True when ``backbone`` (possibly compiled / DDP-wrapped) is a ViT with ``last_attention``."""
-    model = _unwrap(backbone)
+    model = unwrap_backbone(backbone)
     return isinstance(model, ViTBackbone) or getattr(model, "family", "") == "vit"
 
 
@@ -155,5 +155,5 @@ def last_attention(backbone: nn.Module, x: Tensor) -> Tensor:
 
     Raises ValueError for a CNN (use ``feature_maps`` there)."""
     if not is_vit_backbone(backbone):
-        raise ValueError(f"last_attention needs a ViT backbone, got {type(_unwrap(backbone)).__name__}")
-    return _unwrap(backbone).last_attention(x)
+        raise ValueError(f"last_attention needs a ViT backbone, got {type(unwrap_backbone(backbone)).__name__}")
+    return unwrap_backbone(backbone).last_attention(x)
