@@ -21,6 +21,7 @@ from backend.methods import method_specs
 from . import settings, workers
 from .config_form import Combo, ConfigForm
 from .config_model import DEFAULTS, ConfigModel, preset_method
+from .method_picker import MethodCard, MethodPicker
 from .process import warm_up
 from .source_picker import SourcePicker
 
@@ -49,15 +50,10 @@ class ExperimentEditor(QWidget):
 
         head = QFormLayout()
         head.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.method_combo = Combo()
-        specs = method_specs()
-        for label, name in method_choices():
-            self.method_combo.addItem(label, name)
-            self.method_combo.setItemData(self.method_combo.count() - 1,
-                                          f"{specs[name].help} <i>({specs[name].family})</i>",
-                                          Qt.ItemDataRole.ToolTipRole)
-        self.method_combo.setToolTip("Self-supervised method. Fields that do not apply to it are hidden."
-                                     "<br><i>method.name</i>")
+        self.method_combo = MethodPicker()
+        self.method_combo.setToolTip("Self-supervised method, grouped by family. Fields that do not apply "
+                                     "to it are hidden.<br><i>method.name</i>")
+        self.method_card = MethodCard()
         self.preset_combo = Combo()
         self.preset_combo.setToolTip("Fill the form from a preset of the shipped recipes (resources/presets).")
         self.name_edit = QLineEdit()
@@ -74,6 +70,7 @@ class ExperimentEditor(QWidget):
         preset_row.addWidget(self.open_button)
         preset_row.addWidget(self.save_button)
         head.addRow("Method", self.method_combo)
+        head.addRow("", self.method_card)
         head.addRow("Preset", preset_row)
         head.addRow("Run name", self.name_edit)
         outer.addLayout(head)
@@ -125,11 +122,12 @@ class ExperimentEditor(QWidget):
         method = self.model.method
         idx = self.method_combo.findData(method)
         if idx < 0:
-            self.method_combo.addItem(method, method)
-            idx = self.method_combo.count() - 1
+            idx = self.method_combo.add_unknown(method)
         self.method_combo.blockSignals(True)
         self.method_combo.setCurrentIndex(idx)
         self.method_combo.blockSignals(False)
+        if self.method_card.name != method:
+            self.method_card.show_method(method)
         if self.name_edit.text() != self.model.value("name"):
             self.name_edit.setText(self.model.value("name"))
         self._fill_presets()
@@ -147,7 +145,9 @@ class ExperimentEditor(QWidget):
         self.preset_combo.blockSignals(False)
 
     def _method_picked(self, _index: int) -> None:
-        self.model.set_value("method.name", self.method_combo.currentData())
+        name = self.method_combo.currentData()
+        if name is not None:  # never a family header
+            self.model.set_value("method.name", name)
 
     def _preset_picked(self, index: int) -> None:
         name = self.preset_combo.itemData(index)
