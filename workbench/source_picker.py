@@ -70,6 +70,7 @@ class SourcePicker(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.folder_row)
         self.error_label = QLabel()
+        self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # paths and sentences, never markup
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #c62828; font-size: 11px;")
         self.error_label.hide()
@@ -100,6 +101,7 @@ class SourcePicker(QWidget):
         self.scan_progress.hide()
         layout.addWidget(self.scan_row)
         self.scan_label = QLabel()
+        self.scan_label.setTextFormat(Qt.TextFormat.PlainText)
         self.scan_label.setWordWrap(True)
         self.scan_label.setStyleSheet("color: #57606a; font-size: 11px;")
         self.scan_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
