@@ -6,6 +6,7 @@ unreadable, empty, has empty class folders or loops."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -20,7 +21,7 @@ from backend.methods import method_specs
 
 from . import settings, workers
 from .config_form import Combo, ConfigForm
-from .config_model import DEFAULTS, ConfigModel, preset_method
+from .config_model import DEFAULTS, ConfigModel, needs_folder_check, preset_method
 from .method_picker import MethodCard, MethodPicker
 from .process import warm_up
 from .source_picker import SourcePicker
@@ -113,6 +114,7 @@ class ExperimentEditor(QWidget):
         self.model.valueChanged.connect(self._on_value)
         self.model.reset.connect(self._sync_header)
         self.model.validated.connect(self._show_validation)
+        self.source_picker().scanned.connect(self._folder_scanned)
         self._sync_header()
         self._show_validation()
         workers.submit(warm_up, on_result=self._fill_devices, owner=self)
@@ -186,12 +188,19 @@ class ExperimentEditor(QWidget):
     def data_problem(self, cfg) -> str:
         """Why ``cfg``'s data cannot be trained on ('' when it looks fine): the folder check the
         trainer would fail on, or a finished scan that found no readable image."""
-        problem = check_source(cfg.data)
+        return check_source(cfg.data) or self.data_problem_of_scan(cfg.data.source)
+
+    def _folder_scanned(self, report) -> None:
+        """A finished scan that found no readable image makes the folder a data.source problem."""
+        problem = self.data_problem_of_scan(self.model.value("data.source"))
         if problem:
-            return problem
+            self.model.set_folder_problem(self.model.value("data.source"), problem)
+
+    def data_problem_of_scan(self, source: str) -> str:
+        """Why the last finished scan of ``source`` says it cannot be trained on ('' if fine)."""
         picker = self.source_picker()
         report = picker.report
-        if report is not None and picker.report_source == cfg.data.source and report.images and not report.good:
+        if report is not None and picker.report_source == source and report.images and not report.good:
             return (f"none of the {report.images} images in {report.root} can be read "
                     f"(e.g. {report.bad[0][0]}: {report.bad[0][1]}); check the files or pick another folder")
         return ""
@@ -199,14 +208,17 @@ class ExperimentEditor(QWidget):
     # ---- validation ---------------------------------------------------------------------
     def _show_validation(self) -> None:
         errors = self.model.errors
-        self.launch_button.setEnabled(not errors)
+        self.launch_button.setEnabled(self.model.is_valid)
+        if not errors and self.model.pending:
+            self.problems.setText(f"<span style='color:#57606a'>{html.escape(self.model.pending)}</span>")
+            return
         if not errors:
             self.problems.setText("<span style='color:#2e7d32'>✓ config is valid</span>")
             return
         items = []
         for sentence in errors[:6]:
             head = sentence.split(" ", 1)[0]
-            text = sentence.replace("<", "&lt;")
+            text = html.escape(sentence)
             items.append(f"• <a href='{head}'>{head}</a>{text[len(head):]}" if head in self.form.editors
                          or head in self.form.custom_widgets else f"• {text}")
         more = f"<br>… and {len(errors) - 6} more" if len(errors) > 6 else ""
@@ -269,8 +281,11 @@ class ExperimentEditor(QWidget):
         problem = self.data_problem(cfg)
         if problem:
             self.source_picker().show_problem(problem)
+            self.model.set_folder_problem(cfg.data.source, problem)   # Launch follows it
             self.message.emit(f"cannot launch: {problem}")
             return
+        if needs_folder_check(cfg.data.source):
+            self.model.set_folder_problem(cfg.data.source, "")   # fixed since the last check
         settings.set_value("device", self.device())
         cfg.runtime.device = self.device()
         self.launchRequested.emit(cfg, self.device())

@@ -150,7 +150,7 @@ class SourcePicker(QWidget):
         self._show_errors()
 
     def _show_errors(self) -> None:
-        errors = self._field_errors + ([self.scan_error] if self.scan_error else [])
+        errors = list(dict.fromkeys(self._field_errors + ([self.scan_error] if self.scan_error else [])))
         self.error_label.setText("\n".join(errors))
         self.error_label.setVisible(bool(errors))
 
@@ -166,6 +166,8 @@ class SourcePicker(QWidget):
         if not self.takes_folder() or not self.folder.text().strip():
             return
         self.cancel_scan(quiet=True)
+        if spec == self.model.value(self.path):
+            self.model.recheck_source()   # the folder may have changed: Launch waits for a fresh check
         self._generation += 1
         gen = self._generation
         self._scan_spec = spec

@@ -391,18 +391,24 @@ def test_18_gui_refuses_to_launch_before_any_trainer_starts(window, workspace, q
     messages = []
     window.editor.message.connect(messages.append)
     picker = window.editor.source_picker()
+    model = window.config_model
     for problem, (folder, words) in make_problem_folders(tmp_path).items():
-        window.config_model.set_data(quick_small(data={"source": f"imagefolder:{folder}"}))
-        assert window.editor.launch_button.isEnabled(), window.config_model.errors  # fields are valid
+        model.set_data(quick_small(data={"source": f"imagefolder:{folder}"}))
+        # the fields are valid; the folder check (off the GUI thread) is what Launch follows
+        qtbot.waitUntil(lambda: not model.pending, timeout=10000)
+        assert list(model.field_errors) == ["data.source"], (problem, model.errors)
+        assert not window.editor.launch_button.isEnabled() and not window.launch_action.isEnabled()
+        assert words in window.editor.problems.text(), (problem, window.editor.problems.text())
         messages.clear()
-        qtbot.mouseClick(window.editor.launch_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(window.editor.launch_button, Qt.MouseButton.LeftButton)   # disabled: nothing
+        window.editor.launch()                               # a direct call re-checks and refuses
         assert len(messages) == 1 and messages[0].startswith("cannot launch: "), (problem, messages)
         assert folder.name in messages[0] and words in messages[0], (problem, messages[0])
         assert any(fix in messages[0] for fix in FIXES), (problem, messages[0])
         assert words in picker.error_label.text() and not picker.error_label.isHidden()
         assert_nothing_started(window, workspace)
-    window.launch_action.trigger()                            # Ctrl+Return takes the same path
-    assert messages[-1].startswith("cannot launch: ")
+    window.launch_action.trigger()                            # Ctrl+Return is disabled too
+    assert len(messages) == 1
     assert_nothing_started(window, workspace)
 
 

@@ -163,3 +163,42 @@ def test_method_card_shows_help_paper_and_hyperparameters(editor):
 def test_every_method_declares_its_paper():
     missing = [name for name, spec in method_specs().items() if not spec.paper.strip()]
     assert missing == []
+
+
+# ---- 3. the folder check is part of the validity Launch follows ------------------------------
+def test_missing_folder_is_not_valid_and_a_fixed_one_is_after_rescan(editor, tmp_path):
+    picker = editor.source_picker()
+    folder = tmp_path / "photos"
+    picker.set_folder(folder)                                 # mistyped / not there yet
+    assert editor.model.field_errors.get("data.source")
+    assert not editor.model.is_valid and not editor.launch_button.isEnabled()
+    assert "config is valid" not in shown_text(editor.problems)
+    assert "does not exist" in shown_text(editor.problems)
+    assert "does not exist" in shown_text(picker.error_label)
+    make_folder(folder)
+    assert not editor.launch_button.isEnabled()               # nothing re-checked it yet
+    picker.scan_button.click()                                # Rescan
+    assert editor.model.is_valid and editor.launch_button.isEnabled()
+    assert "config is valid" in shown_text(editor.problems)
+    assert picker.error_label.isHidden()
+
+
+def test_folder_check_runs_off_the_gui_thread_and_launch_waits_for_it(editor, tmp_path, qtbot,
+                                                                      monkeypatch):
+    import threading
+
+    import workbench.config_model as config_model
+    threads, real = [], config_model.check_source
+    monkeypatch.setattr(config_model, "check_source",
+                        lambda spec: threads.append(threading.get_ident()) or real(spec))
+    workers.set_synchronous(False)
+    editor.model.set_value("data.source", f"imagefolder:{tmp_path / 'nowhere'}")
+    assert editor.model.pending and not editor.launch_button.isEnabled()
+    assert "checking" in shown_text(editor.problems)
+    qtbot.waitUntil(lambda: not editor.model.pending, timeout=10000)
+    assert threads and threading.get_ident() not in threads
+    assert "does not exist" in shown_text(editor.problems) and not editor.launch_button.isEnabled()
+    good = make_folder(tmp_path / "good")
+    editor.model.set_value("data.source", f"imagefolder:{good}")
+    qtbot.waitUntil(lambda: editor.launch_button.isEnabled(), timeout=10000)
+    assert "config is valid" in shown_text(editor.problems)
