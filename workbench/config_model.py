@@ -130,6 +130,20 @@ def needs_folder_check(source) -> bool:
     return kind is not None and kind.takes_path and bool(source.partition(":")[2].strip())
 
 
+CHOOSE_FOLDER = "data.source: choose the image folder (Browse…, or type its path)"
+
+
+def friendly_error(sentence: str, data: dict) -> str:
+    """The sentence to show for a validation error: a folder source without a path yet gets a
+    prompt to choose one instead of the schema's list of every source syntax."""
+    source = data.get("data", {}).get("source")
+    kind = source_kind(source) if isinstance(source, str) else None
+    if sentence.startswith("data.source ") and kind is not None and kind.takes_path \
+            and not source.partition(":")[2].strip():
+        return CHOOSE_FOLDER
+    return sentence
+
+
 def folder_check_task(_ctx, source: str) -> str:
     """Worker: ``check_source``'s sentence for ``source`` ('' when it looks usable)."""
     return check_source(source) or ""
@@ -302,7 +316,7 @@ class ConfigModel(QObject):
         except ConfigError as exc:
             errors = exc.errors
         self.field_errors, self.general_errors = {}, []
-        for sentence in errors:
+        for sentence in dict.fromkeys(friendly_error(e, self._data) for e in errors):
             path = error_field(sentence)
             if path is None:
                 self.general_errors.append(sentence)

@@ -15,7 +15,7 @@ from backend.data.registry import SOURCES, source_kind
 
 from . import workers
 from .config_form import Combo
-from .config_model import ConfigModel
+from .config_model import CHOOSE_FOLDER, ConfigModel
 
 SCAN_DELAY_MS = 600  # a typed folder path is scanned once typing pauses this long
 
@@ -151,7 +151,10 @@ class SourcePicker(QWidget):
 
     def _show_errors(self) -> None:
         errors = list(dict.fromkeys(self._field_errors + ([self.scan_error] if self.scan_error else [])))
-        self.error_label.setText("\n".join(errors))
+        prompt = errors == [CHOOSE_FOLDER]   # no folder yet: a prompt, not an error
+        self.error_label.setStyleSheet(f"color: {'#57606a' if prompt else '#c62828'}; font-size: 11px;")
+        ask = CHOOSE_FOLDER.partition(": ")[2]
+        self.error_label.setText(ask[:1].upper() + ask[1:] if prompt else "\n".join(errors))
         self.error_label.setVisible(bool(errors))
 
     # ---- folder scan ----------------------------------------------------------------------

@@ -202,3 +202,18 @@ def test_folder_check_runs_off_the_gui_thread_and_launch_waits_for_it(editor, tm
     editor.model.set_value("data.source", f"imagefolder:{good}")
     qtbot.waitUntil(lambda: editor.launch_button.isEnabled(), timeout=10000)
     assert "config is valid" in shown_text(editor.problems)
+
+
+# ---- 5. no schema error before a folder is chosen --------------------------------------------
+def test_image_folder_without_a_path_prompts_for_one(editor):
+    picker = editor.source_picker()
+    picker.kind.setCurrentIndex(picker.kind.findData("imagefolder"))
+    shown = shown_text(picker.error_label)
+    assert shown.startswith("Choose the image folder") and "must be one of" not in shown
+    assert "must be one of" not in shown_text(editor.problems)
+    assert "choose the image folder" in shown_text(editor.problems)
+    assert not editor.launch_button.isEnabled()
+    picker.kind.setCurrentIndex(picker.kind.findData("synthetic"))
+    assert editor.launch_button.isEnabled() and picker.error_label.isHidden()
+    editor.model.set_value("data.source", "imagefolder")     # a typed spec still gets the real rule
+    assert "must be one of" in editor.model.field_errors["data.source"][0]
