@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QStyle, QStyledItemDelegate, QVBox
 from backend.methods import method_specs
 from backend.methods.spec import FAMILIES
 
-from .config_form import Combo
+from .spin_inputs import Combo
 
 HEADER_ROLE = Qt.ItemDataRole.UserRole + 1   # True on a family header row
 INDENT = 14                                   # pixels methods are indented under their family

@@ -217,3 +217,34 @@ def test_image_folder_without_a_path_prompts_for_one(editor):
     assert editor.launch_button.isEnabled() and picker.error_label.isHidden()
     editor.model.set_value("data.source", "imagefolder")     # a typed spec still gets the real rule
     assert "must be one of" in editor.model.field_errors["data.source"][0]
+
+
+# ---- 4. rejected input says what the field accepts -------------------------------------------
+def type_into(qtbot, box, text):
+    """Select the box's text and type ``text`` as a user would."""
+    box.setFocus()
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), text)
+
+
+def test_out_of_range_and_non_numeric_input_get_an_inline_note(editor, qtbot):
+    lr = editor.form.editors["optim.lr"]
+    before = editor.model.value("optim.lr")
+    type_into(qtbot, lr.input, "-1")
+    assert not lr.input_note.isHidden()
+    assert lr.input_note.text() == "must be > 0 (got -1)"
+    editor.form.editors["optim.batch_size"].input.setFocus()   # focus out: Qt puts the old value back
+    assert editor.model.value("optim.lr") == pytest.approx(before)
+    assert lr.input_note.text() == "must be > 0 (got -1)" and not lr.input_note.isHidden()
+    type_into(qtbot, lr.input, "0.3")                            # good text clears it
+    assert lr.input_note.isHidden() and editor.model.value("optim.lr") == pytest.approx(0.3)
+    type_into(qtbot, lr.input, "0.3x")                           # the 'x' is refused: said why
+    assert lr.input_note.text() == "must be a number > 0 (got '0.3x')"
+    hue = editor.form.editors["augment.hue"]
+    type_into(qtbot, hue.input, "0.9")
+    assert hue.input_note.text() == "must be ≥ 0, ≤ 0.5 (got 0.9)"
+    batch = editor.form.editors["optim.batch_size"]
+    type_into(qtbot, batch.input, "0")
+    assert batch.input_note.text().startswith("must be ") and "(got 0)" in batch.input_note.text()
+    type_into(qtbot, batch.input, "a")
+    assert "whole number" in batch.input_note.text()
