@@ -170,4 +170,5 @@ class MethodCard(QFrame):
             self.setToolTip("")
             return
         self.text.setText(card_html(spec))
-        self.setToolTip("\n".join(f"{key}: {p.help}" for key, p in spec.params.items()))
+        self.setToolTip("<br>".join(f"<b>{html.escape(key)}</b>: {html.escape(p.help)}"
+                                    for key, p in spec.params.items()))

@@ -5,6 +5,7 @@ Cancel/Rescan button; folder problems are shown under the picker in the trainer'
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -218,7 +219,8 @@ class SourcePicker(QWidget):
             return
         self.report, self.report_source = report, spec
         self.scan_label.setText(report.summary())
-        self.scan_label.setToolTip("\n".join(f"{rel}: {why}" for rel, why in report.bad[:40]))
+        bad = "<br>".join(html.escape(f"{rel}: {why}") for rel, why in report.bad[:40])
+        self.scan_label.setToolTip(f"<p style='white-space:pre'>{bad}</p>" if bad else "")
         self.scanned.emit(report)
 
     def _scan_failed(self, gen: int, spec: str, message: str) -> None:
