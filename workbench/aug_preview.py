@@ -261,6 +261,8 @@ class AugPreview(QWidget):
         model.valueChanged.connect(lambda path, _v: path.startswith(("data.", "augment.", "runtime.seed"))
                                    and self.schedule())
         model.reset.connect(self.schedule)
+        # a problem fixed without a field edit (the folder check after Rescan) redraws too
+        model.validated.connect(lambda: self._last_key is None and self.timer.start())
         self.schedule()
 
     def _key(self) -> str:

@@ -166,10 +166,14 @@ def test_every_method_declares_its_paper():
 
 
 # ---- 3. the folder check is part of the validity Launch follows ------------------------------
-def test_missing_folder_is_not_valid_and_a_fixed_one_is_after_rescan(editor, tmp_path):
+def test_missing_folder_is_not_valid_and_a_fixed_one_is_after_rescan(editor, tmp_path, qtbot):
     picker = editor.source_picker()
+    preview = AugPreview(editor.model)
+    qtbot.addWidget(preview)
     folder = tmp_path / "photos"
     picker.set_folder(folder)                                 # mistyped / not there yet
+    preview.refresh()
+    assert "fix first" in shown_text(preview.status) and "does not exist" in shown_text(preview.status)
     assert editor.model.field_errors.get("data.source")
     assert not editor.model.is_valid and not editor.launch_button.isEnabled()
     assert "config is valid" not in shown_text(editor.problems)
@@ -181,6 +185,7 @@ def test_missing_folder_is_not_valid_and_a_fixed_one_is_after_rescan(editor, tmp
     assert editor.model.is_valid and editor.launch_button.isEnabled()
     assert "config is valid" in shown_text(editor.problems)
     assert picker.error_label.isHidden()
+    qtbot.waitUntil(lambda: "views per image" in shown_text(preview.status), timeout=5000)
 
 
 def test_folder_check_runs_off_the_gui_thread_and_launch_waits_for_it(editor, tmp_path, qtbot,
