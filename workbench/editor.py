@@ -1,6 +1,8 @@
-"""The experiment editor: method and preset pickers, the generated config form, the data source
-picker (``source_picker``: scans image folders off the GUI thread), config files, inline
-validation, the device picker and the Launch button. Launch re-checks the data folder
+"""The experiment editor: the method picker grouped by family with its method card
+(``method_picker``), the preset picker, the generated config form, the data source picker
+(``source_picker``: scans image folders off the GUI thread), config files, inline validation, the
+device picker and the Launch button. Launch follows the model's validity, which includes the
+data-folder check (run off the GUI thread by ``ConfigModel``); Launch itself re-checks the folder
 (``backend.data.registry.check_source``) and refuses before any trainer starts when it is missing,
 unreadable, empty, has empty class folders or loops."""
 
