@@ -3,6 +3,7 @@ whenever a data or augmentation field changes. Data loading and view drawing run
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 import time
@@ -18,26 +19,53 @@ from . import workers
 from .config_model import ConfigModel
 
 DEBOUNCE_MS = 300
+SAMPLE_PER_SHOWN = 4   # image-folder files decoded per image shown (the pool "New sample" draws from)
 _cache_lock = threading.Lock()
 _dataset_cache: dict = {}  # the last loaded train split: {"key": str, "dataset": ImageDataset}
 
 
-def _dataset(data_cfg, seed: int, on_warning, ctx=None):
+def _dataset(data_cfg, seed: int, on_warning, ctx=None, pool: int = 0):
     """The train split for ``data_cfg`` (kept in memory while the data fields stay the same).
-    With a worker ``ctx``, decoding an image folder reports progress and stops when cancelled."""
+    With a worker ``ctx``, decoding an image folder reports progress and stops when cancelled.
+    With ``pool``, a folder source decodes only a class-balanced sample of that many train files
+    (``_folder_sample``), never the whole split."""
     from dataclasses import asdict
 
     from backend.data.sources import load_dataset
 
-    key = json.dumps([asdict(data_cfg), seed], sort_keys=True)
+    kind = source_kind(data_cfg.source)
+    pool = pool if kind is not None and kind.takes_path else 0
+    key = json.dumps([asdict(data_cfg), seed, pool], sort_keys=True)
     with _cache_lock:
         if _dataset_cache.get("key") == key:
             return _dataset_cache["dataset"]
     hooks = {} if ctx is None else {"on_progress": ctx.progress, "cancelled": lambda: ctx.cancelled}
-    dataset = load_dataset(data_cfg, "train", seed=seed, on_warning=on_warning, **hooks)
+    if pool:
+        dataset = _folder_sample(data_cfg, seed, pool, on_warning, hooks)
+    else:
+        dataset = load_dataset(data_cfg, "train", seed=seed, on_warning=on_warning, **hooks)
     with _cache_lock:
         _dataset_cache.update(key=key, dataset=dataset)
     return dataset
+
+
+def _folder_sample(data_cfg, seed: int, pool: int, on_warning, hooks: dict):
+    """``pool`` files of the train split (balanced over classes, inside ``train_limit``), decoded
+    without touching the others or the on-disk cache; split ``'sample'``."""
+    import torch
+
+    from backend.data.registry import loader, parse_source
+    from backend.data.sources import skipped_message
+    from backend.data.types import ImageDataset
+
+    ref = parse_source(data_cfg.source)
+    limit = min(pool, data_cfg.train_limit) if data_cfg.train_limit > 0 else pool
+    decoded = loader(ref).plan(data_cfg, ref, "train", seed, limit, warn=on_warning, **hooks).build()
+    if decoded.skipped:
+        on_warning(skipped_message(decoded.skipped, data_cfg.source, "train"))
+    labels = None if decoded.labels is None else torch.from_numpy(decoded.labels)
+    return ImageDataset(images=torch.from_numpy(decoded.images), labels=labels,
+                        class_names=list(decoded.class_names), source=str(data_cfg.source), split="sample")
 
 
 def pick_indices(labels, n: int, seed: int, size: int) -> np.ndarray:
@@ -64,7 +92,7 @@ def render_views(ctx, cfg_dict: dict, n_images: int, seed: int) -> dict:
     cfg = ExperimentConfig.from_dict(cfg_dict, validate=False)
     warnings: list[str] = []
     ctx.progress(-1, f"loading {cfg.data.source}…")
-    data = _dataset(cfg.data, cfg.runtime.seed, warnings.append, ctx)
+    data = _dataset(cfg.data, cfg.runtime.seed, warnings.append, ctx, pool=SAMPLE_PER_SHOWN * n_images)
     ctx.check()
     if len(data) == 0:
         raise ValueError(f"{cfg.data.source} has no training images")
@@ -90,7 +118,8 @@ def render_views(ctx, cfg_dict: dict, n_images: int, seed: int) -> dict:
     names = [data.class_names[int(data.labels[i])] if data.labels is not None and data.class_names else ""
              for i in idx]
     return {"rows": rows, "names": names, "seconds": time.perf_counter() - t0, "warnings": warnings,
-            "source": cfg.data.source, "size": len(data), "views": len(views)}
+            "source": cfg.data.source, "size": len(data), "views": len(views),
+            "sampled": data.split == "sample"}
 
 
 def to_qimage(array: np.ndarray) -> QImage:
@@ -203,6 +232,7 @@ class AugPreview(QWidget):
         self.status.setWordWrap(True)
         self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.status.setStyleSheet("color: #57606a;")
+        self.status.setTextFormat(Qt.TextFormat.RichText)  # every text put in is escaped (say())
         self.count = QSpinBox()
         self.count.setRange(2, 16)
         self.count.setValue(8)
@@ -231,6 +261,8 @@ class AugPreview(QWidget):
         model.valueChanged.connect(lambda path, _v: path.startswith(("data.", "augment.", "runtime.seed"))
                                    and self.schedule())
         model.reset.connect(self.schedule)
+        # a problem fixed without a field edit (the folder check after Rescan) redraws too
+        model.validated.connect(lambda: self._last_key is None and self.timer.start())
         self.schedule()
 
     def _key(self) -> str:
@@ -263,23 +295,26 @@ class AugPreview(QWidget):
         source = self.model.value("data.source")
         kind = source_kind(source)
         if kind is not None and kind.downloads and not self._allow_download:
-            self.status.setText(f"{source}: press Load to preview (downloads on first use)")
+            self.say(f"{source}: press Load to preview (downloads on first use)")
             self.load_button.show()
+            self._last_key = None  # what is shown is no longer the drawing of the last key
             return
+        self.load_button.hide()
         bad = [e for p, errs in self.model.field_errors.items() if p.startswith(("data.", "augment."))
                for e in errs]
         if bad:
-            self.status.setText(f"<span style='color:#c62828'>fix first: {bad[0]}</span>")
+            self.say(f"fix first: {bad[0]}", colour="#c62828")
+            self._last_key = None  # once fixed, the same key as before must be redrawn
             return
         self._last_key = key
         if self.task is not None:
             self.task.cancel()
         self._generation += 1
         gen = self._generation
-        self.status.setText("drawing…")
+        self.say("drawing…")
         self.task = workers.submit(render_views, self.model.data(), self.count.value(), self.seed,
                                    owner=self,
-                                   on_progress=lambda _f, text: gen == self._generation and self.status.setText(text),
+                                   on_progress=lambda _f, text: gen == self._generation and self.say(text),
                                    on_result=lambda r: self._show(gen, r),
                                    on_error=lambda msg: self._failed(gen, msg))
 
@@ -287,14 +322,23 @@ class AugPreview(QWidget):
         if gen != self._generation:
             return
         self.mosaic.set_rows(result["rows"], result["names"])
-        text = (f"{result['source']} · {result['size']} images · {result['views']} views per image"
+        noun = "images sampled" if result.get("sampled") else "images"
+        text = (f"{result['source']} · {result['size']} {noun} · {result['views']} views per image"
                 f" · {result['seconds'] * 1000:.0f} ms")
-        if result["warnings"]:
-            text += f"<br><span style='color:#ef6c00'>{result['warnings'][0]}</span>"
-        self.status.setText(text)
+        self.say(text, warning=result["warnings"][0] if result["warnings"] else "")
 
     def _failed(self, gen: int, message: str) -> None:
         if gen != self._generation:
             return
         self._last_key = None
-        self.status.setText(f"<span style='color:#c62828'>preview failed: {message}</span>")
+        self.say(f"preview failed: {message}", colour="#c62828")
+
+    def say(self, text: str, *, colour: str = "", warning: str = "") -> None:
+        """Show ``text`` (and an orange ``warning`` line) in the status line, escaped: error
+        sentences hold '<' and paths may hold anything."""
+        body = html.escape(text)
+        if colour:
+            body = f"<span style='color:{colour}'>{body}</span>"
+        if warning:
+            body += f"<br><span style='color:#ef6c00'>{html.escape(warning)}</span>"
+        self.status.setText(body)

@@ -8,17 +8,17 @@ not apply (other methods, other data sources) are hidden. The widgets observe a 
 
 from __future__ import annotations
 
-import math
+import html
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QSizePolicy, QSpinBox, QToolButton,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QSizePolicy, QToolButton,
                                QVBoxLayout, QWidget)
 
 from backend.config import applies_to, field_meta
 
 from .config_model import ConfigModel, schema
+from .spin_inputs import Combo, FloatSpin, IntSpin
 
 INT_MAX = 2**31 - 1
 FLOAT_MAX = 1e9
@@ -44,59 +44,13 @@ def bounds_text(meta: dict) -> str:
 
 def tooltip(path: str, meta: dict) -> str:
     """Help text, field path, range and the methods it applies to (from the registry), as rich text."""
-    lines = [meta.get("help", ""), f"<br><i>{path}</i>"]
+    lines = [html.escape(meta.get("help", "")), f"<br><i>{path}</i>"]
     if bounds_text(meta):
         lines.append(f" &nbsp; range {bounds_text(meta)}")
     methods = applies_to(path)
     if methods:
         lines.append(f"<br>applies to: {', '.join(methods)}")
     return "".join(lines)
-
-
-class _NoWheelMixin:
-    """Spin boxes and combos in a scroll area only take the wheel when focused (no silent edits)."""
-
-    def wheelEvent(self, event):  # noqa: N802 - Qt override
-        if self.hasFocus():
-            super().wheelEvent(event)
-        else:
-            event.ignore()
-
-
-class IntSpin(_NoWheelMixin, QSpinBox):
-    """Integer spin box."""
-
-
-class Combo(_NoWheelMixin, QComboBox):
-    """Combo box."""
-
-
-class FloatSpin(_NoWheelMixin, QDoubleSpinBox):
-    """Float spin box that shows values compactly (0.0005, 1e-06) and accepts any float text."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setDecimals(10)
-        self.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
-
-    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
-        return f"{value:.6g}"
-
-    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int):
-        try:
-            value = float(text)
-        except ValueError:
-            state = QValidator.State.Intermediate if text.strip() in ("", "-", ".", "-.") or \
-                text.lower().endswith(("e", "e-", "e+")) else QValidator.State.Invalid
-            return state, text, pos
-        ok = self.minimum() <= value <= self.maximum() and math.isfinite(value)
-        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
 
 
 def grad_accum_note(steps) -> str:
@@ -106,6 +60,20 @@ def grad_accum_note(steps) -> str:
     return (f"Each batch runs as {steps} micro-batches of batch_size / {steps} images, with the lr scaled for the "
             "whole batch. Contrastive negatives and batch-norm statistics stay per micro-batch, unless the "
             "method keeps a queue (MoCo, NNCLR).")
+
+
+def range_note(meta: dict, kind, text: str, box) -> str:
+    """Why typed ``text`` was not taken, from the field's metadata: 'must be > 0 (got -1)'."""
+    bounds = bounds_text(meta) if kind is not list else ""
+    bounds = bounds or f"between {box.minimum():g} and {box.maximum():g}"
+    whole = kind is int
+    try:
+        number = float(text)
+    except ValueError:
+        return f"must be a {'whole ' if whole else ''}number {bounds} (got {text.strip()!r})"
+    if whole and not number.is_integer():
+        return f"must be a whole number {bounds} (got {text.strip()})"
+    return f"must be {bounds} (got {text.strip()})"
 
 
 # Grey notes under a field, from its current value ("" hides the note).
@@ -129,16 +97,26 @@ class FieldEditor(QWidget):
         layout.addWidget(self.input)
         self.error_label = QLabel()
         self.error_label.setObjectName("fieldError")
+        self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # sentences hold '<', '&'
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #c62828; font-size: 11px;")
         self.error_label.hide()
         layout.addWidget(self.error_label)
         self.note_label = QLabel()
         self.note_label.setObjectName("fieldNote")
+        self.note_label.setTextFormat(Qt.TextFormat.PlainText)
         self.note_label.setWordWrap(True)
         self.note_label.setStyleSheet("color: #5f6368; font-size: 11px;")
         self.note_label.hide()
         layout.addWidget(self.note_label)
+        self.input_note = QLabel()   # what was wrong with typed text the box did not take
+        self.input_note.setObjectName("fieldInputNote")
+        self.input_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.input_note.setWordWrap(True)
+        self.input_note.setStyleSheet("color: #ef6c00; font-size: 11px;")
+        self.input_note.hide()
+        layout.addWidget(self.input_note)
+        self.edited.connect(lambda _v: self.input_note.hide())
         if path in FIELD_NOTES:
             self.edited.connect(self._update_note)
 
@@ -168,7 +146,17 @@ class FieldEditor(QWidget):
         box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         box.setMinimumWidth(90)
         box.valueChanged.connect(lambda _v: self.edited.emit(self.value()))
+        box.on_input = lambda text, ok, b=box: self._typed(b, text, ok)
         return box
+
+    def _typed(self, box, text: str, ok: bool) -> None:
+        """Show (or, for good text typed in the box, hide) the note on rejected input."""
+        if ok:
+            if box.hasFocus():
+                self.input_note.hide()
+            return
+        self.input_note.setText(range_note(self.meta, self.kind, text, box))
+        self.input_note.show()
 
     def _make_input(self) -> QWidget:
         kind, meta = self.kind, self.meta
@@ -256,6 +244,7 @@ class FieldEditor(QWidget):
                 item.blockSignals(False)
         if self.path in FIELD_NOTES:
             self._update_note(self.value())
+        self.input_note.hide()
 
     def _update_note(self, value) -> None:
         note = FIELD_NOTES[self.path](value) if self.path in FIELD_NOTES else ""

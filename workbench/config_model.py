@@ -15,13 +15,16 @@ from typing import NamedTuple, get_type_hints
 from PySide6.QtCore import QObject, Signal
 
 from backend.config import ExperimentConfig, MethodConfig, deep_merge, field_meta, preset_dict, read_config_dict
-from backend.data.registry import SOURCES, source_kind
+from backend.data.registry import SOURCES, check_source, source_kind
 from backend.errors import ConfigError
 from backend.method_config import all_method_defaults
 from backend.methods import method_spec, method_specs
 
+from . import workers
+
 DEFAULTS = ExperimentConfig().to_dict()
 _schema_cache: dict = {}  # the registry's specs -> the schema built from them
+MAX_FOLDER_VERDICTS = 32  # folder checks remembered (paths typed letter by letter add up)
 
 
 class FieldInfo(NamedTuple):
@@ -121,6 +124,31 @@ def field_visible(path: str, data: dict) -> bool:
     return True
 
 
+def needs_folder_check(source) -> bool:
+    """Whether ``source`` names files on disk that must be checked before a launch."""
+    kind = source_kind(source) if isinstance(source, str) else None
+    return kind is not None and kind.takes_path and bool(source.partition(":")[2].strip())
+
+
+CHOOSE_FOLDER = "data.source: choose the image folder (Browse…, or type its path)"
+
+
+def friendly_error(sentence: str, data: dict) -> str:
+    """The sentence to show for a validation error: a folder source without a path yet gets a
+    prompt to choose one instead of the schema's list of every source syntax."""
+    source = data.get("data", {}).get("source")
+    kind = source_kind(source) if isinstance(source, str) else None
+    if sentence.startswith("data.source ") and kind is not None and kind.takes_path \
+            and not source.partition(":")[2].strip():
+        return CHOOSE_FOLDER
+    return sentence
+
+
+def folder_check_task(_ctx, source: str) -> str:
+    """Worker: ``check_source``'s sentence for ``source`` ('' when it looks usable)."""
+    return check_source(source) or ""
+
+
 def preset_method(name: str) -> str:
     """The method a preset trains (its method.name, or the default method)."""
     try:
@@ -150,7 +178,11 @@ def read_editable(path) -> dict:
 
 class ConfigModel(QObject):
     """The config being edited. Signals: ``valueChanged(path, value)`` for one field,
-    ``reset()`` when every value changed (preset, file), ``validated()`` after every check."""
+    ``reset()`` when every value changed (preset, file), ``validated()`` after every check.
+
+    Validity includes the data folder: a folder source is checked off the GUI thread
+    (``check_source``, once per path until ``recheck_source``); while that check runs,
+    ``pending`` says so and the config is not valid yet; its problem becomes a data.source error."""
 
     valueChanged = Signal(str, object)
     reset = Signal()
@@ -163,6 +195,10 @@ class ConfigModel(QObject):
         self.general_errors: list[str] = []
         self.source_path: Path | None = None
         self.modified = False
+        self.pending = ""                       # what validity still waits for ('' = nothing)
+        self._folder_verdicts: dict[str, str] = {}   # source -> problem ('' = usable)
+        self._checking: set[str] = set()
+        self._validating = False
         self._validate()
 
     # ---- reading ------------------------------------------------------------------------
@@ -186,8 +222,8 @@ class ConfigModel(QObject):
 
     @property
     def is_valid(self) -> bool:
-        """True when the config passes validation."""
-        return not self.field_errors and not self.general_errors
+        """True when the config passes validation (its data folder checked and usable)."""
+        return not self.field_errors and not self.general_errors and not self.pending
 
     def config(self) -> ExperimentConfig:
         """The validated ExperimentConfig (raises ConfigError when invalid)."""
@@ -214,6 +250,7 @@ class ConfigModel(QObject):
         self._data = editable(data)
         self.source_path = Path(source_path) if source_path else None
         self.modified = False
+        self._folder_verdicts.clear()   # a file or preset: look at its folder afresh
         self.reset.emit()
         self._validate()
 
@@ -231,17 +268,65 @@ class ConfigModel(QObject):
         ExperimentConfig.from_dict(self._data, validate=False).save(path)
         self.source_path, self.modified = Path(path), False
 
+    # ---- the data folder check ----------------------------------------------------------
+    def recheck_source(self) -> None:
+        """Forget the verdict on the current data folder and check it again (Rescan, Launch)."""
+        self._folder_verdicts.pop(self.value("data.source"), None)
+        self._validate()
+
+    def set_folder_problem(self, source: str, problem: str) -> None:
+        """Record what a scan or the launch check found about ``source`` ('' = usable)."""
+        self._remember(source, problem)
+        if source == self.value("data.source"):
+            self._validate()
+
+    def _remember(self, source: str, problem: str) -> None:
+        self._folder_verdicts.pop(source, None)
+        self._folder_verdicts[source] = problem or ""
+        while len(self._folder_verdicts) > MAX_FOLDER_VERDICTS:
+            self._folder_verdicts.pop(next(iter(self._folder_verdicts)))
+
+    def _folder_checked(self, source: str, problem: str) -> None:
+        self._checking.discard(source)
+        self._remember(source, problem)
+        if source == self.value("data.source") and not self._validating:
+            self._validate()
+
+    def _folder_verdict(self, source: str) -> str | None:
+        """The folder problem ('' none) or None while the off-thread check is still running."""
+        if source not in self._folder_verdicts and source not in self._checking:
+            self._checking.add(source)
+            workers.submit(folder_check_task, source, owner=self,
+                           on_result=lambda problem: self._folder_checked(source, problem),
+                           on_error=lambda message: self._folder_checked(source, message))
+        return self._folder_verdicts.get(source)
+
     def _validate(self) -> None:
+        self._validating = True
+        try:
+            self._check_fields()
+        finally:
+            self._validating = False
+        self.validated.emit()
+
+    def _check_fields(self) -> None:
         try:
             ExperimentConfig.from_dict(self._data)
             errors = []
         except ConfigError as exc:
             errors = exc.errors
         self.field_errors, self.general_errors = {}, []
-        for sentence in errors:
+        for sentence in dict.fromkeys(friendly_error(e, self._data) for e in errors):
             path = error_field(sentence)
             if path is None:
                 self.general_errors.append(sentence)
             else:
                 self.field_errors.setdefault(path, []).append(sentence)
-        self.validated.emit()
+        self.pending = ""
+        source = self._data["data"]["source"]
+        if "data.source" not in self.field_errors and needs_folder_check(source):
+            verdict = self._folder_verdict(source)
+            if verdict is None:
+                self.pending = f"checking the data folder {source.partition(':')[2]}…"
+            elif verdict:
+                self.field_errors["data.source"] = [verdict]

@@ -1,11 +1,14 @@
-"""The experiment editor: method and preset pickers, the generated config form, the data source
-picker (``source_picker``: scans image folders off the GUI thread), config files, inline
-validation, the device picker and the Launch button. Launch re-checks the data folder
+"""The experiment editor: the method picker grouped by family with its method card
+(``method_picker``), the preset picker, the generated config form, the data source picker
+(``source_picker``: scans image folders off the GUI thread), config files, inline validation, the
+device picker and the Launch button. Launch follows the model's validity, which includes the
+data-folder check (run off the GUI thread by ``ConfigModel``); Launch itself re-checks the folder
 (``backend.data.registry.check_source``) and refuses before any trainer starts when it is missing,
 unreadable, empty, has empty class folders or loops."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -20,7 +23,8 @@ from backend.methods import method_specs
 
 from . import settings, workers
 from .config_form import Combo, ConfigForm
-from .config_model import DEFAULTS, ConfigModel, preset_method
+from .config_model import DEFAULTS, ConfigModel, needs_folder_check, preset_method
+from .method_picker import MethodCard, MethodPicker
 from .process import warm_up
 from .source_picker import SourcePicker
 
@@ -49,15 +53,10 @@ class ExperimentEditor(QWidget):
 
         head = QFormLayout()
         head.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.method_combo = Combo()
-        specs = method_specs()
-        for label, name in method_choices():
-            self.method_combo.addItem(label, name)
-            self.method_combo.setItemData(self.method_combo.count() - 1,
-                                          f"{specs[name].help} <i>({specs[name].family})</i>",
-                                          Qt.ItemDataRole.ToolTipRole)
-        self.method_combo.setToolTip("Self-supervised method. Fields that do not apply to it are hidden."
-                                     "<br><i>method.name</i>")
+        self.method_combo = MethodPicker()
+        self.method_combo.setToolTip("Self-supervised method, grouped by family. Fields that do not apply "
+                                     "to it are hidden.<br><i>method.name</i>")
+        self.method_card = MethodCard()
         self.preset_combo = Combo()
         self.preset_combo.setToolTip("Fill the form from a preset of the shipped recipes (resources/presets).")
         self.name_edit = QLineEdit()
@@ -74,6 +73,7 @@ class ExperimentEditor(QWidget):
         preset_row.addWidget(self.open_button)
         preset_row.addWidget(self.save_button)
         head.addRow("Method", self.method_combo)
+        head.addRow("", self.method_card)
         head.addRow("Preset", preset_row)
         head.addRow("Run name", self.name_edit)
         outer.addLayout(head)
@@ -116,6 +116,7 @@ class ExperimentEditor(QWidget):
         self.model.valueChanged.connect(self._on_value)
         self.model.reset.connect(self._sync_header)
         self.model.validated.connect(self._show_validation)
+        self.source_picker().scanned.connect(self._folder_scanned)
         self._sync_header()
         self._show_validation()
         workers.submit(warm_up, on_result=self._fill_devices, owner=self)
@@ -125,11 +126,12 @@ class ExperimentEditor(QWidget):
         method = self.model.method
         idx = self.method_combo.findData(method)
         if idx < 0:
-            self.method_combo.addItem(method, method)
-            idx = self.method_combo.count() - 1
+            idx = self.method_combo.add_unknown(method)
         self.method_combo.blockSignals(True)
         self.method_combo.setCurrentIndex(idx)
         self.method_combo.blockSignals(False)
+        if self.method_card.name != method:
+            self.method_card.show_method(method)
         if self.name_edit.text() != self.model.value("name"):
             self.name_edit.setText(self.model.value("name"))
         self._fill_presets()
@@ -147,7 +149,9 @@ class ExperimentEditor(QWidget):
         self.preset_combo.blockSignals(False)
 
     def _method_picked(self, _index: int) -> None:
-        self.model.set_value("method.name", self.method_combo.currentData())
+        name = self.method_combo.currentData()
+        if name is not None:  # never a family header
+            self.model.set_value("method.name", name)
 
     def _preset_picked(self, index: int) -> None:
         name = self.preset_combo.itemData(index)
@@ -186,12 +190,19 @@ class ExperimentEditor(QWidget):
     def data_problem(self, cfg) -> str:
         """Why ``cfg``'s data cannot be trained on ('' when it looks fine): the folder check the
         trainer would fail on, or a finished scan that found no readable image."""
-        problem = check_source(cfg.data)
+        return check_source(cfg.data) or self.data_problem_of_scan(cfg.data.source)
+
+    def _folder_scanned(self, report) -> None:
+        """A finished scan that found no readable image makes the folder a data.source problem."""
+        problem = self.data_problem_of_scan(self.model.value("data.source"))
         if problem:
-            return problem
+            self.model.set_folder_problem(self.model.value("data.source"), problem)
+
+    def data_problem_of_scan(self, source: str) -> str:
+        """Why the last finished scan of ``source`` says it cannot be trained on ('' if fine)."""
         picker = self.source_picker()
         report = picker.report
-        if report is not None and picker.report_source == cfg.data.source and report.images and not report.good:
+        if report is not None and picker.report_source == source and report.images and not report.good:
             return (f"none of the {report.images} images in {report.root} can be read "
                     f"(e.g. {report.bad[0][0]}: {report.bad[0][1]}); check the files or pick another folder")
         return ""
@@ -199,14 +210,17 @@ class ExperimentEditor(QWidget):
     # ---- validation ---------------------------------------------------------------------
     def _show_validation(self) -> None:
         errors = self.model.errors
-        self.launch_button.setEnabled(not errors)
+        self.launch_button.setEnabled(self.model.is_valid)
+        if not errors and self.model.pending:
+            self.problems.setText(f"<span style='color:#57606a'>{html.escape(self.model.pending)}</span>")
+            return
         if not errors:
             self.problems.setText("<span style='color:#2e7d32'>✓ config is valid</span>")
             return
         items = []
         for sentence in errors[:6]:
             head = sentence.split(" ", 1)[0]
-            text = sentence.replace("<", "&lt;")
+            text = html.escape(sentence)
             items.append(f"• <a href='{head}'>{head}</a>{text[len(head):]}" if head in self.form.editors
                          or head in self.form.custom_widgets else f"• {text}")
         more = f"<br>… and {len(errors) - 6} more" if len(errors) > 6 else ""
@@ -269,8 +283,11 @@ class ExperimentEditor(QWidget):
         problem = self.data_problem(cfg)
         if problem:
             self.source_picker().show_problem(problem)
+            self.model.set_folder_problem(cfg.data.source, problem)   # Launch follows it
             self.message.emit(f"cannot launch: {problem}")
             return
+        if needs_folder_check(cfg.data.source):
+            self.model.set_folder_problem(cfg.data.source, "")   # fixed since the last check
         settings.set_value("device", self.device())
         cfg.runtime.device = self.device()
         self.launchRequested.emit(cfg, self.device())

@@ -5,6 +5,7 @@ Cancel/Rescan button; folder problems are shown under the picker in the trainer'
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -15,7 +16,7 @@ from backend.data.registry import SOURCES, source_kind
 
 from . import workers
 from .config_form import Combo
-from .config_model import ConfigModel
+from .config_model import CHOOSE_FOLDER, ConfigModel
 
 SCAN_DELAY_MS = 600  # a typed folder path is scanned once typing pauses this long
 
@@ -70,6 +71,7 @@ class SourcePicker(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.folder_row)
         self.error_label = QLabel()
+        self.error_label.setTextFormat(Qt.TextFormat.PlainText)  # paths and sentences, never markup
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #c62828; font-size: 11px;")
         self.error_label.hide()
@@ -100,6 +102,7 @@ class SourcePicker(QWidget):
         self.scan_progress.hide()
         layout.addWidget(self.scan_row)
         self.scan_label = QLabel()
+        self.scan_label.setTextFormat(Qt.TextFormat.PlainText)
         self.scan_label.setWordWrap(True)
         self.scan_label.setStyleSheet("color: #57606a; font-size: 11px;")
         self.scan_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -148,8 +151,11 @@ class SourcePicker(QWidget):
         self._show_errors()
 
     def _show_errors(self) -> None:
-        errors = self._field_errors + ([self.scan_error] if self.scan_error else [])
-        self.error_label.setText("\n".join(errors))
+        errors = list(dict.fromkeys(self._field_errors + ([self.scan_error] if self.scan_error else [])))
+        prompt = errors == [CHOOSE_FOLDER]   # no folder yet: a prompt, not an error
+        self.error_label.setStyleSheet(f"color: {'#57606a' if prompt else '#c62828'}; font-size: 11px;")
+        ask = CHOOSE_FOLDER.partition(": ")[2]
+        self.error_label.setText(ask[:1].upper() + ask[1:] if prompt else "\n".join(errors))
         self.error_label.setVisible(bool(errors))
 
     # ---- folder scan ----------------------------------------------------------------------
@@ -164,6 +170,8 @@ class SourcePicker(QWidget):
         if not self.takes_folder() or not self.folder.text().strip():
             return
         self.cancel_scan(quiet=True)
+        if spec == self.model.value(self.path):
+            self.model.recheck_source()   # the folder may have changed: Launch waits for a fresh check
         self._generation += 1
         gen = self._generation
         self._scan_spec = spec
@@ -211,7 +219,8 @@ class SourcePicker(QWidget):
             return
         self.report, self.report_source = report, spec
         self.scan_label.setText(report.summary())
-        self.scan_label.setToolTip("\n".join(f"{rel}: {why}" for rel, why in report.bad[:40]))
+        bad = "<br>".join(html.escape(f"{rel}: {why}") for rel, why in report.bad[:40])
+        self.scan_label.setToolTip(f"<p style='white-space:pre'>{bad}</p>" if bad else "")
         self.scanned.emit(report)
 
     def _scan_failed(self, gen: int, spec: str, message: str) -> None:

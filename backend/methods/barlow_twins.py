@@ -14,6 +14,7 @@ from .spec import REDUNDANCY_REDUCTION, MethodSpec, Param
 
 SPEC = MethodSpec(
     name="barlow_twins", label="Barlow Twins", family=REDUNDANCY_REDUCTION,
+    paper="Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
     help="Cross-correlation of the two views' projections driven to the identity.",
     params={
         "barlow_lambda": Param(0.005, "Barlow Twins: weight of the off-diagonal redundancy term.", gt=0.0),

@@ -21,6 +21,7 @@ from .spec import DISTILLATION, MethodSpec, momentum, momentum_final
 
 SPEC = MethodSpec(
     name="byol", label="BYOL", family=DISTILLATION,
+    paper="Grill et al. 2020, Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
     help="An online network predicts an EMA target network's projection of the other view.",
     params={"momentum": momentum(), "momentum_final": momentum_final()},
     reads=("model.predictor_hidden_dim",),

@@ -16,6 +16,7 @@ from .spec import CONTRASTIVE, MethodSpec, temperature
 
 SPEC = MethodSpec(
     name="dcl", label="DCL", family=CONTRASTIVE,
+    paper="Yeh et al. 2022, Decoupled Contrastive Learning",
     help="SimCLR without the positive pair in the InfoNCE denominator.",
     params={"temperature": temperature()},
 )

@@ -11,6 +11,7 @@ from .spec import CONTRASTIVE, MethodSpec, Param, temperature
 
 SPEC = MethodSpec(
     name="dclw", label="DCLW", family=CONTRASTIVE,
+    paper="Yeh et al. 2022, Decoupled Contrastive Learning (the weighted loss)",
     help="DCL with a von Mises-Fisher weight on each positive pair.",
     params={"temperature": temperature(),
             "dclw_sigma": Param(0.5, "DCLW: width of the von Mises-Fisher positive weighting.", gt=0.0)},

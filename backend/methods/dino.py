@@ -31,6 +31,7 @@ NUM_TEACHER_VIEWS = 2  # the global crops
 
 SPEC = MethodSpec(
     name="dino", label="DINO", family=DISTILLATION,
+    paper="Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers",
     help="Self-distillation: a student matches an EMA teacher's centred, sharpened outputs.",
     params={
         "momentum": momentum(),

@@ -19,6 +19,7 @@ from .supervised import Supervised
 
 SPEC = MethodSpec(
     name="finetune", label="Fine-tune (backbone + linear classifier)", family=SUPERVISED, uses_labels=True,
+    paper="Kornblith et al. 2019, Do Better ImageNet Models Transfer Better? (the fine-tuning protocol)",
     help="A trained backbone (model.init_checkpoint) and a new linear classifier, trained end to end.",
     params={"label_smoothing": Param(0.1, "Label smoothing of the cross entropy.", ge=0.0, lt=1.0)},
     reads=("model.source_run",),

@@ -18,6 +18,7 @@ SHUFFLE_BN_GROUPS = 4
 
 SPEC = MethodSpec(
     name="moco", label="MoCo v2", family=CONTRASTIVE,
+    paper="Chen et al. 2020, Improved Baselines with Momentum Contrastive Learning",
     help="Momentum key encoder and a queue of negatives, InfoNCE, MLP projector.",
     params={"temperature": temperature(), "queue_size": queue_size(), "momentum": momentum(),
             "shuffle_bn": shuffle_bn()},

@@ -18,6 +18,7 @@ from .spec import CONTRASTIVE, MethodSpec, momentum, queue_size, shuffle_bn, tem
 
 SPEC = MethodSpec(
     name="mocov1", label="MoCo v1", family=CONTRASTIVE,
+    paper="He et al. 2020, Momentum Contrast for Unsupervised Visual Representation Learning",
     help="The original MoCo: linear head, one-way InfoNCE against a queue of keys.",
     params={"temperature": temperature(), "queue_size": queue_size(), "momentum": momentum(),
             "shuffle_bn": shuffle_bn()},

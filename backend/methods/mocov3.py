@@ -20,6 +20,7 @@ from .spec import CONTRASTIVE, MethodSpec, momentum, momentum_final, temperature
 
 SPEC = MethodSpec(
     name="mocov3", label="MoCo v3", family=CONTRASTIVE,
+    paper="Chen, Xie and He 2021, An Empirical Study of Training Self-Supervised Vision Transformers",
     help="BYOL's architecture with InfoNCE over the batch's keys.",
     params={"temperature": temperature(), "momentum": momentum(), "momentum_final": momentum_final()},
     reads=("model.predictor_hidden_dim",),

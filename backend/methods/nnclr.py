@@ -27,6 +27,7 @@ from .spec import CONTRASTIVE, MethodSpec, queue_size, temperature
 
 SPEC = MethodSpec(
     name="nnclr", label="NNCLR", family=CONTRASTIVE,
+    paper="Dwibedi et al. 2021, With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning of Visual Representations",
     help="The positive of a view is its projection's nearest neighbour in a support set.",
     params={"temperature": temperature(),
             "queue_size": queue_size(help="Size of the support set of past projections (nearest neighbours).")},

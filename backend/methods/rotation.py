@@ -19,6 +19,7 @@ ROTATIONS = 4
 
 SPEC = MethodSpec(
     name="rotation", label="RotNet (rotation)", family=PRETEXT,
+    paper="Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations",
     help="A linear classifier predicts which of four rotations an image was shown at.",
 )
 

@@ -11,6 +11,7 @@ from .spec import CONTRASTIVE, MethodSpec, temperature
 
 SPEC = MethodSpec(
     name="simclr", label="SimCLR", family=CONTRASTIVE,
+    paper="Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations",
     help="Two views, MLP projector, NT-Xent over the 2N x 2N similarities.",
     params={"temperature": temperature()},
 )

@@ -17,6 +17,7 @@ from .spec import DISTILLATION, MethodSpec
 
 SPEC = MethodSpec(
     name="simsiam", label="SimSiam", family=DISTILLATION,
+    paper="Chen and He 2021, Exploring Simple Siamese Representation Learning",
     help="A predictor regresses the other view's projection through a stop-gradient.",
     reads=("model.predictor_hidden_dim",),
 )

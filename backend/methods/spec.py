@@ -62,7 +62,9 @@ class Param:
 class MethodSpec:
     """A method's declaration. ``params``: field name -> Param of the ``[method]`` section;
     ``backbones``: the backbone families it trains; ``reads``: fields of other sections that only
-    some methods use (e.g. ``model.predictor_hidden_dim``), shown in the editor only for those."""
+    some methods use (e.g. ``model.predictor_hidden_dim``), shown in the editor only for those;
+    ``help``: what it learns, in a sentence or two; ``paper``: where it comes from, as
+    "Authors year, Title" (the GUI's method card shows both)."""
 
     name: str
     label: str
@@ -72,6 +74,7 @@ class MethodSpec:
     uses_labels: bool = False
     reads: tuple = ()
     help: str = ""
+    paper: str = ""
 
     def __post_init__(self):
         if not self.name.isidentifier():

@@ -24,6 +24,7 @@ from .spec import SUPERVISED, MethodSpec
 
 SPEC = MethodSpec(
     name="supervised", label="Supervised", family=SUPERVISED, uses_labels=True,
+    paper="He et al. 2016, Deep Residual Learning for Image Recognition (the supervised baseline)",
     help="Cross entropy of a linear classifier on the backbone features (the reference point).",
 )
 

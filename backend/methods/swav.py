@@ -37,6 +37,7 @@ NUM_CODE_VIEWS = 2  # the global crops get codes
 
 SPEC = MethodSpec(
     name="swav", label="SwAV", family=CLUSTERING,
+    paper="Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments",
     help="Swapped prediction of Sinkhorn cluster assignments over learnt prototypes.",
     params={
         "temperature": temperature(),

@@ -14,6 +14,7 @@ from .spec import REDUNDANCY_REDUCTION, MethodSpec, Param
 
 SPEC = MethodSpec(
     name="vicreg", label="VICReg", family=REDUNDANCY_REDUCTION,
+    paper="Bardes, Ponce and LeCun 2022, VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised Learning",
     help="Variance, invariance and covariance terms on the two views' embeddings.",
     params={
         "sim_weight": Param(25.0, "VICReg: invariance (MSE) weight.", ge=0.0),

@@ -109,6 +109,9 @@ def test_source_picker_image_folder(editor, tmp_path):
     assert not picker.folder_row.isHidden()
     assert "data.source" in editor.model.field_errors  # no folder yet
     assert not editor.launch_button.isEnabled()
+    from PIL import Image
+    (tmp_path / "cats").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "cats" / "1.png")   # a folder the trainer can use
     picker.folder.setText(str(tmp_path))
     picker.folder.textEdited.emit(str(tmp_path))
     assert editor.model.value("data.source") == f"imagefolder:{tmp_path}"
@@ -161,6 +164,13 @@ def test_aug_preview_reports_bad_data_without_raising(qtbot, tmp_path):
     model = ConfigModel(quick_small(data={"source": f"imagefolder:{tmp_path / 'missing'}"}))
     preview = AugPreview(model)
     qtbot.addWidget(preview)
+    preview.refresh()
+    # the folder check is part of validation: the preview says what to fix instead of failing
+    assert "fix first" in preview.status.text() and "does not exist" in preview.status.text()
+    bad = tmp_path / "bad" / "cats"
+    bad.mkdir(parents=True)
+    (bad / "1.png").write_bytes(b"not a png")                  # passes the check, fails to decode
+    model.set_value("data.source", f"imagefolder:{bad.parent}")
     preview.refresh()
     assert "preview failed" in preview.status.text()
 
