@@ -32,6 +32,7 @@ from .spec import CONTRASTIVE, MethodSpec, temperature
 
 
 SPEC = MethodSpec(
+    paper="Tian, Krishnan & Isola 2019, Contrastive Multiview Coding",
     name="cmc", label="CMC (L / ab)", family=CONTRASTIVE,
     help="Lightness and colour as two views with two encoders, cross-view InfoNCE.",
     params={"temperature": temperature(0.07)},

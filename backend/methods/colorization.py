@@ -40,6 +40,7 @@ REBALANCE_STEPS = 100      # steps whose pixels are counted for the rebalancing 
 REBALANCE_LAMBDA = 0.5
 
 SPEC = MethodSpec(
+    paper="Zhang, Isola & Efros 2016, Colorful Image Colorization",
     name="colorization", label="Colorization", family=PRETEXT,
     help="From the L channel, predict each pixel's colour as a distribution over quantised ab bins.",
 )

@@ -35,6 +35,7 @@ CONTEXT_LAYERS = 3
 CONTEXT_ROWS = 2   # rows each causal kernel spans: the current one and the one above
 
 SPEC = MethodSpec(
+    paper="Henaff et al. 2019, Data-Efficient Image Recognition with Contrastive Predictive Coding",
     name="cpc", label="CPC v2", family=CONTRASTIVE,
     help="Encode a grid of patches; a masked context network predicts the latents of the rows "
          "below; InfoNCE against every patch of the batch.",

@@ -16,6 +16,7 @@ from .spec import CONTRASTIVE, MethodSpec, Param, temperature
 
 
 SPEC = MethodSpec(
+    paper="Robinson et al. 2021, Contrastive Learning with Hard Negative Samples",
     name="hcl", label="HCL", family=CONTRASTIVE,
     help="SimCLR with hardness-weighted, debiased negatives.",
     params={"temperature": temperature(),

@@ -35,6 +35,7 @@ UPSAMPLINGS = 3
 MASKS = ("central", "random")
 
 SPEC = MethodSpec(
+    paper="Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting",
     name="inpainting", label="Context encoder (inpainting)", family=PRETEXT,
     help="Reconstruct the removed region of an image from the rest (L2 on the removed pixels).",
     params={"mask": Param("central", "Removed region: the central block (a quarter of the area) or "

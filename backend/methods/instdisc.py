@@ -40,6 +40,7 @@ from .spec import CONTRASTIVE, MethodSpec, Param, temperature
 
 
 SPEC = MethodSpec(
+    paper="Wu et al. 2018, Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
     name="instdisc", label="Instance discrimination", family=CONTRASTIVE,
     help="Memory bank of one unit vector per image, non-parametric softmax over sampled negatives.",
     params={"temperature": temperature(0.07),

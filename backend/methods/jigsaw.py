@@ -30,6 +30,7 @@ HIDDEN = 512
 PERMUTATION_SEED = 0  # the set is a fixed part of the task, the same for every run
 
 SPEC = MethodSpec(
+    paper="Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles",
     name="jigsaw", label="Jigsaw puzzles", family=PRETEXT,
     help="Shuffle the 9 tiles of a 3 x 3 grid by one of a fixed set of permutations; predict which.",
     params={"num_permutations": Param(64, "Size of the fixed permutation set (classes of the "

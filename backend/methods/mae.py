@@ -36,6 +36,7 @@ DECODER_DEPTH = 2
 DECODER_HEADS = 4
 
 SPEC = MethodSpec(
+    paper="He et al. 2022, Masked Autoencoders Are Scalable Vision Learners",
     name="mae", label="MAE", family=MASKED_MODELLING, backbones=("vit",),
     help="Hide most patches; the ViT encodes the visible ones and a light decoder rebuilds the hidden pixels.",
     params={"mask_ratio": Param(0.75, "Share of the patches hidden from the encoder.", gt=0.0, lt=1.0),

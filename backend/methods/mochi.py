@@ -28,6 +28,7 @@ from .spec import CONTRASTIVE, MethodSpec, Param, momentum, queue_size, shuffle_
 
 
 SPEC = MethodSpec(
+    paper="Kalantidis et al. 2020, Hard Negative Mixing for Contrastive Learning",
     name="mochi", label="MoCHi", family=CONTRASTIVE,
     help="MoCo v2 with synthetic hard negatives mixed from the queue's hardest entries.",
     params={"temperature": temperature(0.2), "queue_size": queue_size(), "momentum": momentum(),

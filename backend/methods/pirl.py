@@ -35,6 +35,7 @@ NUM_PERMUTATIONS = 100
 
 
 SPEC = MethodSpec(
+    paper="Misra & van der Maaten 2020, Self-Supervised Learning of Pretext-Invariant Representations",
     name="pirl", label="PIRL", family=CONTRASTIVE,
     help="Image vs its jigsaw-shuffled tiles, contrasted through a memory bank of image features.",
     params={"temperature": temperature(0.07),

@@ -30,6 +30,7 @@ from .spec import PRETEXT, MethodSpec
 HIDDEN = 512
 
 SPEC = MethodSpec(
+    paper="Doersch, Gupta & Efros 2015, Unsupervised Visual Representation Learning by Context Prediction",
     name="relative_location", label="Relative patch location", family=PRETEXT,
     help="Predict which of the 8 neighbour positions a tile was cut from, relative to the centre tile.",
 )

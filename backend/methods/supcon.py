@@ -21,6 +21,7 @@ from .spec import SUPERVISED, MethodSpec, temperature
 
 
 SPEC = MethodSpec(
+    paper="Khosla et al. 2020, Supervised Contrastive Learning",
     name="supcon", label="SupCon", family=SUPERVISED, uses_labels=True,
     help="Two views, MLP projector, contrastive loss with every same-class view as a positive.",
     params={"temperature": temperature(0.1)},
