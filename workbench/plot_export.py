@@ -1,0 +1,157 @@
+"""Plots people can take away: PNG / SVG / CSV export and per-axis log scale for any dashboard plot.
+
+``PlotTools(plot, names)`` gives one ``pyqtgraph`` plot a right-click menu ("Export PNG / SVG /
+CSV...", "Log scale x / y"). PNG and SVG come from ``pyqtgraph.exporters``; when the plot shows
+named curves (compared runs) the exported picture carries a legend in a row below the plot, so it
+never covers the curves. CSV holds the plotted data: one (x, y) column pair per curve, headed
+with the curve's name.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyqtgraph as pg
+import pyqtgraph.exporters  # noqa: F401 - registers the exporters
+from PySide6.QtWidgets import QFileDialog, QMenu
+
+FORMATS = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV data (*.csv)"}
+
+
+def curve_data(plot: pg.PlotItem) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, x, y) of every curve or scatter with data in ``plot`` (the data as given, not the
+    log-transformed or downsampled points drawn)."""
+    out = []
+    items = plot.listDataItems()
+    if any(isinstance(i, pg.PlotDataItem) for i in items):  # scatters then only mark points of a curve
+        items = [i for i in items if isinstance(i, pg.PlotDataItem)]
+    for i, item in enumerate(items):
+        x, y = _raw_data(item)
+        if x is None or not len(x):
+            continue
+        name = item.name() if hasattr(item, "name") and item.name() else f"curve {i + 1}"
+        out.append((str(name), np.asarray(x, float), np.asarray(y, float)))
+    return out
+
+
+def named_curves(plot: pg.PlotItem) -> list[tuple[pg.PlotDataItem, str]]:
+    """(curve, name) of a plot's named curves when there are several (what a legend keys), else []."""
+    named = [(c, c.name()) for c in plot.listDataItems() if isinstance(c, pg.PlotDataItem) and c.name()]
+    return named if len(named) > 1 else []
+
+
+def _raw_data(item):
+    if isinstance(item, pg.PlotDataItem):
+        return item.xData, item.yData
+    if isinstance(item, pg.ScatterPlotItem):
+        return item.data["x"], item.data["y"]
+    return None, None
+
+
+def write_csv(plot: pg.PlotItem, path, x_label: str = "x", y_label: str = "y") -> Path:
+    """The plotted data as CSV: columns '<name> <x_label>', '<name> <y_label>' per curve, rows
+    padded with empty cells where a curve is shorter. ValueError when the plot has no data."""
+    curves = curve_data(plot)
+    if not curves:
+        raise ValueError("the plot has no data to export")
+    path = Path(path)
+    rows = max(len(x) for _, x, _ in curves)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([f"{name} {axis}" for name, _, _ in curves for axis in (x_label, y_label)])
+        for r in range(rows):
+            writer.writerow([_cell(col, r) for _, x, y in curves for col in (x, y)])
+    return path
+
+
+def _cell(values: np.ndarray, row: int) -> str:
+    return repr(float(values[row])) if row < len(values) else ""
+
+
+class _ExportLegend:
+    """A legend added under a plot (a row of its layout) for the time of an export."""
+
+    def __init__(self, plot: pg.PlotItem, names: list[tuple[pg.PlotDataItem, str]], theme):
+        self.plot, self.legend = plot, None
+        if not names:
+            return
+        self.legend = pg.LegendItem(labelTextColor=theme.foreground, labelTextSize="8pt", colCount=2)
+        for item, name in names:
+            self.legend.addItem(item, name)
+        plot.layout.addItem(self.legend, 5, 1)
+
+    def close(self) -> None:
+        if self.legend is not None:
+            self.plot.layout.removeItem(self.legend)
+            self.legend.setParentItem(None)
+            if self.legend.scene() is not None:
+                self.legend.scene().removeItem(self.legend)
+            self.legend = None
+
+
+class PlotTools:
+    """Export and log-scale actions of one plot. ``legend_names()``: (curve, run name) pairs an
+    exported picture should key (compared runs), or []; ``theme()``: the current plot theme."""
+
+    def __init__(self, plot: pg.PlotItem, title: Callable[[], str], legend_names: Callable[[], list],
+                 theme: Callable[[], object], x_label: str = "step", y_label: str = "value"):
+        self.plot, self.title, self.legend_names, self.theme = plot, title, legend_names, theme
+        self.x_label, self.y_label = x_label, y_label
+        self.menu = QMenu()
+        for fmt in FORMATS:
+            self.menu.addAction(f"Export {fmt.upper()}\u2026", lambda f=fmt: self.export_dialog(f))
+        self.menu.addSeparator()
+        self.log_actions = {}
+        for axis in ("x", "y"):
+            act = self.menu.addAction(f"Log scale {axis}")
+            act.setCheckable(True)
+            act.toggled.connect(lambda on, a=axis: self.set_log(**{a: on}))
+            self.log_actions[axis] = act
+        self.menu.addAction("View all", lambda: plot.getViewBox().autoRange())
+        view = plot.getViewBox()
+        view.setMenuEnabled(True)
+        view.menu = self.menu  # our menu instead of pyqtgraph's (which fights the live x range)
+
+    def set_log(self, x: bool | None = None, y: bool | None = None) -> None:
+        """Log scale on the x and/or y axis (None leaves an axis as it is)."""
+        self.plot.setLogMode(x=x, y=y)
+        for axis, on in (("x", x), ("y", y)):
+            if on is not None and self.log_actions[axis].isChecked() != on:
+                self.log_actions[axis].blockSignals(True)
+                self.log_actions[axis].setChecked(on)
+                self.log_actions[axis].blockSignals(False)
+
+    def log_mode(self) -> tuple[bool, bool]:
+        """(x, y) log scale as the plot has it."""
+        mode = self.plot.ctrl.logXCheck.isChecked(), self.plot.ctrl.logYCheck.isChecked()
+        return bool(mode[0]), bool(mode[1])
+
+    def export(self, path, fmt: str | None = None) -> Path:
+        """Write the plot to ``path`` as png, svg or csv (from the suffix unless ``fmt``)."""
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".")).lower()
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+        if path.suffix.lower() != "." + fmt:
+            path = path.with_name(path.name + "." + fmt)
+        if fmt == "csv":
+            return write_csv(self.plot, path, self.x_label, self.y_label)
+        legend = _ExportLegend(self.plot, self.legend_names(), self.theme())
+        try:
+            self.plot.layout.activate()
+            exporter = (pg.exporters.ImageExporter if fmt == "png" else pg.exporters.SVGExporter)(self.plot)
+            if fmt == "png":
+                exporter.parameters()["width"] = max(600, int(self.plot.width()) * 2)
+            exporter.export(str(path))
+        finally:
+            legend.close()
+        return path
+
+    def export_dialog(self, fmt: str) -> Path | None:
+        """Ask for a file name, then export."""
+        default = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.title())[:60] or "plot"
+        name, _ = QFileDialog.getSaveFileName(None, f"Export {fmt.upper()}", f"{default}.{fmt}", FORMATS[fmt])
+        return self.export(name, fmt) if name else None
