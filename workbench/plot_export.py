@@ -1,7 +1,9 @@
 """Plots people can take away: PNG / SVG / CSV export and per-axis log scale for any dashboard plot.
 
 ``PlotTools(plot, names)`` gives one ``pyqtgraph`` plot a right-click menu ("Export PNG / SVG /
-CSV...", "Log scale x / y"). PNG and SVG come from ``pyqtgraph.exporters``; when the plot shows
+CSV...", "Log scale x / y"). PNG comes from ``pyqtgraph.exporters.ImageExporter``, SVG from
+Qt's ``QSvgGenerator`` rendering the plot's part of the scene (pyqtgraph's SVGExporter fails on
+the path data this Qt writes); when the plot shows
 named curves (compared runs) the exported picture carries a legend in a row below the plot, so it
 never covers the curves. CSV holds the plotted data: one (x, y) column pair per curve, headed
 with the curve's name.
@@ -16,6 +18,9 @@ from typing import Callable
 import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters
+from PySide6.QtCore import QRectF, QSize
+from PySide6.QtGui import QPainter
+from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QFileDialog, QMenu
 
 FORMATS = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV data (*.csv)"}
@@ -69,6 +74,23 @@ def write_csv(plot: pg.PlotItem, path, x_label: str = "x", y_label: str = "y") -
 
 def _cell(values: np.ndarray, row: int) -> str:
     return repr(float(values[row])) if row < len(values) else ""
+
+
+def write_svg(item: pg.GraphicsObject, path, title: str = "") -> Path:
+    """Render ``item``'s rectangle of its scene into an SVG file (vector curves and text)."""
+    rect = item.sceneBoundingRect()
+    w, h = max(1, int(rect.width())), max(1, int(rect.height()))
+    generator = QSvgGenerator()
+    generator.setFileName(str(path))
+    generator.setSize(QSize(w, h))
+    generator.setViewBox(QRectF(0, 0, w, h))
+    generator.setTitle(title)
+    painter = QPainter(generator)
+    try:
+        item.scene().render(painter, QRectF(0, 0, w, h), rect)
+    finally:
+        painter.end()
+    return Path(path)
 
 
 class _ExportLegend:
@@ -142,10 +164,12 @@ class PlotTools:
         legend = _ExportLegend(self.plot, self.legend_names(), self.theme())
         try:
             self.plot.layout.activate()
-            exporter = (pg.exporters.ImageExporter if fmt == "png" else pg.exporters.SVGExporter)(self.plot)
-            if fmt == "png":
+            if fmt == "svg":
+                write_svg(self.plot, path, self.title())
+            else:
+                exporter = pg.exporters.ImageExporter(self.plot)
                 exporter.parameters()["width"] = max(600, int(self.plot.width()) * 2)
-            exporter.export(str(path))
+                exporter.export(str(path))
         finally:
             legend.close()
         return path
