@@ -122,3 +122,160 @@ def test_spectrum_tab_shows_heatmaps_and_curves(qtbot, tmp_path):
     rows = list(csv.reader(dash.tools["rankme"].export(tmp_path / "rankme.csv").open()))
     assert rows[0][0] == "projector step" and len(rows) == 13
     assert math.isclose(float(rows[-1][1]), 13.0)
+
+
+# ---- run management in the runs browser --------------------------------------------------------
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from backend.run_lock import RunLock  # noqa: E402
+from workbench import workers  # noqa: E402
+from workbench.run_manager import RunManager, run_key  # noqa: E402
+from workbench.run_state import RunState  # noqa: E402
+from workbench.runs_browser import COLUMNS, RunsBrowser  # noqa: E402
+
+from .conftest import quick_small  # noqa: E402
+
+
+@pytest.fixture
+def two_runs(workspace):
+    a = write_fake_run(workspace, "finished", name="base")
+    b = write_fake_run(workspace, "stopped", name="other")
+    payload = json.loads((b / "config.json").read_text())
+    payload["config"]["optim"]["lr"] = 0.123
+    payload["config"]["model"]["projector_out_dim"] = 96
+    (b / "config.json").write_text(json.dumps(payload))
+    return a, b
+
+
+def make_browser(qtbot, workspace, manager=None):
+    workers.set_synchronous(True)
+    browser = RunsBrowser(workspace, manager or RunManager(workspace))
+    qtbot.addWidget(browser)
+    browser.show()
+    return browser
+
+
+def cell(browser, run_dir, column):
+    return browser.model.index(browser.model.row_of(run_dir), COLUMNS.index(column)).data()
+
+
+def test_notes_tags_and_display_name_persist(qtbot, workspace, two_runs):
+    a, _ = two_runs
+    browser = make_browser(qtbot, workspace)
+    dialog = browser.notes_dialog(a)
+    dialog.name_edit.setText("ResNet baseline")
+    dialog.tags_edit.setText("baseline, lr-sweep,, baseline")
+    dialog.notes_edit.setPlainText("first try\nlr too high?")
+    dialog.accept()
+    meta = json.loads((a / "meta.json").read_text())
+    assert meta == {"notes": "first try\nlr too high?", "tags": ["baseline", "lr-sweep"],
+                    "display_name": "ResNet baseline", "archived": False}
+    assert cell(browser, a, "Run") == "ResNet baseline" and cell(browser, a, "Tags") == "baseline, lr-sweep"
+    browser.deleteLater()
+    again = make_browser(qtbot, workspace)  # a new browser reads the files back
+    assert cell(again, a, "Run") == "ResNet baseline" and cell(again, a, "Tags") == "baseline, lr-sweep"
+    reopened = again.notes_dialog(a)
+    assert reopened.notes_edit.toPlainText() == "first try\nlr too high?"
+    assert reopened.tags_edit.text() == "baseline, lr-sweep"
+    again.filter_edit.setText("lr-sweep")  # tags are searchable
+    assert again.proxy.rowCount() == 1
+
+
+def test_archive_hides_unless_show_archived(qtbot, workspace, two_runs):
+    a, b = two_runs
+    browser = make_browser(qtbot, workspace)
+    browser.archive([a])
+    assert browser.proxy.rowCount() == 1
+    assert json.loads((a / "meta.json").read_text())["archived"] is True
+    browser.archived_check.setChecked(True)
+    assert browser.proxy.rowCount() == 2
+    browser.archived_check.setChecked(False)
+    browser.refresh()  # the worker's scan reads meta.json too
+    assert browser.proxy.rowCount() == 1
+    browser.archive([a], False)
+    assert browser.proxy.rowCount() == 2
+
+
+def test_delete_refused_while_training_or_locked(qtbot, workspace, two_runs, monkeypatch):
+    a, b = two_runs
+    manager = RunManager(workspace)
+    state = RunState(a)
+    state.set_live(True)
+    state.set_state("running")
+    manager.states[run_key(a)] = state
+    browser = make_browser(qtbot, workspace, manager)
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: warnings.append(args[2]))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: pytest.fail("asked to confirm a refused delete"))
+    assert browser.delete([a]) == [] and a.is_dir()
+    assert "is training (running)" in warnings[-1]
+    with RunLock(b, "sslwb train"):
+        assert browser.delete([b]) == [] and b.is_dir()
+        assert "in use by process" in warnings[-1]
+
+
+def test_delete_moves_to_trash_after_confirmation(qtbot, workspace, two_runs, monkeypatch):
+    a, b = two_runs
+    browser = make_browser(qtbot, workspace)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.No)
+    assert browser.delete([a]) == [] and a.is_dir()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: asked.append(args[2]) or QMessageBox.StandardButton.Yes)
+    moved = browser.delete([a])
+    assert moved == [workspace / "trash" / a.name]
+    assert not a.exists() and (moved[0] / "config.json").exists() and (moved[0] / "events.jsonl").exists()
+    assert "trash" in asked[0]
+    assert browser.model.rowCount() == 1 and browser.model.row_of(a) == -1
+
+
+def test_config_diff_shows_exactly_the_differing_fields(qtbot, workspace, two_runs):
+    a, b = two_runs
+    browser = make_browser(qtbot, workspace)
+    dialog = browser.diff_dialog([a, b])
+    qtbot.addWidget(dialog)
+    assert dialog.differing() == ["model.projector_out_dim", "name", "optim.lr"]
+    shown = dialog.fields()  # method, backbone and data name the runs; then what differs
+    assert shown == ["method.name", "model.backbone", "data.source", "model.projector_out_dim", "name", "optim.lr"]
+    assert dialog.table.rowCount() == len(shown) and dialog.table.columnCount() == 2
+    assert dialog.cell("optim.lr", 1) == "0.123" and dialog.cell("model.projector_out_dim", 1) == "96"
+    assert dialog.table.horizontalHeaderItem(0).text() == cell(browser, a, "Run")
+    dialog.show_all.setChecked(True)
+    assert dialog.table.rowCount() > 30 and "optim.batch_size" in dialog.fields()
+    assert dialog.cell("optim.batch_size", 0) == dialog.cell("optim.batch_size", 1)
+    with pytest.raises(ValueError, match="at least two"):
+        browser.diff_dialog([a])
+
+
+def test_new_run_from_config_fills_the_editor(window, workspace):
+    run = write_fake_run(workspace, "finished", name="from-a-run")
+    window.browser.refresh()
+    window.browser.configRequested.emit(run)
+    assert window.config_model.value("name") == "from-a-run"
+    assert window.config_model.value("optim.batch_size") == quick_small()["optim"]["batch_size"]
+
+
+def test_comparison_report_is_written(qtbot, workspace, two_runs, monkeypatch):
+    opened = []
+    monkeypatch.setattr("workbench.runs_browser.QDesktopServices.openUrl", lambda url: opened.append(url))
+    browser = make_browser(qtbot, workspace)
+    out = workspace / "reports" / "cmp.html"
+    task = browser.write_report(list(two_runs), out)
+    assert task.done and out.exists() and "<html" in out.read_text().lower()
+    assert opened and opened[0].toLocalFile() == str(out)
+    default = browser.write_report(list(two_runs))
+    assert default.done and list((workspace / "reports").glob("compare-*.html"))
+
+
+def test_main_window_report_and_diff_actions(window, workspace, monkeypatch):
+    monkeypatch.setattr("workbench.runs_browser.QDesktopServices.openUrl", lambda url: None)
+    workers.set_synchronous(True)
+    a = write_fake_run(workspace, "finished", name="x")
+    b = write_fake_run(workspace, "finished", name="y")
+    window.browser.refresh()
+    window.browser.select([a, b])
+    assert window.report_action.text().startswith("Comparison")
+    window.report_action.trigger()
+    assert list((workspace / "reports").glob("compare-*.html"))
+    dialog = window.diff_selected()
+    assert dialog is not None and dialog.table.columnCount() == 2
+    dialog.close()
