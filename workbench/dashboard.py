@@ -335,7 +335,7 @@ class RunDashboard(QWidget):
                                         width=1.5 if sparse else 1.0, symbol="o" if sparse else None)
                 # Named after adding (no legend over the curves: the header keys the runs'
                 # colours); exports key them below the plot and head their CSV columns.
-                item.opts["name"] = f"{run.label} {c.label}" if self._overlay else c.label
+                item.opts["name"] = (f"{run.label} {c.label}" if multi else run.label) if self._overlay else c.label
                 bindings.append(plots.CurveBinding(item, spec.x, self._followers[spec.key]))
                 self.legend.setVisible(bool(self.legend.items))
         if name not in plots.KNOWN_METRICS and name not in plots.PLANE_METRICS:

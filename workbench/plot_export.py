@@ -1,9 +1,9 @@
 """Plots people can take away: PNG / SVG / CSV export and per-axis log scale for any dashboard plot.
 
 ``PlotTools(plot, names)`` gives one ``pyqtgraph`` plot a right-click menu ("Export PNG / SVG /
-CSV...", "Log scale x / y"). PNG comes from ``pyqtgraph.exporters.ImageExporter``, SVG from
-Qt's ``QSvgGenerator`` rendering the plot's part of the scene (pyqtgraph's SVGExporter fails on
-the path data this Qt writes); when the plot shows
+CSV...", "Log scale x / y"). PNG (at twice the screen size) and SVG (Qt's ``QSvgGenerator``) render
+the plot's part of the scene as shown (pyqtgraph's SVGExporter fails on the path data this Qt
+writes, and its ImageExporter rescales fonts and clips); when the plot shows
 named curves (compared runs) the exported picture carries a legend in a row below the plot, so it
 never covers the curves. CSV holds the plotted data: one (x, y) column pair per curve, headed
 with the curve's name.
@@ -17,9 +17,8 @@ from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
-import pyqtgraph.exporters  # noqa: F401 - registers the exporters
 from PySide6.QtCore import QRectF, QSize
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QFileDialog, QMenu
 
@@ -76,6 +75,23 @@ def _cell(values: np.ndarray, row: int) -> str:
     return repr(float(values[row])) if row < len(values) else ""
 
 
+def write_png(item: pg.GraphicsObject, path, background: str = "#ffffff", scale: float = 2.0) -> Path:
+    """Render ``item``'s rectangle of its scene into a PNG at ``scale`` times its screen size."""
+    rect = item.sceneBoundingRect()
+    w, h = max(1, int(rect.width() * scale)), max(1, int(rect.height() * scale))
+    image = QImage(w, h, QImage.Format.Format_ARGB32)
+    image.fill(QColor(background))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    try:
+        item.scene().render(painter, QRectF(0, 0, w, h), rect)
+    finally:
+        painter.end()
+    if not image.save(str(path), "PNG"):
+        raise OSError(f"could not write {path}")
+    return Path(path)
+
+
 def write_svg(item: pg.GraphicsObject, path, title: str = "") -> Path:
     """Render ``item``'s rectangle of its scene into an SVG file (vector curves and text)."""
     rect = item.sceneBoundingRect()
@@ -100,7 +116,8 @@ class _ExportLegend:
         self.plot, self.legend = plot, None
         if not names:
             return
-        self.legend = pg.LegendItem(labelTextColor=theme.foreground, labelTextSize="8pt", colCount=2)
+        # One column: a legend wider than the plot would widen the plot's layout column and clip it.
+        self.legend = pg.LegendItem(labelTextColor=theme.foreground, labelTextSize="9pt", verSpacing=-6)
         for item, name in names:
             self.legend.addItem(item, name)
         plot.layout.addItem(self.legend, 5, 1)
@@ -167,9 +184,7 @@ class PlotTools:
             if fmt == "svg":
                 write_svg(self.plot, path, self.title())
             else:
-                exporter = pg.exporters.ImageExporter(self.plot)
-                exporter.parameters()["width"] = max(600, int(self.plot.width()) * 2)
-                exporter.export(str(path))
+                write_png(self.plot, path, self.theme().background)
         finally:
             legend.close()
         return path
