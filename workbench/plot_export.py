@@ -25,11 +25,11 @@ from PySide6.QtWidgets import QFileDialog, QMenu
 FORMATS = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV data (*.csv)"}
 
 
-def curve_data(plot: pg.PlotItem) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, x, y) of every curve or scatter with data in ``plot`` (the data as given, not the
-    log-transformed or downsampled points drawn)."""
+def curve_data(plot: pg.PlotItem, items=None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, x, y) of every curve or scatter with data in ``plot`` (or of ``items``; the data as
+    given, not the log-transformed or downsampled points drawn)."""
     out = []
-    items = plot.listDataItems()
+    items = plot.listDataItems() if items is None else list(items)
     if any(isinstance(i, pg.PlotDataItem) for i in items):  # scatters then only mark points of a curve
         items = [i for i in items if isinstance(i, pg.PlotDataItem)]
     for i, item in enumerate(items):
@@ -55,10 +55,10 @@ def _raw_data(item):
     return None, None
 
 
-def write_csv(plot: pg.PlotItem, path, x_label: str = "x", y_label: str = "y") -> Path:
+def write_csv(plot: pg.PlotItem, path, x_label: str = "x", y_label: str = "y", items=None) -> Path:
     """The plotted data as CSV: columns '<name> <x_label>', '<name> <y_label>' per curve, rows
     padded with empty cells where a curve is shorter. ValueError when the plot has no data."""
-    curves = curve_data(plot)
+    curves = curve_data(plot, items)
     if not curves:
         raise ValueError("the plot has no data to export")
     path = Path(path)
@@ -133,11 +133,14 @@ class _ExportLegend:
 
 class PlotTools:
     """Export and log-scale actions of one plot. ``legend_names()``: (curve, run name) pairs an
-    exported picture should key (compared runs), or []; ``theme()``: the current plot theme."""
+    exported picture should key (compared runs), or []; ``theme()``: the current plot theme;
+    ``items()``: the data items the CSV holds (default: all of the plot's)."""
 
     def __init__(self, plot: pg.PlotItem, title: Callable[[], str], legend_names: Callable[[], list],
-                 theme: Callable[[], object], x_label: str = "step", y_label: str = "value"):
+                 theme: Callable[[], object], x_label: str = "step", y_label: str = "value",
+                 items: Callable[[], list] | None = None):
         self.plot, self.title, self.legend_names, self.theme = plot, title, legend_names, theme
+        self.items = items
         self.x_label, self.y_label = x_label, y_label
         self.menu = QMenu()
         for fmt in FORMATS:
@@ -177,7 +180,7 @@ class PlotTools:
         if path.suffix.lower() != "." + fmt:
             path = path.with_name(path.name + "." + fmt)
         if fmt == "csv":
-            return write_csv(self.plot, path, self.x_label, self.y_label)
+            return write_csv(self.plot, path, self.x_label, self.y_label, self.items() if self.items else None)
         legend = _ExportLegend(self.plot, self.legend_names(), self.theme())
         try:
             self.plot.layout.activate()

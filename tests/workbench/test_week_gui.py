@@ -279,3 +279,19 @@ def test_main_window_report_and_diff_actions(window, workspace, monkeypatch):
     dialog = window.diff_selected()
     assert dialog is not None and dialog.table.columnCount() == 2
     dialog.close()
+
+
+def test_inspect_scatter_exports_its_points(qtbot, tmp_path):
+    from workbench.inspect_scatter import ScatterPanel
+    panel = ScatterPanel()
+    qtbot.addWidget(panel)
+    panel.resize(400, 300)
+    panel.show()
+    xy = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    panel.set_points(xy, np.zeros(50, int), ["#1f77b4"], "UMAP")
+    panel.mark(3, [4, 5])
+    rows = list(csv.reader(panel.tools.export(tmp_path / "scatter.csv").open()))
+    assert len(rows) == 51 and len(rows[0]) == 2  # the points only, not the rings
+    assert np.allclose([float(v) for v in rows[1]], xy[0], atol=1e-6)
+    assert not QImage(str(panel.tools.export(tmp_path / "scatter.png"))).isNull()
+    assert ET.parse(panel.tools.export(tmp_path / "scatter.svg")).getroot() is not None
