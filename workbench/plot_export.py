@@ -160,6 +160,12 @@ class PlotTools:
     def set_log(self, x: bool | None = None, y: bool | None = None) -> None:
         """Log scale on the x and/or y axis (None leaves an axis as it is)."""
         self.plot.setLogMode(x=x, y=y)
+        view = self.plot.getViewBox()  # ranges are in log units now (or linear again): refit
+        if x is not None:
+            view.enableAutoRange(x=True)  # a live plot's XFollower takes linear x back over
+        if y is not None:
+            view.enableAutoRange(y=True)
+        view.updateAutoRange()
         for axis, on in (("x", x), ("y", y)):
             if on is not None and self.log_actions[axis].isChecked() != on:
                 self.log_actions[axis].blockSignals(True)

@@ -295,3 +295,13 @@ def test_inspect_scatter_exports_its_points(qtbot, tmp_path):
     assert np.allclose([float(v) for v in rows[1]], xy[0], atol=1e-6)
     assert not QImage(str(panel.tools.export(tmp_path / "scatter.png"))).isNull()
     assert ET.parse(panel.tools.export(tmp_path / "scatter.svg")).getroot() is not None
+
+
+def test_log_x_range_is_in_log_units_and_linear_comes_back(compared):
+    tools, view = compared.tools["loss"], compared._plots["loss"].getViewBox()
+    tools.set_log(x=True)
+    lo, hi = view.viewRange()[0]
+    assert hi < 3  # log10 of the last step (15) plus padding, not 15
+    tools.set_log(x=False)
+    lo, hi = view.viewRange()[0]
+    assert 15 <= hi <= 50 and lo <= 0.0  # linear units again, the data (15 steps) in view
