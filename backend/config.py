@@ -123,6 +123,8 @@ class EvalConfig:
     knn_train_limit: int = spec(10000, "kNN: at most this many training images in the bank (0 = all).", ge=0)
     metrics_every_steps: int = spec(20, "Representation metrics on the probe batch every N steps.", ge=1)
     probe_batch_size: int = spec(256, "Fixed probe batch size for alignment/uniformity/rank.", ge=16)
+    spectrum_every_steps: int = spec(200, "Eigenspectrum (alpha-ReQ, RankMe) of the probe batch every N steps "
+                                          "(0 = off).", ge=0)
 
 
 @dataclass

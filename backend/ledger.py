@@ -21,6 +21,7 @@ from typing import NamedTuple
 from .collapse import collapse_reasons
 from .events import TERMINAL_STATES
 from .series import COLUMNS, Series
+from .spectrum_log import SpectrumSeries, is_spectrum_event, scalar_names
 
 __all__ = ["ACTIVE", "ENDED", "RESUMABLE", "LedgerUpdate", "Progress", "RunLedger", "Series", "error_state",
            "fold", "format_duration", "shown_epoch"]
@@ -124,6 +125,7 @@ class RunLedger:
         self.latest: dict[str, float] = {}
         self.best_knn: float | None = None
         self.series: dict[str, Series] = {}
+        self.spectra: dict[str, SpectrumSeries] = {}  # spectrum event name -> readings
         self.logs: deque = deque(maxlen=max_logs)
         self.trainer_collapse = ""
         self.n_events, self.last_time = 0, 0.0
@@ -189,8 +191,12 @@ class RunLedger:
             self.epoch = epoch
         update.status = True
         value, name = event.get("value"), event.get("name")
-        if name is None or not isinstance(value, (int, float)):
-            return
+        if name is not None and is_spectrum_event(event):
+            self._spectrum(name, event, update)
+        if name is not None and isinstance(value, (int, float)):
+            self._scalar(name, value, event, update)
+
+    def _scalar(self, name: str, value: float, event: dict, update: LedgerUpdate) -> None:
         value = float(value) if math.isfinite(value) else math.nan
         self.latest[name] = value
         if name == "knn_top1" and value == value and (self.best_knn is None or value > self.best_knn):
@@ -199,7 +205,16 @@ class RunLedger:
             s = self.series.get(name)
             if s is None:
                 s = self.series[name] = Series()
-            s.append(int(step or 0), int(epoch or 0), value, t)
+            s.append(int(event.get("step") or 0), int(event.get("epoch") or 0), value, float(event.get("time", self.last_time)))
+            update.metrics.add(name)
+
+    def _spectrum(self, name: str, event: dict, update: LedgerUpdate) -> None:
+        """A spectrum reading: its eigenvalues to ``spectra``, alpha / RankMe to scalar series."""
+        for scalar, key in zip(scalar_names(name), ("alpha", "rankme")):
+            if isinstance(event.get(key), (int, float)):
+                self._scalar(scalar, event[key], event, update)
+        if self.keep_series:
+            self.spectra.setdefault(name, SpectrumSeries()).append(int(event.get("step") or 0), event["values"])
             update.metrics.add(name)
 
     def _status(self, event: dict, update: LedgerUpdate) -> None:
@@ -223,6 +238,9 @@ class RunLedger:
             self._anchor, self._paused = (t, self.step), False
         if raw == "resumed" and isinstance(event.get("step"), int):
             cut = event["step"]
+            for name, spectra in self.spectra.items():
+                if spectra.truncate_after(cut):
+                    update.metrics.add(name)
             for name, s in self.series.items():
                 if s.truncate_after(cut):
                     update.metrics.add(name)

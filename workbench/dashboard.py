@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyqtgraph as pg
@@ -20,36 +19,19 @@ from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from backend.errors import ConfigError
 from backend.events import read_events
 from backend.ledger import LedgerUpdate, Progress, RunLedger
-from backend.runs import EVENTS_FILE, read_run_config
+from backend.runs import EVENTS_FILE
 
-from . import plots
+from . import plots, spectrum_panel
 from .log_view import RunLogPane
-from .run_state import run_label
+from .dashboard_runs import DashRun, open_run
+from .plot_export import PlotTools, named_curves
 
 REFRESH_HZ = 10  # redraws per second: smooth enough for training curves, light on 2 cores
 LOG_MAX_LINES = 2000
 GRID_COLUMNS = 3
 OTHER_HINT = "Method-specific metrics (e.g. moco/queue_fill) appear here."
-
-
-@dataclass
-class _Run:
-    """One run on show: its ledger, what changed since the last redraw, identity and curves."""
-
-    ledger: RunLedger
-    dirty: set = field(default_factory=set)         # metric names to redraw
-    pending_logs: list = field(default_factory=list)  # log events not yet in the log pane
-    label: str = ""
-    run_dir: Path | None = None
-    color: int = 0
-    configured_dim: int | None = None
-    probe_size: int | None = None
-    title: str = ""
-    bindings: dict = field(default_factory=dict)  # metric name -> [_Binding]
-    plane: plots.PlaneView | None = None
 
 
 class RunDashboard(QWidget):
@@ -60,10 +42,11 @@ class RunDashboard(QWidget):
         self.theme = plots.theme_for(self)
         self.redraw_ms: deque = deque(maxlen=2000)  # duration of each redraw tick (for benchmarks)
         self._overlay = False
-        self._runs: list[_Run] = []
+        self._runs: list[DashRun] = []
         self._plots: dict[str, pg.PlotItem] = {}
         self._other: dict[str, pg.PlotItem] = {}
         self._followers: dict[str, plots.XFollower] = {}  # by plot key or Other metric name
+        self.tools: dict[str, PlotTools] = {}  # export / log scale of each plot, by key or name
         self._collapse = ""
         self._build()
         self._timer = QTimer(self)
@@ -109,6 +92,7 @@ class RunDashboard(QWidget):
             self._plots[key] = plots.make_plot(self.grid, row, col, "", "", "", self.theme)
             if key != "plane":
                 self._followers[key] = plots.XFollower(self._plots[key])
+            self._add_tools(key, self._plots[key])
         for i in range(GRID_COLUMNS):  # equal columns whatever the title lengths
             self.grid.ci.layout.setColumnStretchFactor(i, 1)
             self.grid.ci.layout.setColumnPreferredWidth(i, 300)
@@ -123,6 +107,10 @@ class RunDashboard(QWidget):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.grid, "Curves")
         self.tabs.addTab(self.other_grid, "Other")
+        self.spectrum = spectrum_panel.SpectrumPanel(self.theme)
+        self.tabs.addTab(self.spectrum.widget, "Spectrum")
+        for key, plot in self.spectrum.plots.items():
+            self._add_tools(key, plot)
         self.log_view = RunLogPane(LOG_MAX_LINES)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tabs)
@@ -150,6 +138,12 @@ class RunDashboard(QWidget):
                 plots.style_plot(plot, title, spec.x, spec.ylabel, self.theme)
         for name, plot in self._other.items():
             plots.style_plot(plot, name, "step", "value", self.theme)
+        self.spectrum.apply_theme(self.theme)
+
+    def _add_tools(self, key: str, plot: pg.PlotItem) -> None:
+        """Right-click export (PNG / SVG / CSV, with a legend of the named curves) and log scale."""
+        axes = ("alignment", "uniformity") if key == "plane" else ("step", "value")
+        self.tools[key] = PlotTools(plot, lambda: key, lambda: named_curves(plot), lambda: self.theme, *axes)
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
         """Follow a switch between light and dark palettes."""
@@ -174,15 +168,16 @@ class RunDashboard(QWidget):
         self.legend.setVisible(False)
         for name, plot in self._other.items():
             self.other_grid.removeItem(plot)
-            del self._followers[name]
+            del self._followers[name], self.tools[name]
         self._other.clear()
+        self.spectrum.clear()
         for follower in self._followers.values():
             follower.reset()
         if self._other_hint is None:
             self._other_hint = self.other_grid.addLabel(OTHER_HINT, color=self.theme.muted)
         self.tabs.setTabText(1, "Other")
         self._overlay = overlay
-        run = _Run(RunLedger())
+        run = DashRun(RunLedger())
         self._runs = [run]
         if not overlay:  # the live run's curves are made now, not in its first (busy) tick
             for name in sorted(plots.KNOWN_METRICS, key=plots.metric_order):
@@ -210,7 +205,7 @@ class RunDashboard(QWidget):
         run = self._runs[0]
         if ledger is not None:
             run.ledger = ledger
-        self._open(run, Path(run_dir), 0)
+        open_run(run, Path(run_dir), 0)
         self.title_label.setText(run.label)  # the run id names method and backbone already
         self.title_label.setToolTip(f"{run.title}\n{run.run_dir}")
         self.collapse_band.set_dim(run.configured_dim)
@@ -250,8 +245,8 @@ class RunDashboard(QWidget):
         self._reset(overlay=True)
         self._runs = []
         for i, run_dir in enumerate(run_dirs):
-            run = _Run(RunLedger(), color=i)
-            self._open(run, run_dir, i)
+            run = DashRun(RunLedger(), color=i)
+            open_run(run, run_dir, i)
             run.dirty.update(run.ledger.apply(read_events(run_dir / EVENTS_FILE)).metrics)
             self._runs.append(run)
         self.title_label.setText(f"Comparing {len(run_dirs)} runs")
@@ -275,29 +270,18 @@ class RunDashboard(QWidget):
         return list(self._other)
 
     # ---- internals -------------------------------------------------------------------------
-    def _open(self, run: _Run, run_dir: Path, color: int) -> None:
-        run.run_dir, run.label, run.color, run.title = run_dir, run_dir.name, color, run_dir.name
-        try:
-            cfg = read_run_config(run_dir)
-        except ConfigError:
-            return  # curves still show; totals and D stay unknown
-        run.configured_dim = cfg.model.projector_out_dim
-        run.probe_size = cfg.eval.probe_batch_size
-        if not run.ledger.epochs:
-            run.ledger.epochs = cfg.schedule.epochs
-        run.label = run_label(cfg.name, run_dir.name)
-        run.title = f"{run.label}\n{cfg.method.name} / {cfg.model.backbone} on {cfg.data.source}, " \
-                    f"{cfg.schedule.epochs} epochs"
-
     def _tick(self) -> None:
         """Redraw what changed: one setData per changed curve; stop the timer when idle."""
         start = time.perf_counter()
-        changed, new_plot = False, False
+        changed, new_plot, spectra = False, False, False
         for run in self._runs:
             dirty, run.dirty = run.dirty, set()
             if dirty:
                 changed = True
                 for name in sorted(dirty, key=plots.metric_order):
+                    if name in spectrum_panel.METRICS:  # the Spectrum tab draws these
+                        spectra = True
+                        continue
                     bindings = run.bindings.get(name)
                     if bindings is None:
                         if name not in self._other and name not in plots.KNOWN_METRICS:
@@ -313,6 +297,8 @@ class RunDashboard(QWidget):
                         b.update(series)
                 if dirty.intersection(plots.PLANE_METRICS):
                     self._update_plane(run)
+        if spectra:
+            self.spectrum.update([(r.ledger, r.color, r.label) for r in self._runs])
         logs = []
         if not self._overlay:
             logs, self._runs[0].pending_logs = self._runs[0].pending_logs, []
@@ -335,7 +321,7 @@ class RunDashboard(QWidget):
         for follower in self._followers.values():
             follower.fit()
 
-    def _make_bindings(self, run: _Run, name: str) -> list[plots.CurveBinding]:
+    def _make_bindings(self, run: DashRun, name: str) -> list[plots.CurveBinding]:
         bindings = []
         for spec in plots.PLOTS:
             multi = len([c for c in spec.curves if not self._overlay or c.overlay]) > 1
@@ -344,10 +330,12 @@ class RunDashboard(QWidget):
                     continue
                 color = plots.series_color(run.color if self._overlay else c.color)
                 style = (c.style if multi else 0) if self._overlay else c.style
-                label = None  # the header keys the runs' colours: no legend over the curves
                 sparse = spec.x == "epoch"  # a point per epoch: marked, and a wider pen is cheap
-                item = plots.make_curve(self._plots[spec.key], color, label, style,
+                item = plots.make_curve(self._plots[spec.key], color, None, style,
                                         width=1.5 if sparse else 1.0, symbol="o" if sparse else None)
+                # Named after adding (no legend over the curves: the header keys the runs'
+                # colours); exports key them below the plot and head their CSV columns.
+                item.opts["name"] = (f"{run.label} {c.label}" if multi else run.label) if self._overlay else c.label
                 bindings.append(plots.CurveBinding(item, spec.x, self._followers[spec.key]))
                 self.legend.setVisible(bool(self.legend.items))
         if name not in plots.KNOWN_METRICS and name not in plots.PLANE_METRICS:
@@ -355,7 +343,9 @@ class RunDashboard(QWidget):
             if plot is None:
                 plot = self._add_other_plot(name)
             color = plots.series_color(run.color if self._overlay else len(self._other) - 1)
-            bindings.append(plots.CurveBinding(plots.make_curve(plot, color), "step", self._followers[name]))
+            item = plots.make_curve(plot, color)
+            item.opts["name"] = run.label if self._overlay else name
+            bindings.append(plots.CurveBinding(item, "step", self._followers[name]))
         return bindings
 
     def _add_other_plot(self, name: str) -> pg.PlotItem:
@@ -366,16 +356,17 @@ class RunDashboard(QWidget):
         plot = plots.make_plot(self.other_grid, row, col, name, "step", "value", self.theme)
         self._other[name] = plot
         self._followers[name] = plots.XFollower(plot)
+        self._add_tools(name, plot)
         self.tabs.setTabText(1, f"Other ({len(self._other)})")
         return plot
 
-    def _update_plane(self, run: _Run) -> None:
+    def _update_plane(self, run: DashRun) -> None:
         points = plots.plane_points(run.ledger.get("alignment"), run.ledger.get("uniformity"))
         if points is None:
             return
         if run.plane is None:
             color = plots.series_color(run.color) if self._overlay else None
-            run.plane = plots.PlaneView(self._plots["plane"], self.theme, color)
+            run.plane = plots.PlaneView(self._plots["plane"], self.theme, color, run.label)
         run.plane.set_data(*points)
 
     def _update_header(self) -> None:

@@ -12,9 +12,12 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from .inspect_common import MUTED_COLOUR, TileGrid, upscaled_pixmap
+from .plot_export import PlotTools
+from .plots import Theme
 
 
 HOVER_RADIUS_PX = 8.0
+_LIGHT = Theme(False, "#ffffff", "#30343b")  # the scatter is always drawn on white
 
 
 # ---- one scatter --------------------------------------------------------------------------------
@@ -47,6 +50,8 @@ class ScatterPanel(QWidget):
         for item in (self.scatter, self.neighbour_marks, self.query_mark, self.hover_mark):
             self.plot.addItem(item, ignoreBounds=item is not self.scatter)  # marks never move the view
         layout.addWidget(self.plot_widget)
+        self.tools = PlotTools(self.plot, lambda: "embedding", lambda: [], lambda: _LIGHT, "x", "y",
+                               items=lambda: [self.scatter])  # right-click: export PNG / SVG / CSV
         self.xy = np.zeros((0, 2), np.float32)
         self._style: dict = {}
         self.hovered_index = -1

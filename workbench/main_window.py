@@ -162,6 +162,8 @@ class MainWindow(RunToolsMixin, QMainWindow):
                                            "Embeddings, attention maps, kNN / linear probe of a run's checkpoint")
         self.export_action = self._action("&Export encoder…", lambda: self.export_encoder(), "Ctrl+E",
                                           "Write a run's encoder as safetensors / TorchScript / ONNX with a model card")
+        self.report_action = self._action("Comparison &report…", self.report_selected, tip="HTML report of the runs selected in Runs")
+        self.config_diff_action = self._action("Compare &configs…", self.diff_selected, tip="Config diff of the runs selected in Runs")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -180,6 +182,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         inspect_menu = bar.addMenu("&Inspect")
         inspect_menu.addAction(self.inspect_action)
         inspect_menu.addAction(self.export_action)
+        inspect_menu.addActions([self.report_action, self.config_diff_action])
         view_menu = bar.addMenu("&View")
         for dock in (self.editor_dock, self.preview_dock, self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())

@@ -144,7 +144,8 @@ class XFollower:
     """Keeps a live plot's x range at [0, a round number just past the data], so the x axis (and
     its grid) is redrawn a few times per decade of steps rather than on every tick: pyqtgraph's own
     x auto-range moves it each time a point arrives, and regenerating axes dominated the repaint.
-    A user's pan or zoom takes over; the plot's auto-range button hands control back."""
+    A user's pan or zoom takes over; the plot's auto-range button hands control back. On a log x
+    axis it stands aside (pyqtgraph's auto-range works in log units there)."""
 
     def __init__(self, plot: pg.PlotItem):
         self.view = plot.getViewBox()
@@ -161,20 +162,25 @@ class XFollower:
     def note(self, x_max: float) -> None:
         """The data now reaches ``x_max``: widen the range when it passes the current end."""
         self.x_max = max(self.x_max, x_max)
-        if self.active and x_max > self.top * 0.98:
+        if self.active and x_max > self.top * 0.98 and not self._log_x():
             self.top = round_up(x_max / 0.98)  # keep the newest point off the right edge
             self.view.setXRange(-0.02 * self.top, self.top, padding=0.0)  # 0 clear of the axis
 
     def fit(self) -> None:
         """End the range at the data (a loaded run); new points still widen it in round steps."""
-        if self.active and self.x_max > 0:
+        if self.active and self.x_max > 0 and not self._log_x():
             self.top = self.x_max / 0.98
             self.view.setXRange(-0.02 * self.top, self.top, padding=0.0)
+
+    def _log_x(self) -> bool:
+        return bool(self.view.state["logMode"][0])
 
     def _user_moved(self, *_) -> None:
         self.active = False
 
     def _state_changed(self, *_) -> None:
+        if self._log_x():
+            return
         if self.view.state["autoRange"][0] is not False:  # "A" button / View All: follow again
             self.active = True
             self.view.enableAutoRange(x=False)  # emits sigStateChanged again, now with x off

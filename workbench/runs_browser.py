@@ -8,19 +8,23 @@ crashed runs with a checkpoint can be resumed.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QFileSystemWatcher, QSortFilterProxyModel, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
-                               QPushButton, QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
+                               QMessageBox, QPushButton, QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
 
 from backend.runs import runs_root
 
-from . import workers
+from . import run_actions, workers
+from .run_dialogs import ConfigDiffDialog, RunNotesDialog
 from .run_manager import RunManager
+from .run_meta_io import read_meta
 from .run_state import RESUMABLE
-from .runs_model import COLUMNS, SORT_ROLE, STATE_COLOURS, SUMMARY_ROLE, RunsTableModel, live_ledgers, scan_runs
+from .runs_model import (COLUMNS, SORT_ROLE, STATE_COLOURS, SUMMARY_ROLE, RunsFilterProxy, RunsTableModel,
+                         live_ledgers, scan_runs, scan_runs_with_meta)
 
 __all__ = ["RunsBrowser", "RunsTableModel", "COLUMNS", "STATE_COLOURS", "scan_runs"]
 REFRESH_MS = 3000  # also woken by a file system watcher on runs/ when a run appears
@@ -49,7 +53,7 @@ class RunsBrowser(QWidget):
         self.workspace = Path(workspace)
         self.manager = manager
         self.model = RunsTableModel(manager, self)
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = RunsFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
         self.proxy.setFilterKeyColumn(-1)
@@ -72,7 +76,10 @@ class RunsBrowser(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue a stopped or crashed run from its last checkpoint")
         self.refresh_button = QPushButton("Refresh")
-        for w in (self.filter_edit, self.open_button, self.compare_button, self.resume_button, self.refresh_button):
+        self.archived_check = QCheckBox("Show archived")
+        self.archived_check.toggled.connect(self.proxy.set_show_archived)
+        for w in (self.filter_edit, self.open_button, self.compare_button, self.resume_button, self.archived_check,
+                  self.refresh_button):
             bar.addWidget(w, 1 if w is self.filter_edit else 0)
         layout.addLayout(bar)
 
@@ -140,15 +147,17 @@ class RunsBrowser(QWidget):
         root = runs_root(self.workspace)
         if root.is_dir() and str(root) not in self.watcher.directories():
             self.watcher.addPath(str(root))
-        self._task = workers.submit(scan_runs, self.workspace, dict(self._cache), live_ledgers(self.manager),
+        self._task = workers.submit(scan_runs_with_meta, self.workspace, dict(self._cache), live_ledgers(self.manager),
                                     owner=self,
                                     on_result=self._apply, on_error=lambda m: self.message.emit(
                                         f"could not read the runs: {m}"),
                                     on_finished=self._scan_done)
 
     def _apply(self, result) -> None:
-        summaries, self._cache = result
+        summaries, self._cache, metas = result
         self.model.set_summaries(summaries)
+        self.model.set_metas(metas)
+        self.proxy.refilter()
         self.empty_label.setText("" if summaries else
                                  f"No runs yet in {self.workspace}. Configure an experiment and press Launch.")
         self.empty_label.setVisible(not summaries)
@@ -223,11 +232,80 @@ class RunsBrowser(QWidget):
         act.setEnabled(len(dirs) == 1 and self._resumable(dirs[0]))
         act = menu.addAction("Inspect…", lambda: self.inspectRequested.emit(dirs[0]))
         act.setEnabled(len(dirs) == 1)
-        act = menu.addAction("Load its config into the editor", lambda: self.configRequested.emit(dirs[0]))
+        act = menu.addAction("New run from this config", lambda: self.configRequested.emit(dirs[0]))
+        act.setToolTip("Load the run's config.json into the editor")
         act.setEnabled(len(dirs) == 1)
+        act = menu.addAction("Notes and tags…", lambda: self.edit_notes(dirs[0]))
+        act.setEnabled(len(dirs) == 1)
+        act = menu.addAction("Compare configs…", lambda: self.diff_dialog(dirs).exec())
+        act.setEnabled(len(dirs) >= 2)
+        menu.addAction("Comparison report…", lambda: self.write_report(dirs))
+        menu.addSeparator()
+        archived = all(self.model.meta(d)["archived"] for d in dirs)
+        menu.addAction("Unarchive" if archived else "Archive", lambda: self.archive(dirs, not archived))
+        menu.addAction("Delete (move to trash)…", lambda: self.delete(dirs))
         menu.addSeparator()
         menu.addAction("Show folder", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(dirs[0]))))
         copy = QAction("Copy path", menu)
         copy.triggered.connect(lambda: QGuiApplication.clipboard().setText("\n".join(map(str, dirs))))
         menu.addAction(copy)
         menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    # ---- run management ---------------------------------------------------------------------
+    def reload_meta(self) -> None:
+        """Re-read the listed runs' meta.json now (after an edit made here)."""
+        self.model.set_metas({str(s.run_dir): read_meta(s.run_dir) for s in self.model.summaries})
+        self.proxy.refilter()
+        self._update_buttons()
+
+    def notes_dialog(self, run_dir) -> RunNotesDialog:
+        """The notes / tags / display name dialog of a run (saving reloads the table)."""
+        dialog = RunNotesDialog(run_dir, self)
+        dialog.accepted.connect(self.reload_meta)
+        return dialog
+
+    def edit_notes(self, run_dir) -> None:
+        """Edit a run's notes, tags and display name."""
+        self.notes_dialog(run_dir).exec()
+
+    def diff_dialog(self, run_dirs) -> ConfigDiffDialog:
+        """The side-by-side config diff of the runs (columns named as in the table)."""
+        labels = [self.model.index(self.model.row_of(d), 0).data() or Path(d).name for d in run_dirs]
+        return ConfigDiffDialog(run_dirs, labels, self)
+
+    def archive(self, run_dirs, archived: bool = True) -> None:
+        """Archive runs (hidden unless "Show archived") or bring them back."""
+        run_actions.set_archived(run_dirs, archived)
+        self.reload_meta()
+        self.message.emit(f"{'archived' if archived else 'unarchived'} {len(run_dirs)} run(s)")
+
+    def delete(self, run_dirs) -> list[Path]:
+        """Move runs into <workspace>/trash/ after a confirmation; refused (with the reason) for a
+        run that is training or locked by a live process. Returns where the moved runs went."""
+        run_dirs = [Path(d) for d in run_dirs]
+        refusals = [r for r in (run_actions.delete_refusal(d, self.manager) for d in run_dirs) if r]
+        if refusals:
+            QMessageBox.warning(self, "Delete runs", "Not deleted:\n" + "\n".join(refusals))
+            return []
+        names = "\n".join(d.name for d in run_dirs[:10]) + ("\n…" if len(run_dirs) > 10 else "")
+        answer = QMessageBox.question(self, "Delete runs", f"Move {len(run_dirs)} run(s) to "
+                                      f"{self.workspace / run_actions.TRASH_DIR}?\n\n{names}")
+        if answer != QMessageBox.StandardButton.Yes:
+            return []
+        moved = [run_actions.move_to_trash(self.workspace, d, self.manager) for d in run_dirs]
+        self.message.emit(f"moved {len(moved)} run(s) to {self.workspace / run_actions.TRASH_DIR}")
+        self.refresh()
+        return moved
+
+    def write_report(self, run_dirs, out_path=None, open_file: bool = True):
+        """Write the comparison report of ``run_dirs`` (``backend.report.write_report``) in a
+        worker to ``out_path`` (default: <workspace>/reports/compare-<time>.html), then open it."""
+        out = Path(out_path) if out_path else self.workspace / "reports" / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.html"
+
+        def done(path):
+            self.message.emit(f"report written to {path}")
+            if open_file:
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+        return workers.submit(run_actions.report_task, [Path(d) for d in run_dirs], out, owner=self, on_result=done,
+                              on_error=lambda m: self.message.emit(f"could not write the report: {m}"))

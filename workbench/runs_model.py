@@ -8,16 +8,17 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 
 from backend.ledger import RunLedger, shown_epoch
 from backend.runs import CONFIG_FILE, RunReader, runs_root
 
 from .run_manager import RunManager, run_key
+from .run_meta_io import DEFAULTS, read_metas
 from .run_state import run_label
 
-COLUMNS = ("Run", "Status", "Method", "Backbone", "Data", "Epoch", "Best kNN")
+COLUMNS = ("Run", "Status", "Method", "Backbone", "Data", "Epoch", "Best kNN", "Tags")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 SUMMARY_ROLE = Qt.ItemDataRole.UserRole
 STATE_COLOURS = {"finished": "#2e7d32", "running": "#1565c0", "starting": "#1565c0",
@@ -64,12 +65,45 @@ def scan_runs(ctx, workspace, cache: dict, live: dict | None = None) -> tuple[li
     return summaries, fresh
 
 
+def scan_runs_with_meta(ctx, workspace, cache: dict, live: dict | None = None) -> tuple[list, dict, dict]:
+    """Worker: ``scan_runs`` plus every listed run's meta.json (notes, tags, display name,
+    archived). Returns (summaries, cache, {run_dir: meta})."""
+    summaries, cache = scan_runs(ctx, workspace, cache, live)
+    return summaries, cache, read_metas(s.run_dir for s in summaries)
+
+
+class RunsFilterProxy(QSortFilterProxyModel):
+    """The filter box's text filter, and archived runs hidden unless ``show_archived``."""
+
+    show_archived = False
+
+    def set_show_archived(self, show: bool) -> None:
+        """Show (True) or hide archived runs."""
+        self.show_archived = bool(show)
+        self.refilter()
+
+    def refilter(self) -> None:
+        """Apply the filter again (the archived flags changed)."""
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10 (invalidateFilter is deprecated there)
+            self.beginFilterChange()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateRowsFilter()
+
+    def filterAcceptsRow(self, row, parent):  # noqa: N802 - Qt override
+        model = self.sourceModel()
+        if not self.show_archived and model.meta(model.summaries[row].run_dir)["archived"]:
+            return False
+        return super().filterAcceptsRow(row, parent)
+
+
 class RunsTableModel(QAbstractTableModel):
     """Rows of ``RunSummary``; live states from a ``RunManager`` override the files' view."""
 
     def __init__(self, manager: RunManager | None = None, parent=None):
         super().__init__(parent)
         self.summaries: list = []
+        self.metas: dict[str, dict] = {}  # str(run_dir) -> meta.json contents
         self.manager = manager
 
     def rowCount(self, parent=QModelIndex()):  # noqa: N802 - Qt override
@@ -93,6 +127,16 @@ class RunsTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.summaries = list(summaries)
         self.endResetModel()
+
+    def set_metas(self, metas: dict) -> None:
+        """New run metadata (names, tags, archived flags): redraw every row."""
+        self.metas = dict(metas)
+        if self.summaries:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.summaries) - 1, len(COLUMNS) - 1))
+
+    def meta(self, run_dir) -> dict:
+        """A run's metadata (defaults when it has none)."""
+        return self.metas.get(str(run_dir), DEFAULTS)
 
     def row_of(self, run_dir) -> int:
         """Row of a run directory (-1 if not listed)."""
@@ -129,8 +173,9 @@ class RunsTableModel(QAbstractTableModel):
             return s
         v = self.view_of(s)
         if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            meta = self.meta(s.run_dir)
             if col == 0:  # the user's name first (ids of one method differ only in their time)
-                return s.run_id if role == SORT_ROLE else run_label(s.name, s.run_id)
+                return s.run_id if role == SORT_ROLE else meta["display_name"] or run_label(s.name, s.run_id)
             if col == 1:
                 return v["state"]
             if col == 2:
@@ -148,12 +193,17 @@ class RunsTableModel(QAbstractTableModel):
                 if role == SORT_ROLE:
                     return -1.0 if v["knn"] is None else v["knn"]
                 return "" if v["knn"] is None else f"{100 * v['knn']:.1f} %"
+            if col == 7:
+                return ", ".join(meta["tags"])
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == 4 and s.data:
                 return s.data
             lines = [f"id: {s.run_id}", str(s.run_dir), f"{v['state']}: {v['message']}" if v["message"] else v["state"]]
             if v["has_checkpoint"]:
                 lines.append("has a checkpoint")
+            notes = self.meta(s.run_dir)["notes"]
+            if notes:
+                lines.append("notes: " + (notes if len(notes) < 300 else notes[:300] + "…"))
             return "\n".join(lines)
         if role == Qt.ItemDataRole.ForegroundRole and col == 1:
             return QColor(STATE_COLOURS.get(v["state"], "#424242"))

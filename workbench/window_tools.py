@@ -78,3 +78,21 @@ class RunToolsMixin:
         QMessageBox.about(self, "About SSL Workbench",
                           f"<b>SSL Workbench</b> {__version__}<br>A workbench for self-supervised visual "
                           "representation learning: configure, train, watch and compare runs.")
+
+    def report_selected(self):
+        """The comparison report of the runs selected in Runs (written in a worker, then opened)."""
+        dirs = self.browser.selected_dirs()
+        if not dirs:
+            self.show_message("select one or more runs in Runs for a comparison report")
+            return None
+        return self.browser.write_report(dirs)
+
+    def diff_selected(self):
+        """The config diff of the runs selected in Runs (two or more)."""
+        dirs = self.browser.selected_dirs()
+        if len(dirs) < 2:
+            self.show_message("select two or more runs in Runs to compare their configs")
+            return None
+        dialog = self.browser.diff_dialog(dirs)
+        dialog.show()
+        return dialog

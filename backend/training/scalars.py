@@ -8,6 +8,7 @@ import torch
 
 from .. import metrics as M
 from ..collapse import CollapseMonitor
+from ..spectrum import spectrum_record
 from .state import LoopState
 
 FLUSH_SECONDS = 0.5         # how often buffered per-step scalars are emitted
@@ -34,9 +35,24 @@ def flush(state: LoopState, events, force: bool = False) -> None:
     state.flush_time = now
 
 
+def spectrum_due(every: int, step: int) -> bool:
+    """Whether the probe's eigenspectrum is read at ``step`` (every ``every`` steps and at step 1;
+    never when ``every`` is 0)."""
+    return every > 0 and (step % every == 0 or step == 1)
+
+
+def emit_spectra(events, step: int, epoch: int, spectra: dict) -> None:
+    """One ``spectrum`` metric event per embedding (``backend.spectrum.spectrum_record`` fields)."""
+    for name, record in spectra.items():
+        events.emit("metric", step=int(step), epoch=int(epoch), **{**record, "name": name})
+
+
 @torch.no_grad()
-def probe_metrics(method, probe, amp_dtype) -> dict[str, torch.Tensor]:
-    """Alignment, uniformity, embedding_std and effective rank of projector and backbone outputs."""
+def probe_metrics(method, probe, amp_dtype, spectra: dict | None = None) -> dict[str, torch.Tensor]:
+    """Alignment, uniformity, embedding_std and effective rank of projector and backbone outputs.
+    With a ``spectra`` dict, also fills it with the eigenspectrum records of the first view's
+    projector (``spectrum``) and backbone (``backbone_spectrum``) outputs: one SVD of the probe
+    batch (N x D) each, on the CPU."""
     was_training = method.training
     method.eval()
     try:
@@ -51,6 +67,8 @@ def probe_metrics(method, probe, amp_dtype) -> dict[str, torch.Tensor]:
         out[prefix + "uniformity"] = M.uniformity(a)
         out[prefix + "embedding_std"] = M.embedding_std(a)
         out[prefix + "effective_rank"] = M.effective_rank(a)
+        if spectra is not None:
+            spectra[prefix + "spectrum"] = spectrum_record(a)
     return out
 
 

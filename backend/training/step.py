@@ -13,7 +13,7 @@ from .. import faults
 from ..errors import WorkbenchError
 from ..optim import lr_at
 from .optimizer import set_scheduled_lr
-from .scalars import note_collapse, probe_metrics
+from .scalars import emit_spectra, note_collapse, probe_metrics, spectrum_due
 from .setup import Training
 from .state import LoopState
 
@@ -121,10 +121,12 @@ def buffer_scalars(t: Training, state: LoopState, loss, lr: float, extras: dict,
     scalars = {"loss": loss, "lr": torch.tensor(lr)}
     for name, value in extras.items():
         scalars[f"{cfg.method.name}/{name}"] = torch.as_tensor(value)
-    if t.probe is not None and (state.step % cfg.eval.metrics_every_steps == 0 or state.step == 1):
-        probe_values = probe_metrics(t.method, t.probe, t.amp_dtype)
+    spectra = {} if spectrum_due(cfg.eval.spectrum_every_steps, state.step) else None
+    if t.probe is not None and (state.step % cfg.eval.metrics_every_steps == 0 or state.step == 1 or spectra is not None):
+        probe_values = probe_metrics(t.method, t.probe, t.amp_dtype, spectra)
         scalars.update(probe_values)
         note_collapse(t.collapse, state.step, probe_values, t.events)
+        emit_spectra(t.events, state.step, state.epoch, spectra or {})
     state.pending.append((state.step, state.epoch, scalars))
     state.images_since_flush += images
 

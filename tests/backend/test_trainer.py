@@ -62,8 +62,9 @@ def test_quick_run_emits_contract_events(tmp_path):
             "backbone_embedding_std", "knn_top1", "epoch_time"} <= names
     for e in events:
         assert {"kind", "time"} <= set(e)
-        if e["kind"] == "metric":
-            assert {"step", "epoch", "name", "value"} <= set(e)
+        if e["kind"] == "metric":  # a scalar value, or an eigenvalue list (spectrum events)
+            assert {"step", "epoch", "name"} <= set(e) and ("value" in e or isinstance(e.get("values"), list))
+    assert "spectrum" in names  # at step 1 (eval.spectrum_every_steps)
     assert (run / "metrics.h5").exists() and checkpoint_path(run).exists()
     knn = [e for e in events if e.get("name") == "knn_top1"][-1]
     assert knn["k"] == 10 and knn["features"] == "backbone"
