@@ -3,16 +3,13 @@ into ``<workspace>/trash/`` (never ``rm -rf``), archiving it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from backend.errors import WorkbenchError
 from backend.ledger import ACTIVE
 from backend.report import write_report
 from backend.run_lock import lock_holder
-
-from .run_meta_io import write_meta
-
-TRASH_DIR = "trash"
+from backend.run_meta import TRASH_DIR, archive_run, delete_run
 
 
 def delete_refusal(run_dir, manager=None) -> str:
@@ -34,21 +31,16 @@ def move_to_trash(workspace, run_dir, manager=None) -> Path:
     reason = delete_refusal(run_dir, manager)
     if reason:
         raise RuntimeError(f"cannot delete: {reason}")
-    run_dir = Path(run_dir)
-    trash = Path(workspace) / TRASH_DIR
-    trash.mkdir(parents=True, exist_ok=True)
-    target, n = trash / run_dir.name, 1
-    while target.exists():
-        n += 1
-        target = trash / f"{run_dir.name}-{n}"
-    shutil.move(str(run_dir), str(target))
-    return target
+    try:  # the engine's rule: only a run folder inside <workspace>/runs, never a locked one
+        return delete_run(run_dir, workspace)
+    except WorkbenchError as exc:
+        raise RuntimeError(f"cannot delete: {exc}") from None
 
 
 def set_archived(run_dirs, archived: bool = True) -> None:
     """Archive (hide from the runs list) or unarchive runs."""
     for run_dir in run_dirs:
-        write_meta(run_dir, archived=bool(archived))
+        archive_run(run_dir, archived)
 
 
 def report_task(ctx, run_dirs, out_path) -> Path:

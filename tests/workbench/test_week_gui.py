@@ -169,7 +169,7 @@ def test_notes_tags_and_display_name_persist(qtbot, workspace, two_runs):
     dialog.accept()
     meta = json.loads((a / "meta.json").read_text())
     assert meta == {"notes": "first try\nlr too high?", "tags": ["baseline", "lr-sweep"],
-                    "display_name": "ResNet baseline", "archived": False}
+                    "name": "ResNet baseline", "archived": False}
     assert cell(browser, a, "Run") == "ResNet baseline" and cell(browser, a, "Tags") == "baseline, lr-sweep"
     browser.deleteLater()
     again = make_browser(qtbot, workspace)  # a new browser reads the files back
@@ -222,7 +222,7 @@ def test_delete_moves_to_trash_after_confirmation(qtbot, workspace, two_runs, mo
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *args: asked.append(args[2]) or QMessageBox.StandardButton.Yes)
     moved = browser.delete([a])
-    assert moved == [workspace / "trash" / a.name]
+    assert len(moved) == 1 and moved[0].parent == workspace / "trash" and moved[0].name.startswith(a.name)
     assert not a.exists() and (moved[0] / "config.json").exists() and (moved[0] / "events.jsonl").exists()
     assert "trash" in asked[0]
     assert browser.model.rowCount() == 1 and browser.model.row_of(a) == -1
