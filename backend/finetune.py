@@ -165,11 +165,11 @@ class _CancellableControl(TrainerControl):
         super().__init__(read_stdin=False)
         self.poll, self.cancelled = cancelled, False
 
-    def wait_while_paused(self, on_pause=None, on_resume=None) -> None:
+    def wait_while_paused(self, on_pause=None, on_resume=None, on_checkpoint=None) -> None:
         if self.poll is not None and self.poll():
             self.cancelled = True
             self.request("stop", reason="fine-tuning cancelled")
-        super().wait_while_paused(on_pause, on_resume)
+        super().wait_while_paused(on_pause, on_resume, on_checkpoint)
 
 
 class _Progress:
