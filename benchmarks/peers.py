@@ -105,10 +105,29 @@ def lightly_pipeline(name: str, cfg: ExperimentConfig):
     return peer_lightly_more.setup(name, cfg)
 
 
+def momentum_update(name: str, cfg: ExperimentConfig, model, ema_copy):
+    """BYOL's and DINO's EMA update as in lightly's examples: cosine_schedule from the preset's
+    base momentum to its final one over training (peer_lightly's hook keeps the base value)."""
+    from lightly.models.utils import update_momentum
+    from lightly.utils.scheduler import cosine_schedule
+
+    base, final = cfg.method.momentum, cfg.method.momentum_final
+    pairs = ([(model["backbone"], ema_copy["backbone"]), (model["head"], ema_copy["head"])] if name == "byol"
+             else [(model, ema_copy)])
+
+    def after_step(progress):
+        m = cosine_schedule(round(progress * 10000), 10000, base, final)
+        for online, target in pairs:
+            update_momentum(online, target, m)
+    return after_step
+
+
 def train_lightly(name: str, cfg: ExperimentConfig, images: torch.Tensor, device, workers: int) -> dict:
     """Train lightly's pipeline with the workbench's optimiser and lr schedule for cfg's epochs."""
     torch.manual_seed(cfg.runtime.seed)
     transform, model, ema_copy, loss_fn, after_step = lightly_pipeline(name, cfg)
+    if name in ("byol", "dino"):
+        after_step = momentum_update(name, cfg, model, ema_copy)
     cnn = not cfg.model.backbone.startswith("vit")
     fmt = torch.channels_last if cnn and device.type == "cuda" else torch.preserve_format
     for module in (model, ema_copy):
@@ -134,6 +153,8 @@ def train_lightly(name: str, cfg: ExperimentConfig, images: torch.Tensor, device
             if not math.isfinite(loss.item()):
                 note = f"non-finite loss at step {step}"
             loss.backward()
+            if name == "dino":  # lightly's DINO example: last layer frozen for the first epoch(s)
+                model["head"].cancel_last_layer_gradients(step // len(loader))
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
