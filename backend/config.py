@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .config_augment import VIEW_TABLES, AugmentConfig, ViewAugmentConfig, augment_errors
 from .config_fields import coerce, get_path, iter_fields, range_errors, spec
 from .data.registry import source_help, source_problem
 from .errors import ConfigError
 from .method_config import (MethodConfig, applies_to, build_method_section, method_config,
                             method_name_errors, param_meta)
 
-__all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "MethodConfig", "ModelConfig",
+__all__ = ["AugmentConfig", "ViewAugmentConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "MethodConfig", "ModelConfig",
            "OptimConfig", "RuntimeConfig", "ScheduleConfig", "applies_to", "deep_merge", "field_meta",
            "iter_fields", "list_presets", "load_config", "load_preset", "method_config", "parse_override",
            "preset_dict", "read_config_dict", "spec", "validation_errors"]
@@ -47,29 +48,6 @@ class DataConfig:
                                ge=0.0, lt=1.0)
     download_root: str = spec("", "Where torchvision data sets are downloaded (empty = ~/.cache/sslwb/downloads).")
     cache_dir: str = spec("", "Where decoded uint8 caches live (empty = ~/.cache/sslwb/cache).")
-
-
-@dataclass
-class AugmentConfig:
-    crop_scale: list = spec([0.08, 1.0], "Random resized crop: [min, max] area fraction.", factory=True)
-    crop_ratio: list = spec([0.75, 1.3333333], "Random resized crop: [min, max] aspect ratio.", factory=True)
-    hflip_prob: float = spec(0.5, "Probability of a horizontal flip.", ge=0.0, le=1.0)
-    jitter_prob: float = spec(0.8, "Probability of colour jitter.", ge=0.0, le=1.0)
-    brightness: float = spec(0.4, "Colour jitter: brightness strength.", ge=0.0)
-    contrast: float = spec(0.4, "Colour jitter: contrast strength.", ge=0.0)
-    saturation: float = spec(0.4, "Colour jitter: saturation strength.", ge=0.0)
-    hue: float = spec(0.1, "Colour jitter: hue strength.", ge=0.0, le=0.5)
-    grayscale_prob: float = spec(0.2, "Probability of converting to grayscale.", ge=0.0, le=1.0)
-    blur_prob: float = spec(0.0, "Probability of gaussian blur.", ge=0.0, le=1.0)
-    blur_sigma: list = spec([0.1, 2.0], "Gaussian blur: [min, max] sigma in pixels.", factory=True)
-    solarize_prob: float = spec(0.0, "Probability of solarisation.", ge=0.0, le=1.0)
-    solarize_threshold: float = spec(0.5, "Solarisation threshold (fraction of full scale).", ge=0.0, le=1.0)
-    num_global_crops: int = spec(2, "Number of global views per image.", ge=1, le=8)
-    num_local_crops: int = spec(0, "Number of small local views per image (multi-crop).", ge=0, le=16)
-    local_crop_size: int = spec(16, "Side length of local views (pixels).", ge=4)
-    local_crop_scale: list = spec([0.05, 0.4], "Local crops: [min, max] area fraction.", factory=True)
-    mean: list = spec([0.4914, 0.4822, 0.4465], "Per-channel normalisation mean.", factory=True)
-    std: list = spec([0.2470, 0.2435, 0.2616], "Per-channel normalisation std.", factory=True)
 
 
 @dataclass
@@ -152,8 +130,12 @@ class ExperimentConfig:
 
     # ---- conversions -------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain nested dict (JSON/TOML-serialisable)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (JSON/TOML-serialisable); unset (None) per-view augment overrides are
+        left out, so ``[augment.view1]`` etc. hold only the fields that differ."""
+        out = dataclasses.asdict(self)
+        for table in VIEW_TABLES:
+            out["augment"][table] = {k: v for k, v in out["augment"][table].items() if v is not None}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, *, validate: bool = True) -> "ExperimentConfig":
@@ -241,22 +223,7 @@ def validation_errors(cfg: ExperimentConfig) -> list[str]:
         errors.extend(range_errors(path, f.metadata, value))
     errors.extend(method_name_errors(cfg.method.name))
     errors.extend(backbone_name_errors(cfg.model.backbone))
-    for path in ("augment.crop_scale", "augment.crop_ratio", "augment.blur_sigma", "augment.local_crop_scale"):
-        value = get_path(cfg, path)
-        if len(value) != 2 or value[0] > value[1]:
-            errors.append(f"{path} must be [min, max] with min <= max, got {value!r}")
-    for path in ("augment.crop_scale", "augment.local_crop_scale"):
-        value = get_path(cfg, path)
-        if len(value) == 2 and not (0 < value[0] and value[1] <= 1):
-            errors.append(f"{path} must lie in (0, 1], got {value!r}")
-    for path in ("augment.mean", "augment.std"):
-        if len(get_path(cfg, path)) != 3:
-            errors.append(f"{path} must have 3 values (R, G, B), got {get_path(cfg, path)!r}")
-    if any(s <= 0 for s in cfg.augment.std):
-        errors.append(f"augment.std must be > 0 per channel, got {cfg.augment.std!r}")
-    if cfg.augment.local_crop_size > cfg.data.image_size:
-        errors.append(f"augment.local_crop_size must be <= data.image_size ({cfg.data.image_size}), "
-                      f"got {cfg.augment.local_crop_size}")
+    errors.extend(augment_errors(cfg.augment, cfg.data.image_size))
     src = cfg.data.source
     if source_problem(src):
         errors.append(source_problem(src))
