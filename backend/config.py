@@ -34,6 +34,9 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
 
 BACKBONES = ("tiny_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small")
 OPTIMIZERS = ("sgd", "lars", "adamw")
+GRAD_CLIP_MODES = ("global", "per_parameter")
+WD_POLICY_CHOICES = ("exclude_norm_bias", "all")  # backend.optim.WD_POLICIES (torch-free copy)
+LARS_TRUST_CHOICES = ("simclr", "solo")  # backend.optim.LARS_TRUST_FORMS
 
 
 @dataclass
@@ -80,6 +83,21 @@ class OptimConfig:
                                 "unless the method keeps a queue (MoCo, NNCLR).", ge=1)
     lars_eta: float = spec(0.02, "LARS trust coefficient.", gt=0.0)
     grad_clip: float = spec(0.0, "Clip the gradient norm to this value (0 = off).", ge=0.0)
+    grad_clip_mode: str = spec("global", "Gradient clipping: global (one norm over all parameters, "
+                               "clip_grad_norm_) or per_parameter (each parameter's norm on its own, DINO's "
+                               "clip_gradients).", choices=GRAD_CLIP_MODES)
+    weight_decay_policy: str = spec("exclude_norm_bias", "Which parameters are decayed: exclude_norm_bias "
+                                    "(biases and norm parameters get no decay and no LARS adaptation) or all "
+                                    "(every parameter, as lightly's and the official MoCo/SimSiam code).",
+                                    choices=WD_POLICY_CHOICES)
+    weight_decay_end: float = spec(0.0, "Cosine ramp of the weight decay from optim.weight_decay to this value "
+                                   "over the run, updated every step (DINO: 0.04 -> 0.4; 0 = constant).", ge=0.0)
+    lars_trust: str = spec("simclr", "LARS trust ratio: simclr (eta*||w||/||g+wd*w||) or solo (solo-learn: "
+                           "eta*||w||/(||g||+wd*||w||), unadapted parameters get no decay).",
+                           choices=LARS_TRUST_CHOICES)
+    lars_clip_lr: bool = spec(False, "LARS: clip the trust ratio at the learning rate (solo-learn's clip_lr).")
+    lars_exclude_bias_n_norm: bool = spec(False, "LARS: 1-D parameters (biases, norms) skip the adaptation "
+                                          "(solo-learn's exclude_bias_n_norm).")
     nesterov: bool = spec(False, "Nesterov momentum (SGD only).")
     backbone_lr_scale: float = spec(1.0, "Backbone learning rate = this x the scheduled one (heads keep 1; "
                                     "0 freezes the backbone's weights, e.g. 0.1 when fine-tuning).", ge=0.0)
@@ -98,7 +116,8 @@ class EvalConfig:
     knn_k: int = spec(200, "kNN: number of neighbours.", ge=1)
     knn_temperature: float = spec(0.1, "kNN: temperature of the similarity weights.", gt=0.0)
     knn_every_epochs: int = spec(1, "Run kNN every this many epochs (0 = only at the end).", ge=0)
-    knn_train_limit: int = spec(10000, "kNN: at most this many training images in the bank (0 = all).", ge=0)
+    knn_train_limit: int = spec(0, "kNN: at most this many training images in the bank (0 = the whole "
+                                "training split, so results compare across runs and papers).", ge=0)
     metrics_every_steps: int = spec(20, "Representation metrics on the probe batch every N steps.", ge=1)
     probe_batch_size: int = spec(256, "Fixed probe batch size for alignment/uniformity/rank.", ge=16)
 

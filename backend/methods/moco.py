@@ -11,7 +11,7 @@ from ..distributed import gather_no_grad
 from . import register
 from .base import Method, StepOutput
 from .components import FeatureQueue, make_target, split_bn_forward
-from .spec import CONTRASTIVE, MethodSpec, momentum, queue_size, shuffle_bn, temperature
+from .spec import CONTRASTIVE, MethodSpec, Param, momentum, queue_size, shuffle_bn, temperature
 
 SHUFFLE_BN_GROUPS = 4
 
@@ -20,7 +20,9 @@ SPEC = MethodSpec(
     name="moco", label="MoCo v2", family=CONTRASTIVE,
     help="Momentum key encoder and a queue of negatives, InfoNCE, MLP projector.",
     params={"temperature": temperature(), "queue_size": queue_size(), "momentum": momentum(),
-            "shuffle_bn": shuffle_bn()},
+            "shuffle_bn": shuffle_bn(),
+            "projector_bn": Param(True, "MoCo v2: BatchNorm in the projector's hidden layer (the official "
+                                  "MoCo v2 and lightly heads are Linear-ReLU-Linear, without).")},
 )
 
 
@@ -40,7 +42,7 @@ class MoCoV2(Method):
 
     def build_projector(self):
         """The query head (its EMA copy is the key head)."""
-        return self.projector_head()
+        return self.projector_head(batch_norm=self.cfg.method.projector_bn)
 
     def momentum_pairs(self):
         return [(self.backbone, self.key_backbone), (self.projector, self.key_projector)]
