@@ -64,6 +64,9 @@ class ModelConfig:
     projector_layers: int = spec(2, "Projection head depth (linear layers).", ge=1, le=4)
     predictor_hidden_dim: int = spec(512, "Prediction head hidden width (methods with a predictor).",
                                      ge=1, method_specific=True)
+    drop_path_rate: float = spec(0.0, "Built-in ViT backbones: stochastic depth, the largest probability of "
+                                 "skipping a block's residual branch in training, rising linearly over the "
+                                 "depth (DINO ViT-S: 0.1; 0 = off).", ge=0.0, lt=1.0)
     init_checkpoint: str = spec("", "Start the backbone from this checkpoint's backbone weights (fine-tuning); "
                                 "'' = random initialisation.")
     source_run: str = spec("", "Fine-tuning: the run directory whose evaluations.jsonl also receives the "

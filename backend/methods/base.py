@@ -48,7 +48,8 @@ class Method(nn.Module):
         # recipes counted in epochs follow it also when schedule.max_steps cuts the run short.
         # None (a method used outside the engine): derived from progress * schedule.epochs.
         self.epoch: float | None = None
-        self.backbone, self.feature_dim = build_backbone(cfg.model.backbone, cfg.data.image_size)
+        self.backbone, self.feature_dim = build_backbone(cfg.model.backbone, cfg.data.image_size,
+                                                         drop_path_rate=cfg.model.drop_path_rate)
         self.family = backbone_family(cfg.model.backbone)
 
     # --- parts every method reuses -------------------------------------------------------------

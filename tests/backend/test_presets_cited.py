@@ -88,7 +88,7 @@ CITED = {
     # weight_decay 0.04 -> weight_decay_end 0.4, clip_grad 3.0 (utils.clip_gradients), warm-up 10,
     # freeze_last_layer 1, momentum_teacher 0.996, teacher temp 0.04 -> 0.07 over 30 epochs.
     "dino_vit": ("facebookresearch/dino @ 7c446df5b9", {
-        "optim.optimizer": "adamw", "optim.lr": 5e-4, "optim.weight_decay": 0.04, "optim.weight_decay_end": 0.4,
+        "model.drop_path_rate": 0.1, "optim.optimizer": "adamw", "optim.lr": 5e-4, "optim.weight_decay": 0.04, "optim.weight_decay_end": 0.4,
         "optim.weight_decay_policy": "exclude_norm_bias", "optim.grad_clip": 3.0,
         "optim.grad_clip_mode": "per_parameter", "schedule.warmup_epochs": 10.0,
         "model.projector_layers": 3, "model.projector_hidden_dim": 2048, "model.projector_out_dim": 256,
