@@ -45,10 +45,12 @@ CITED = {
                          "model.projector_out_dim": 128, "model.projector_layers": 2,
                          "method.temperature": 0.5, "method.projector_last_bn": False}),
     # lightly MocoModel: MoCoProjectionHead(512, 512, 128) (Linear-ReLU-Linear), NTXentLoss(0.1,
-    # memory_bank_size 4096 -> 8192 for batch 512, footnote), momentum 0.99 (update_momentum).
+    # memory_bank_size 4096 -> 8192 for batch 512, footnote), momentum 0.99 (update_momentum),
+    # ResNetGenerator("resnet-18", num_splits=8) (split BN on both encoders) + batch shuffle for keys.
     "moco": (LIGHTLY, {**LIGHTLY_OPTIM, **LIGHTLY_SIMCLR_AUG, "model.projector_hidden_dim": 512,
                        "model.projector_out_dim": 128, "method.projector_bn": False,
-                       "method.queue_size": 8192, "method.temperature": 0.1, "method.momentum": 0.99}),
+                       "method.queue_size": 8192, "method.temperature": 0.1, "method.momentum": 0.99,
+                       "method.shuffle_bn": True, "method.bn_splits": 8, "method.split_query_bn": True}),
     # solo-learn scripts/pretrain/cifar/mocov3.yaml + solo/methods/mocov3.py (predictor bias=False).
     "mocov3": (SOLO, {**SOLO_LARS, **SOLO_ASYMMETRIC, "optim.lr": 0.3, "optim.weight_decay": 1e-6,
                       "schedule.epochs": 1000, "model.projector_hidden_dim": 4096,

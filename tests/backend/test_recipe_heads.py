@@ -50,3 +50,16 @@ def test_dino_head_batch_norm_option():
     head = _build(_small("dino", out_dim=64, head_batch_norm=True)).projector
     kinds = [type(m) for m in head.mlp]
     assert kinds[:3] == [nn.Linear, nn.BatchNorm1d, nn.GELU]
+
+
+def test_moco_split_query_bn_uses_contiguous_groups():
+    import torch
+    cfg = _small("moco", bn_splits=4, split_query_bn=True)
+    method = _build(cfg).train()
+    x = torch.randn(32, 3, 32, 32)
+    torch.manual_seed(0)
+    whole = torch.cat([method.projector(method.backbone(c)) for c in x.chunk(4)])
+    torch.manual_seed(0)
+    assert torch.allclose(method.queries(x), whole, atol=1e-5)
+    plain = _build(_small("moco")).train()
+    assert plain.bn_groups() == 4 and not plain.cfg.method.split_query_bn
