@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from .config_augment import VIEW_TABLES, AugmentConfig, ViewAugmentConfig, augment_errors
-from .config_fields import coerce, get_path, iter_fields, range_errors, spec
+from .config_fields import coerce, iter_fields, range_errors, spec
 from .data.registry import source_help, source_problem
 from .errors import ConfigError
 from .method_config import (MethodConfig, applies_to, build_method_section, method_config,
