@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .config_fields import coerce, get_path, iter_fields, range_errors, spec
+from .config_augment import VIEW_TABLES, AugmentConfig, ViewAugmentConfig, augment_errors
+from .config_fields import coerce, iter_fields, range_errors, spec
 from .data.registry import source_help, source_problem
 from .errors import ConfigError
 from .method_config import (MethodConfig, applies_to, build_method_section, method_config,
                             method_name_errors, param_meta)
 
-__all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "MethodConfig", "ModelConfig",
+__all__ = ["AugmentConfig", "ViewAugmentConfig", "DataConfig", "EvalConfig", "ExperimentConfig", "MethodConfig", "ModelConfig",
            "OptimConfig", "RuntimeConfig", "ScheduleConfig", "applies_to", "deep_merge", "field_meta",
            "iter_fields", "list_presets", "load_config", "load_preset", "method_config", "parse_override",
            "preset_dict", "read_config_dict", "spec", "validation_errors"]
@@ -33,6 +34,9 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
 
 BACKBONES = ("tiny_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small")
 OPTIMIZERS = ("sgd", "lars", "adamw")
+GRAD_CLIP_MODES = ("global", "per_parameter")
+WD_POLICY_CHOICES = ("exclude_norm_bias", "all")  # backend.optim.WD_POLICIES (torch-free copy)
+LARS_TRUST_CHOICES = ("simclr", "solo")  # backend.optim.LARS_TRUST_FORMS
 
 
 @dataclass
@@ -50,29 +54,6 @@ class DataConfig:
 
 
 @dataclass
-class AugmentConfig:
-    crop_scale: list = spec([0.08, 1.0], "Random resized crop: [min, max] area fraction.", factory=True)
-    crop_ratio: list = spec([0.75, 1.3333333], "Random resized crop: [min, max] aspect ratio.", factory=True)
-    hflip_prob: float = spec(0.5, "Probability of a horizontal flip.", ge=0.0, le=1.0)
-    jitter_prob: float = spec(0.8, "Probability of colour jitter.", ge=0.0, le=1.0)
-    brightness: float = spec(0.4, "Colour jitter: brightness strength.", ge=0.0)
-    contrast: float = spec(0.4, "Colour jitter: contrast strength.", ge=0.0)
-    saturation: float = spec(0.4, "Colour jitter: saturation strength.", ge=0.0)
-    hue: float = spec(0.1, "Colour jitter: hue strength.", ge=0.0, le=0.5)
-    grayscale_prob: float = spec(0.2, "Probability of converting to grayscale.", ge=0.0, le=1.0)
-    blur_prob: float = spec(0.0, "Probability of gaussian blur.", ge=0.0, le=1.0)
-    blur_sigma: list = spec([0.1, 2.0], "Gaussian blur: [min, max] sigma in pixels.", factory=True)
-    solarize_prob: float = spec(0.0, "Probability of solarisation.", ge=0.0, le=1.0)
-    solarize_threshold: float = spec(0.5, "Solarisation threshold (fraction of full scale).", ge=0.0, le=1.0)
-    num_global_crops: int = spec(2, "Number of global views per image.", ge=1, le=8)
-    num_local_crops: int = spec(0, "Number of small local views per image (multi-crop).", ge=0, le=16)
-    local_crop_size: int = spec(16, "Side length of local views (pixels).", ge=4)
-    local_crop_scale: list = spec([0.05, 0.4], "Local crops: [min, max] area fraction.", factory=True)
-    mean: list = spec([0.4914, 0.4822, 0.4465], "Per-channel normalisation mean.", factory=True)
-    std: list = spec([0.2470, 0.2435, 0.2616], "Per-channel normalisation std.", factory=True)
-
-
-@dataclass
 class ModelConfig:
     backbone: str = spec("resnet18", "Encoder network: a built-in name, torchvision:<model> (any torchvision "
                          "classification model, random init) or timm:<model> (needs the timm extra).",
@@ -83,6 +64,9 @@ class ModelConfig:
     projector_layers: int = spec(2, "Projection head depth (linear layers).", ge=1, le=4)
     predictor_hidden_dim: int = spec(512, "Prediction head hidden width (methods with a predictor).",
                                      ge=1, method_specific=True)
+    drop_path_rate: float = spec(0.0, "Built-in ViT backbones: stochastic depth, the largest probability of "
+                                 "skipping a block's residual branch in training, rising linearly over the "
+                                 "depth (DINO ViT-S: 0.1; 0 = off).", ge=0.0, lt=1.0)
     init_checkpoint: str = spec("", "Start the backbone from this checkpoint's backbone weights (fine-tuning); "
                                 "'' = random initialisation.")
     source_run: str = spec("", "Fine-tuning: the run directory whose evaluations.jsonl also receives the "
@@ -102,6 +86,21 @@ class OptimConfig:
                                 "unless the method keeps a queue (MoCo, NNCLR).", ge=1)
     lars_eta: float = spec(0.02, "LARS trust coefficient.", gt=0.0)
     grad_clip: float = spec(0.0, "Clip the gradient norm to this value (0 = off).", ge=0.0)
+    grad_clip_mode: str = spec("global", "Gradient clipping: global (one norm over all parameters, "
+                               "clip_grad_norm_) or per_parameter (each parameter's norm on its own, DINO's "
+                               "clip_gradients).", choices=GRAD_CLIP_MODES)
+    weight_decay_policy: str = spec("exclude_norm_bias", "Which parameters are decayed: exclude_norm_bias "
+                                    "(biases and norm parameters get no decay and no LARS adaptation) or all "
+                                    "(every parameter, as lightly's and the official MoCo/SimSiam code).",
+                                    choices=WD_POLICY_CHOICES)
+    weight_decay_end: float = spec(0.0, "Cosine ramp of the weight decay from optim.weight_decay to this value "
+                                   "over the run, updated every step (DINO: 0.04 -> 0.4; 0 = constant).", ge=0.0)
+    lars_trust: str = spec("simclr", "LARS trust ratio: simclr (eta*||w||/||g+wd*w||) or solo (solo-learn: "
+                           "eta*||w||/(||g||+wd*||w||), unadapted parameters get no decay).",
+                           choices=LARS_TRUST_CHOICES)
+    lars_clip_lr: bool = spec(False, "LARS: clip the trust ratio at the learning rate (solo-learn's clip_lr).")
+    lars_exclude_bias_n_norm: bool = spec(False, "LARS: 1-D parameters (biases, norms) skip the adaptation "
+                                          "(solo-learn's exclude_bias_n_norm).")
     nesterov: bool = spec(False, "Nesterov momentum (SGD only).")
     backbone_lr_scale: float = spec(1.0, "Backbone learning rate = this x the scheduled one (heads keep 1; "
                                     "0 freezes the backbone's weights, e.g. 0.1 when fine-tuning).", ge=0.0)
@@ -120,7 +119,8 @@ class EvalConfig:
     knn_k: int = spec(200, "kNN: number of neighbours.", ge=1)
     knn_temperature: float = spec(0.1, "kNN: temperature of the similarity weights.", gt=0.0)
     knn_every_epochs: int = spec(1, "Run kNN every this many epochs (0 = only at the end).", ge=0)
-    knn_train_limit: int = spec(10000, "kNN: at most this many training images in the bank (0 = all).", ge=0)
+    knn_train_limit: int = spec(0, "kNN: at most this many training images in the bank (0 = the whole "
+                                "training split, so results compare across runs and papers).", ge=0)
     metrics_every_steps: int = spec(20, "Representation metrics on the probe batch every N steps.", ge=1)
     probe_batch_size: int = spec(256, "Fixed probe batch size for alignment/uniformity/rank.", ge=16)
     spectrum_every_steps: int = spec(200, "Eigenspectrum (alpha-ReQ, RankMe) of the probe batch every N steps "
@@ -154,8 +154,12 @@ class ExperimentConfig:
 
     # ---- conversions -------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain nested dict (JSON/TOML-serialisable)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (JSON/TOML-serialisable); unset (None) per-view augment overrides are
+        left out, so ``[augment.view1]`` etc. hold only the fields that differ."""
+        out = dataclasses.asdict(self)
+        for table in VIEW_TABLES:
+            out["augment"][table] = {k: v for k, v in out["augment"][table].items() if v is not None}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, *, validate: bool = True) -> "ExperimentConfig":
@@ -243,22 +247,7 @@ def validation_errors(cfg: ExperimentConfig) -> list[str]:
         errors.extend(range_errors(path, f.metadata, value))
     errors.extend(method_name_errors(cfg.method.name))
     errors.extend(backbone_name_errors(cfg.model.backbone))
-    for path in ("augment.crop_scale", "augment.crop_ratio", "augment.blur_sigma", "augment.local_crop_scale"):
-        value = get_path(cfg, path)
-        if len(value) != 2 or value[0] > value[1]:
-            errors.append(f"{path} must be [min, max] with min <= max, got {value!r}")
-    for path in ("augment.crop_scale", "augment.local_crop_scale"):
-        value = get_path(cfg, path)
-        if len(value) == 2 and not (0 < value[0] and value[1] <= 1):
-            errors.append(f"{path} must lie in (0, 1], got {value!r}")
-    for path in ("augment.mean", "augment.std"):
-        if len(get_path(cfg, path)) != 3:
-            errors.append(f"{path} must have 3 values (R, G, B), got {get_path(cfg, path)!r}")
-    if any(s <= 0 for s in cfg.augment.std):
-        errors.append(f"augment.std must be > 0 per channel, got {cfg.augment.std!r}")
-    if cfg.augment.local_crop_size > cfg.data.image_size:
-        errors.append(f"augment.local_crop_size must be <= data.image_size ({cfg.data.image_size}), "
-                      f"got {cfg.augment.local_crop_size}")
+    errors.extend(augment_errors(cfg.augment, cfg.data.image_size))
     src = cfg.data.source
     if source_problem(src):
         errors.append(source_problem(src))

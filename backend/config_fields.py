@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import field
 
 
@@ -28,9 +30,22 @@ def type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def optional_inner(tp):
+    """``X`` for an ``X | None`` annotation, else None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0]
+    return None
+
+
 def coerce(value, tp, path: str, errors: list):
     """``value`` checked against the annotated type (ints are accepted for floats); None with a
-    sentence in ``errors`` when it does not fit."""
+    sentence in ``errors`` when it does not fit. For ``X | None`` a None value is accepted (and
+    returned: the field keeps its default, None = unset)."""
+    inner = optional_inner(tp)
+    if inner is not None:
+        return None if value is None else coerce(value, inner, path, errors)
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -32,8 +32,13 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, preprocess, *, de
 
 
 def knn_top1(train_features, train_labels, test_features, test_labels, *, num_classes: int,
-             k: int = 200, temperature: float = 0.1) -> float:
-    """Top-1 accuracy of weighted cosine kNN (bank = train features) on the test features."""
+             k: int = 200, temperature: float = 0.1, device=None) -> float:
+    """Top-1 accuracy of weighted cosine kNN (bank = train features) on the test features; with
+    ``device`` the bank and queries move there first (similarities are computed in query chunks of
+    512, so a 50k x 512 bank needs ~100 MB plus 512 x 50k scores at a time)."""
+    if device is not None:
+        train_features, train_labels = train_features.to(device), train_labels.to(device)
+        test_features = test_features.to(device)
     pred = knn_predict(test_features, train_features, train_labels, num_classes, k=k, temperature=temperature)
     return (pred.cpu() == test_labels.cpu()).float().mean().item()
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ExperimentConfig
+from .config import LARS_TRUST_CHOICES, WD_POLICY_CHOICES, ExperimentConfig
 from .schedules import cosine_ramp
 
-LARS_TRUST_FORMS = ("simclr", "solo")
-WD_POLICIES = ("exclude_norm_bias", "all")
+LARS_TRUST_FORMS = LARS_TRUST_CHOICES
+WD_POLICIES = WD_POLICY_CHOICES
 
 
 class LARS(torch.optim.Optimizer):
@@ -144,14 +144,21 @@ def peak_lr(cfg: ExperimentConfig) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: ExperimentConfig, *, fused: bool = False,
-                    wd_policy: str = "exclude_norm_bias", lars_trust: str = "simclr",
-                    lars_clip_lr: bool = False, lars_exclude_bias_n_norm: bool = False) -> torch.optim.Optimizer:
+                    wd_policy: str | None = None, lars_trust: str | None = None,
+                    lars_clip_lr: bool | None = None, lars_exclude_bias_n_norm: bool | None = None
+                    ) -> torch.optim.Optimizer:
     """The optimiser named by ``optim.optimizer`` over the model's trainable parameters.
 
-    The keyword options default to today's recipe: ``wd_policy`` (see ``parameter_groups``) and,
-    for LARS only, ``lars_trust`` / ``lars_clip_lr`` / ``lars_exclude_bias_n_norm`` (see ``LARS``).
+    The keyword options, when given, replace the config's ``optim.weight_decay_policy`` (see
+    ``parameter_groups``) and, for LARS only, ``optim.lars_trust`` / ``lars_clip_lr`` /
+    ``lars_exclude_bias_n_norm`` (see ``LARS``).
     """
     o = cfg.optim
+    wd_policy = o.weight_decay_policy if wd_policy is None else wd_policy
+    lars_trust = o.lars_trust if lars_trust is None else lars_trust
+    lars_clip_lr = o.lars_clip_lr if lars_clip_lr is None else lars_clip_lr
+    lars_exclude_bias_n_norm = o.lars_exclude_bias_n_norm if lars_exclude_bias_n_norm is None \
+        else lars_exclude_bias_n_norm
     groups = parameter_groups(model, o.weight_decay, wd_policy)
     lr = peak_lr(cfg)
     if o.optimizer == "lars":
@@ -171,6 +178,15 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float, min_ratio
         return peak * (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)
     return cosine_ramp(max(0, step - warmup_steps), span, peak, peak * min_ratio)
+
+
+def wd_at(step: int, total_steps: int, cfg: ExperimentConfig) -> float:
+    """The weight decay of ``step``: ``optim.weight_decay`` when ``optim.weight_decay_end`` is 0, else a
+    half-cosine from ``weight_decay`` to ``weight_decay_end`` over ``total_steps`` (DINO's wd schedule)."""
+    o = cfg.optim
+    if not o.weight_decay_end:
+        return o.weight_decay
+    return cosine_ramp(step, max(1, total_steps), o.weight_decay, o.weight_decay_end)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -15,6 +15,7 @@ from typing import NamedTuple, get_type_hints
 from PySide6.QtCore import QObject, Signal
 
 from backend.config import ExperimentConfig, MethodConfig, deep_merge, field_meta, preset_dict, read_config_dict
+from backend.config_augment import VIEW_KEYS, VIEW_TABLES
 from backend.data.registry import SOURCES, check_source, source_kind
 from backend.errors import ConfigError
 from backend.method_config import all_method_defaults
@@ -47,9 +48,16 @@ def schema() -> dict[str, tuple[str, dict[str, FieldInfo]]]:
         tp = get_type_hints(ExperimentConfig)[top.name]
         if not dataclasses.is_dataclass(tp):
             continue
-        leaves = {}
+        leaves, subsections = {}, {}
         hints = get_type_hints(tp)
         for f in dataclasses.fields(tp):
+            if dataclasses.is_dataclass(hints[f.name]):  # a nested table (augment.view1 ...): its own section
+                sub = f"{top.name}.{f.name}"
+                sub_hints = get_type_hints(hints[f.name])
+                subsections[sub] = (f.metadata.get("help", ""), {
+                    f"{sub}.{g.name}": FieldInfo(g.name, sub_hints[g.name], dict(g.metadata))
+                    for g in dataclasses.fields(hints[f.name])})
+                continue
             leaves[f"{top.name}.{f.name}"] = FieldInfo(f.name, hints[f.name], dict(f.metadata))
         if tp is MethodConfig:
             for spec in method_specs().values():
@@ -58,6 +66,7 @@ def schema() -> dict[str, tuple[str, dict[str, FieldInfo]]]:
                     if path not in leaves:
                         leaves[path] = FieldInfo(key, param.type, field_meta(path))
         out[top.name] = (top.metadata.get("help", ""), leaves)
+        out.update(subsections)
     fields = {path: info for _, leaves in out.values() for path, info in leaves.items()}
     _schema_cache.update(specs=specs, schema=out, fields=fields)
     return out
@@ -73,6 +82,10 @@ def editable(data: dict | None) -> dict:
     """``data`` over the defaults, its method section holding every method's hyperparameters (the
     selected method's defaults first), so switching the method keeps a value for every field."""
     out = deep_merge(DEFAULTS, data or {})
+    if isinstance(out.get("augment"), dict):  # every per-view override key present (None = shared value)
+        for table in VIEW_TABLES:
+            given = out["augment"].get(table)
+            out["augment"][table] = {**dict.fromkeys(VIEW_KEYS), **(given if isinstance(given, dict) else {})}
     if isinstance(out.get("method"), dict):
         name = out["method"].get("name")
         out["method"] = {**all_method_defaults(name if isinstance(name, str) else None), **out["method"]}
@@ -121,6 +134,8 @@ def field_visible(path: str, data: dict) -> bool:
         return get_path(data, "augment.blur_prob") > 0
     if path == "augment.solarize_threshold":
         return get_path(data, "augment.solarize_prob") > 0
+    if path.startswith("augment.local."):
+        return get_path(data, "augment.num_local_crops") > 0
     return True
 
 
@@ -147,6 +162,17 @@ def friendly_error(sentence: str, data: dict) -> str:
 def folder_check_task(_ctx, source: str) -> str:
     """Worker: ``check_source``'s sentence for ``source`` ('' when it looks usable)."""
     return check_source(source) or ""
+
+
+def inherited_path(path: str) -> str | None:
+    """For a per-view override ('augment.view1.blur_prob'), the shared field it defaults to
+    ('augment.blur_prob'; the local views' crop_scale: 'augment.local_crop_scale'); else None."""
+    parts = path.split(".")
+    if len(parts) != 3 or parts[0] != "augment" or parts[1] not in VIEW_TABLES:
+        return None
+    if parts[1] == "local" and parts[2] == "crop_scale":
+        return "augment.local_crop_scale"
+    return f"augment.{parts[2]}"
 
 
 def preset_method(name: str) -> str:

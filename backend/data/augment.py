@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config_augment import resolved_view, view_table_for
+
 __all__ = ["ViewParams", "ViewGenerator", "sample_view_params", "apply_view", "gaussian_kernel_size"]
 
 _LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
@@ -300,21 +302,20 @@ def apply_view(images: Tensor, params: ViewParams, out_size: int, *,
         x = _masked(x, params.jitter & (op == 3) & (params.hue != 0),
                     lambda xs, idx: _adjust_hue(xs, _pick(p.hue, idx)))
 
-    # 3. Grayscale (kept as 3 channels).
-    x = _masked(x, params.grayscale, lambda xs, idx: _luma(xs).expand_as(xs).contiguous())
+    x = _masked(x, params.grayscale, lambda xs, idx: _luma(xs).expand_as(xs).contiguous())  # 3. Grayscale
 
     # 4. Gaussian blur with a per-sample sigma.
     ksize = _blur_kernel_for(params)
     x = _masked(x, params.blur, lambda xs, idx: _gaussian_blur(xs, _pick(p.sigma, idx), ksize))
 
-    # 5. Solarisation.
-    t = float(solarize_threshold)
+    t = float(solarize_threshold)  # 5. Solarisation.
     x = _masked(x, params.solarize, lambda xs, idx: torch.where(xs >= t, 1.0 - xs, xs))
     return x
 
 
 class ViewGenerator:
-    """Multi-crop view pipeline from an ``AugmentConfig``: global views first, then local views."""
+    """Multi-crop view pipeline from an ``AugmentConfig``: global views first, then local views,
+    each following its own pipeline (backend.config_augment: view1, view2, local, else shared)."""
 
     def __init__(self, aug, image_size: int):
         """``aug``: backend.config.AugmentConfig; ``image_size``: side of the global views."""
@@ -325,6 +326,7 @@ class ViewGenerator:
         self._mean = torch.tensor(aug.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(aug.std, dtype=torch.float32).view(1, 3, 1, 1)
         self._stats: dict = {}
+        self._pipelines: dict[int, dict] = {}
 
     @property
     def num_views(self) -> int:
@@ -337,24 +339,32 @@ class ViewGenerator:
             self._stats[key] = (self._mean.to(device), self._std.to(device))
         return self._stats[key]
 
-    def _params(self, batch_size: int, height: int, width: int, local: bool, generator) -> ViewParams:
-        a = self.aug
+    def pipeline(self, index: int) -> dict:
+        """View ``index``'s resolved parameters (0-based, globals first): the shared values with
+        its own table (view1, view2 or local) applied."""
+        if index not in self._pipelines:
+            self._pipelines[index] = resolved_view(self.aug, view_table_for(self.aug, index))
+        return self._pipelines[index]
+
+    def _params(self, batch_size: int, height: int, width: int, index: int, generator) -> ViewParams:
+        a = self.pipeline(index)
         return sample_view_params(
-            batch_size, height, width, scale=a.local_crop_scale if local else a.crop_scale,
-            ratio=a.crop_ratio, hflip_prob=a.hflip_prob, jitter_prob=a.jitter_prob,
-            brightness=a.brightness, contrast=a.contrast, saturation=a.saturation, hue=a.hue,
-            grayscale_prob=a.grayscale_prob, blur_prob=a.blur_prob, blur_sigma=a.blur_sigma,
-            solarize_prob=a.solarize_prob, generator=generator)
+            batch_size, height, width, scale=a["crop_scale"], ratio=a["crop_ratio"],
+            hflip_prob=a["hflip_prob"], jitter_prob=a["jitter_prob"], brightness=a["brightness"],
+            contrast=a["contrast"], saturation=a["saturation"], hue=a["hue"],
+            grayscale_prob=a["grayscale_prob"], blur_prob=a["blur_prob"], blur_sigma=a["blur_sigma"],
+            solarize_prob=a["solarize_prob"], generator=generator)
 
     def sample(self, images_uint8: Tensor, generator: torch.Generator | None = None
                ) -> tuple[list[Tensor], list[ViewParams]]:
-        """All views in [0, 1] (not normalised) and their parameters, for training or previews."""
+        """All views in [0, 1] (not normalised) and their parameters, for training or previews
+        (each view with its own ``pipeline(i)``, batched per view)."""
         x = _to_float01(images_uint8)  # converted once, shared by every view
         n, _, height, width = x.shape
         views, params = [], []
         for i, size in enumerate(self.view_sizes):
-            vp = self._params(n, height, width, i >= self.aug.num_global_crops, generator)
-            views.append(apply_view(x, vp, size, solarize_threshold=self.aug.solarize_threshold))
+            vp = self._params(n, height, width, i, generator)
+            views.append(apply_view(x, vp, size, solarize_threshold=self.pipeline(i)["solarize_threshold"]))
             params.append(vp)
         return views, params
 

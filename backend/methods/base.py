@@ -44,7 +44,12 @@ class Method(nn.Module):
     def __init__(self, cfg: ExperimentConfig):
         super().__init__()
         self.cfg = cfg
-        self.backbone, self.feature_dim = build_backbone(cfg.model.backbone, cfg.data.image_size)
+        # The true epoch (float, step / steps_per_epoch), set by the engine before every step, so
+        # recipes counted in epochs follow it also when schedule.max_steps cuts the run short.
+        # None (a method used outside the engine): derived from progress * schedule.epochs.
+        self.epoch: float | None = None
+        self.backbone, self.feature_dim = build_backbone(cfg.model.backbone, cfg.data.image_size,
+                                                         drop_path_rate=cfg.model.drop_path_rate)
         self.family = backbone_family(cfg.model.backbone)
 
     # --- parts every method reuses -------------------------------------------------------------
@@ -59,6 +64,14 @@ class Method(nn.Module):
         predictor_hidden_dim -> projector_out_dim (a bottleneck when the hidden width is smaller)."""
         m = self.cfg.model
         return mlp_head(m.projector_out_dim, m.predictor_hidden_dim, m.projector_out_dim, 2, **kwargs)
+
+    def epoch_now(self, progress: float) -> float:
+        """The current epoch (float): the engine's ``epoch`` when set, else ``progress * epochs``."""
+        return self.epoch if self.epoch is not None else progress * self.cfg.schedule.epochs
+
+    def fixed_lr_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose learning rate stays at the base lr (no warm-up or cosine); none by default."""
+        return []
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) pairs whose targets follow the online weights by EMA."""

@@ -43,6 +43,8 @@ SPEC = MethodSpec(
         "teacher_temp_warmup_epochs": Param(30, "DINO: epochs of teacher temperature warm-up.", ge=0),
         "center_momentum": Param(0.9, "DINO: momentum of the centre update.", ge=0.0, lt=1.0),
         "norm_last_layer": Param(True, "DINO: weight-normalise the last layer with a fixed norm."),
+        "head_batch_norm": Param(False, "DINO: BatchNorm in the head's hidden layers (lightly's CIFAR head; "
+                                 "DINO's own head has none)."),
         "freeze_last_layer_epochs": Param(1.0, "DINO: epochs at the start during which the head's last "
                                           "layer gets no updates (stabilises early training).", ge=0.0),
     },
@@ -59,7 +61,8 @@ class DINO(Method):
         # Student head; named ``projector`` so evaluation/metrics find it like every method's head.
         self.projector = DINOHead(self.feature_dim, m.out_dim, hidden_dim=model.projector_hidden_dim,
                                   bottleneck_dim=model.projector_out_dim,
-                                  num_layers=model.projector_layers, norm_last_layer=m.norm_last_layer)
+                                  num_layers=model.projector_layers, norm_last_layer=m.norm_last_layer,
+                                  batch_norm=m.head_batch_norm)
         self.teacher_backbone = make_target(self.backbone)
         self.teacher_head = make_target(self.projector)
         self.register_buffer("center", torch.zeros(1, m.out_dim))
@@ -68,9 +71,9 @@ class DINO(Method):
         return [(self.backbone, self.teacher_backbone), (self.projector, self.teacher_head)]
 
     def teacher_temperature(self, progress: float) -> float:
-        """Teacher softmax temperature at training progress in [0, 1] (epoch = progress * epochs)."""
+        """Teacher softmax temperature at the current (true) epoch (``epoch_now``)."""
         m = self.cfg.method
-        epoch = progress * self.cfg.schedule.epochs
+        epoch = self.epoch_now(progress)
         if m.teacher_temp_warmup_epochs <= 0 or epoch >= m.teacher_temp_warmup_epochs:
             return m.teacher_temp
         return m.warmup_teacher_temp + (m.teacher_temp - m.warmup_teacher_temp) * epoch / m.teacher_temp_warmup_epochs
@@ -93,6 +96,6 @@ class DINO(Method):
 
     def before_optimizer_step(self, progress: float) -> None:
         # No update of the last layer at first: a None gradient also skips weight decay and momentum.
-        if progress * self.cfg.schedule.epochs < self.cfg.method.freeze_last_layer_epochs:
+        if self.epoch_now(progress) < self.cfg.method.freeze_last_layer_epochs:
             for p in self.projector.last_layer.parameters():
                 p.grad = None

@@ -11,7 +11,7 @@ from ..distributed import gather_no_grad
 from . import register
 from .base import Method, StepOutput
 from .components import FeatureQueue, make_target, split_bn_forward
-from .spec import CONTRASTIVE, MethodSpec, momentum, queue_size, shuffle_bn, temperature
+from .spec import CONTRASTIVE, MethodSpec, Param, momentum, queue_size, shuffle_bn, temperature
 
 SHUFFLE_BN_GROUPS = 4
 
@@ -21,7 +21,14 @@ SPEC = MethodSpec(
     paper="Chen et al. 2020, Improved Baselines with Momentum Contrastive Learning",
     help="Momentum key encoder and a queue of negatives, InfoNCE, MLP projector.",
     params={"temperature": temperature(), "queue_size": queue_size(), "momentum": momentum(),
-            "shuffle_bn": shuffle_bn()},
+            "shuffle_bn": shuffle_bn(),
+            "bn_splits": Param(4, "MoCo v2: with shuffle_bn, the number of BatchNorm groups the "
+                               "keys are computed in (lightly and the official CIFAR demo: 8).", ge=1, le=64),
+            "split_query_bn": Param(False, "MoCo v2: with shuffle_bn, the queries are also computed in bn_splits "
+                                    "contiguous groups (the official demo's SplitBatchNorm on both encoders; "
+                                    "off: queries see the whole batch's BN statistics)."),
+            "projector_bn": Param(True, "MoCo v2: BatchNorm in the projector's hidden layer (the official "
+                                  "MoCo v2 and lightly heads are Linear-ReLU-Linear, without).")},
 )
 
 
@@ -41,21 +48,33 @@ class MoCoV2(Method):
 
     def build_projector(self):
         """The query head (its EMA copy is the key head)."""
-        return self.projector_head()
+        return self.projector_head(batch_norm=self.cfg.method.projector_bn)
 
     def momentum_pairs(self):
         return [(self.backbone, self.key_backbone), (self.projector, self.key_projector)]
 
+    def bn_groups(self) -> int:
+        """BatchNorm groups of the shuffled keys (1 = off; MoCo v1 keeps SHUFFLE_BN_GROUPS)."""
+        return getattr(self.cfg.method, "bn_splits", SHUFFLE_BN_GROUPS) if self.cfg.method.shuffle_bn else 1
+
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """Query embeddings; with ``split_query_bn`` in contiguous BN groups (SplitBatchNorm)."""
+        groups = self.bn_groups() if getattr(self.cfg.method, "split_query_bn", False) else 1
+        groups = max(1, min(groups, x.shape[0] // 8))
+        if groups == 1:
+            return self.projector(self.backbone(x))
+        return torch.cat([self.projector(self.backbone(chunk)) for chunk in x.chunk(groups)])
+
     def keys(self, x: torch.Tensor) -> torch.Tensor:
         """Key embeddings from the momentum encoder (no gradient)."""
-        groups = SHUFFLE_BN_GROUPS if self.cfg.method.shuffle_bn else 1
+        groups = self.bn_groups()
         with torch.no_grad():
             return split_bn_forward(lambda v: self.key_projector(self.key_backbone(v)), x, groups,
                                     self._shuffle_gen)
 
     def training_step(self, views, labels, progress):
         pairs = self.query_key_views
-        queries = {i: self.projector(self.backbone(views[i])) for i in sorted({a for a, _ in pairs})}
+        queries = {i: self.queries(views[i]) for i in sorted({a for a, _ in pairs})}
         keys = {i: self.keys(views[i]) for i in sorted({b for _, b in pairs})}
         negatives = self.queue.features.clone()
         t = self.cfg.method.temperature

@@ -15,14 +15,16 @@ from .. import losses
 from ..distributed import gather_no_grad, gather_with_grad
 from . import register
 from .byol import BYOL
-from .spec import CONTRASTIVE, MethodSpec, momentum, momentum_final, temperature
+from .spec import CONTRASTIVE, MethodSpec, Param, momentum, momentum_final, temperature
 
 
 SPEC = MethodSpec(
     name="mocov3", label="MoCo v3", family=CONTRASTIVE,
     paper="Chen, Xie and He 2021, An Empirical Study of Training Self-Supervised Vision Transformers",
     help="BYOL's architecture with InfoNCE over the batch's keys.",
-    params={"temperature": temperature(), "momentum": momentum(), "momentum_final": momentum_final()},
+    params={"temperature": temperature(), "momentum": momentum(), "momentum_final": momentum_final(),
+            "predictor_bias": Param(True, "MoCo v3: the predictor's output Linear has a bias (the official "
+                                    "and solo-learn predictors use bias=False throughout).")},
     reads=("model.predictor_hidden_dim",),
 )
 
@@ -31,7 +33,8 @@ SPEC = MethodSpec(
 class MoCoV3(BYOL):
     def build_heads(self):
         projector = self.projector_head(last_bn=True, last_bn_affine=False)
-        predictor = self.predictor_head(last_bn=self.family == "vit", last_bn_affine=False)
+        predictor = self.predictor_head(last_bn=self.family == "vit", last_bn_affine=False,
+                                        last_bias=self.cfg.method.predictor_bias and self.family != "vit")
         return projector, predictor
 
     def loss(self, p1, p2, t1, t2):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import losses
 from . import register
 from .base import Method, StepOutput
-from .spec import DISTILLATION, MethodSpec
+from .spec import DISTILLATION, MethodSpec, Param
 
 
 SPEC = MethodSpec(
@@ -20,6 +20,12 @@ SPEC = MethodSpec(
     paper="Chen and He 2021, Exploring Simple Siamese Representation Learning",
     help="A predictor regresses the other view's projection through a stop-gradient.",
     reads=("model.predictor_hidden_dim",),
+    params={
+        "fix_pred_lr": Param(False, "SimSiam: the predictor keeps the base learning rate (no warm-up or cosine "
+                             "decay), the official --fix-pred-lr."),
+        "projector_last_bn_affine": Param(False, "SimSiam: the projector's output BatchNorm has a learnable "
+                                          "scale and shift (lightly's head: yes; official code: no)."),
+    },
 )
 
 
@@ -27,8 +33,13 @@ SPEC = MethodSpec(
 class SimSiam(Method):
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.projector = self.projector_head(last_bn=True, last_bn_affine=False)
+        self.projector = self.projector_head(last_bn=True,
+                                             last_bn_affine=cfg.method.projector_last_bn_affine)
         self.predictor = self.predictor_head()
+
+    def fixed_lr_parameters(self):
+        """The predictor's parameters with ``fix_pred_lr`` (official SimSiam), else none."""
+        return list(self.predictor.parameters()) if self.cfg.method.fix_pred_lr else []
 
     def training_step(self, views, labels, progress):
         z1, z2 = (self.projector(self.backbone(v)) for v in views[:2])

@@ -66,7 +66,7 @@ class SwAV(Method):
     def queue_active(self, progress: float) -> bool:
         """Whether the queue's scores enter Sinkhorn at this point of training."""
         start = self.cfg.method.queue_start_epoch
-        return self.queues is not None and progress * self.cfg.schedule.epochs >= start
+        return self.queues is not None and self.epoch_now(progress) >= start
 
     def training_step(self, views, labels, progress):
         m = self.cfg.method

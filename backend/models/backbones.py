@@ -91,14 +91,15 @@ def _build_resnet(name: str, image_size: int) -> tuple[nn.Module, int]:
     return model, dim
 
 
-def build_backbone(name: str, image_size: int) -> tuple[nn.Module, int]:
+def build_backbone(name: str, image_size: int, *, drop_path_rate: float = 0.0) -> tuple[nn.Module, int]:
     """Build encoder ``name`` for ``image_size`` px inputs: (module, feature dimension F).
 
     The module maps normalised float images (N, 3, H, W) to features (N, F); it accepts
     channels_last inputs and runs under ``torch.autocast``. Unknown names raise ConfigError
     naming ``model.backbone``; a ViT image size without a fitting patch size raises ConfigError
     naming ``data.image_size``. External names (``torchvision:<model>``, ``timm:<model>``) are
-    built by ``backend.models.external.build_external``.
+    built by ``backend.models.external.build_external``. ``drop_path_rate``: stochastic depth of the
+    built-in ViTs (other backbones ignore it).
     """
     check_backbone_name(name)
     if is_external(name):
@@ -108,7 +109,7 @@ def build_backbone(name: str, image_size: int) -> tuple[nn.Module, int]:
         return model, model.num_features
     if name in _RESNETS:
         return _build_resnet(name, image_size)
-    model = build_vit(name, image_size)
+    model = build_vit(name, image_size, drop_path_rate=drop_path_rate)
     return model, model.hidden_dim
 
 

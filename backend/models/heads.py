@@ -17,13 +17,14 @@ from torch import Tensor, nn
 
 def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, *,
              batch_norm: bool = True, last_bn: bool = False,
-             last_bn_affine: bool = True) -> nn.Sequential:
+             last_bn_affine: bool = True, last_bias: bool | None = None) -> nn.Sequential:
     """An MLP of ``num_layers`` Linear layers: in_dim -> hidden_dim ... -> out_dim.
 
     Each hidden layer is Linear (+ BatchNorm1d when ``batch_norm``) + ReLU; the last layer is a
     Linear, followed by BatchNorm1d(affine=``last_bn_affine``) when ``last_bn`` (SimSiam's
     projector and MoCo v3's heads use BN without affine there). A Linear followed by BN has no
-    bias (BN's shift makes it redundant). ``num_layers=1`` gives a single Linear (+ last BN).
+    bias (BN's shift makes it redundant); ``last_bias`` forces the last Linear's bias on or off
+    (MoCo v3's predictor has none). ``num_layers=1`` gives a single Linear (+ last BN).
     """
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -35,7 +36,7 @@ def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, *,
             layers.append(nn.BatchNorm1d(hidden_dim))
         layers.append(nn.ReLU(inplace=True))
         dim = hidden_dim
-    layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
+    layers.append(nn.Linear(dim, out_dim, bias=(not last_bn) if last_bias is None else last_bias))
     if last_bn:
         layers.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
     return nn.Sequential(*layers)
@@ -71,19 +72,22 @@ class DINOHead(nn.Module):
     ``num_layers`` Linear layers map in_dim -> hidden_dim ... -> bottleneck_dim (one layer maps
     straight to the bottleneck); ``last_layer`` maps bottleneck_dim -> out_dim logits. Its norm g is
     set to 1, and frozen there when ``norm_last_layer`` (DINO's default), so the logits are
-    cosine similarities to out_dim unit vectors.
+    cosine similarities to out_dim unit vectors. ``batch_norm``: BatchNorm1d after each hidden
+    Linear (lightly's ``DINOProjectionHead(batch_norm=True)``; DINO's own head has none).
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 num_layers: int = 3, norm_last_layer: bool = True):
+                 num_layers: int = 3, norm_last_layer: bool = True, batch_norm: bool = False):
         super().__init__()
         num_layers = max(num_layers, 1)
         if num_layers == 1:
             self.mlp = nn.Linear(in_dim, bottleneck_dim)
         else:
-            layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
+            def hidden(d_in):  # Linear (+ BatchNorm1d, lightly's CIFAR head) + GELU
+                return [nn.Linear(d_in, hidden_dim)] + ([nn.BatchNorm1d(hidden_dim)] if batch_norm else []) + [nn.GELU()]
+            layers: list[nn.Module] = hidden(in_dim)
             for _ in range(num_layers - 2):
-                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+                layers += hidden(hidden_dim)
             layers.append(nn.Linear(hidden_dim, bottleneck_dim))
             self.mlp = nn.Sequential(*layers)
         for m in self.mlp.modules():

@@ -5,6 +5,9 @@ LayerNorm. Unlike torchvision's own forward it accepts any input size divisible 
 (DINO's small local crops): the patch position embeddings are resized bicubically to the input's
 grid, exactly as in DINO (Caron et al. 2021, ``interpolate_pos_encoding``). At the nominal image
 size the torchvision embedding is used unchanged, so the result equals torchvision's forward.
+Stochastic depth (``drop_path_rate``, DINO/timm's DropPath): in training each block's attention and
+MLP residual branches are dropped per sample with probability rising linearly from 0 (first block)
+to ``drop_path_rate`` (last), survivors scaled by 1 / (1 - p); 0 (default) runs torchvision's blocks.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class ViTBackbone(nn.Module):
     """
 
     def __init__(self, image_size: int, patch_size: int, hidden_dim: int, num_layers: int,
-                 num_heads: int, mlp_dim: int):
+                 num_heads: int, mlp_dim: int, drop_path_rate: float = 0.0):
         super().__init__()
         self.vit = VisionTransformer(image_size=image_size, patch_size=patch_size,
                                      num_layers=num_layers, num_heads=num_heads,
@@ -62,6 +65,9 @@ class ViTBackbone(nn.Module):
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
         self.num_features = hidden_dim
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+        self.drop_path_rates = [drop_path_rate * i / max(1, num_layers - 1) for i in range(num_layers)]
 
     # ---- token pipeline ------------------------------------------------------------------------
     def _pos_embedding(self, grid_h: int, grid_w: int) -> Tensor:
@@ -105,7 +111,11 @@ class ViTBackbone(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """CLS token after the final LayerNorm: (N, hidden_dim)."""
         tokens, _, _ = self._embed(x)
-        tokens = self.vit.encoder.layers(tokens)
+        if self.training and any(self.drop_path_rates):
+            for block, p in zip(self.vit.encoder.layers, self.drop_path_rates):
+                tokens = _block_with_drop_path(block, tokens, p)
+        else:
+            tokens = self.vit.encoder.layers(tokens)
         return self.vit.encoder.ln(tokens)[:, 0]
 
     def last_attention(self, x: Tensor) -> Tensor:
@@ -128,8 +138,26 @@ class ViTBackbone(nn.Module):
         return cls_to_patches.reshape(x.shape[0], -1, grid_h, grid_w)
 
 
-def build_vit(name: str, image_size: int) -> ViTBackbone:
+def drop_path(x: Tensor, p: float) -> Tensor:
+    """Per-sample stochastic depth of a residual branch ``x`` (N, ...): zero with probability ``p``,
+    else scaled by 1 / (1 - p) (the expectation is unchanged)."""
+    if p <= 0.0:
+        return x
+    keep = 1.0 - p
+    mask = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x * mask / keep
+
+
+def _block_with_drop_path(block: nn.Module, x: Tensor, p: float) -> Tensor:
+    """torchvision's ``EncoderBlock.forward`` with both residual branches through ``drop_path``."""
+    y = block.ln_1(x)
+    y, _ = block.self_attention(y, y, y, need_weights=False)
+    x = x + drop_path(block.dropout(y), p)
+    return x + drop_path(block.mlp(block.ln_2(x)), p)
+
+
+def build_vit(name: str, image_size: int, *, drop_path_rate: float = 0.0) -> ViTBackbone:
     """ViT-Tiny or ViT-Small for ``image_size`` with the patch size from ``vit_patch_size``."""
     hidden_dim, num_layers, num_heads, mlp_dim = VIT_CONFIGS[name]
     return ViTBackbone(image_size, vit_patch_size(image_size), hidden_dim, num_layers, num_heads,
-                       mlp_dim)
+                       mlp_dim, drop_path_rate)

@@ -22,6 +22,7 @@ class Trainer:
     def __init__(self, training: Training):
         self.t = training
         self.state = training.state
+        self.knn_bank_size: int | None = None  # bank size of the last online kNN (recorded with it)
         # metrics.h5 grows by appends; a resumed run rebuilds it once (the resume cut) first.
         self.metrics = MetricsH5Writer(training.run_dir) if training.dist.is_main else None
 
@@ -89,13 +90,13 @@ class Trainer:
         """The online kNN metric (rank 0 computes, every rank waits)."""
         t, state = self.t, self.state
         t0 = time.perf_counter()
-        value = evaluate_knn(t)
+        value, bank_size = evaluate_knn(t)
         D.barrier()
         if value is not None:
-            state.last_knn = value
+            state.last_knn, self.knn_bank_size = value, bank_size
             t.events.metric("knn_top1", value, state.step, epoch, k=t.cfg.eval.knn_k,
                             temperature=t.cfg.eval.knn_temperature, features="backbone",
-                            seconds=round(time.perf_counter() - t0, 3))
+                            bank_size=bank_size, seconds=round(time.perf_counter() - t0, 3))
 
     def checkpoint(self, reason: str) -> None:
         """Flush scalars, commit a checkpoint on rank 0 (events synced, metrics.h5 appended)."""
@@ -123,6 +124,7 @@ class Trainer:
                                           "k": t.cfg.eval.knn_k, "temperature": t.cfg.eval.knn_temperature,
                                           "features": "backbone", "normalize": "l2", "split": "test",
                                           "bank": "train", "bank_limit": t.cfg.eval.knn_train_limit,
+                                          "bank_size": self.knn_bank_size,
                                           "step": state.step, "checkpoint": "last.pt"})
         final = getattr(t.method, "final_evaluation", None)
         if final is not None and t.dist.is_main:
@@ -146,15 +148,18 @@ def agree_on_requests(control) -> tuple[bool, bool]:
     return stop, ckpt
 
 
-def evaluate_knn(t: Training) -> float | None:
-    """kNN top-1 of backbone features: bank = (subset of) train split, queries = test split."""
+def evaluate_knn(t: Training) -> tuple[float | None, int]:
+    """(kNN top-1 of backbone features, bank size): bank = the train split (or the
+    ``eval.knn_train_limit`` subset), queries = test split; similarities in query chunks on the
+    training device. (None, 0) without labels or off rank 0."""
     train_set, test_set, cfg = t.train_set, t.test_set, t.cfg
     if not (train_set.labelled and test_set.labelled) or not t.dist.is_main:
-        return None
+        return None, 0
     bank_idx = subset_indices(len(train_set), cfg.eval.knn_train_limit, cfg.runtime.seed + 4)
     kw = dict(device=t.device, autocast_dtype=t.amp_dtype, channels_last=t.channels_last)
     bank = extract_features(t.method.backbone, train_set.images[bank_idx], t.views.eval_views, **kw)
     queries = extract_features(t.method.backbone, test_set.images, t.views.eval_views, **kw)
-    return knn_top1(bank, train_set.labels[bank_idx], queries, test_set.labels,
+    top1 = knn_top1(bank, train_set.labels[bank_idx], queries, test_set.labels,
                     num_classes=max(len(train_set.class_names), 1), k=cfg.eval.knn_k,
-                    temperature=cfg.eval.knn_temperature)
+                    temperature=cfg.eval.knn_temperature, device=t.device)
+    return top1, int(len(bank_idx))

@@ -11,7 +11,8 @@ import torch
 from .. import distributed as D
 from .. import faults
 from ..errors import WorkbenchError
-from ..optim import lr_at
+from ..optim import clip_grad_per_param_, lr_at, set_weight_decay, wd_at
+from ..schedules import epoch_at
 from .optimizer import set_scheduled_lr
 from .scalars import emit_spectra, note_collapse, probe_metrics, spectrum_due
 from .setup import Training
@@ -107,8 +108,11 @@ def skip_step(t: Training, state: LoopState, lr: float) -> None:
 
 def apply_update(t: Training, progress: float) -> dict:
     """Clip, the method's pre-step hook, the optimiser step, then EMA targets; returns extras."""
-    if t.cfg.optim.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(t.method.parameters(), t.cfg.optim.grad_clip)
+    o = t.cfg.optim
+    if o.grad_clip > 0 and o.grad_clip_mode == "per_parameter":
+        clip_grad_per_param_(t.method.parameters(), o.grad_clip)
+    elif o.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(t.method.parameters(), o.grad_clip)
     t.method.before_optimizer_step(progress)
     t.optimizer.step()
     t.optimizer.zero_grad(set_to_none=True)
@@ -135,8 +139,12 @@ def optimisation_step(t: Training, state: LoopState, order: torch.Tensor, batch_
     """Train on batch ``batch_index`` of the epoch's ``order`` and advance ``state.step``."""
     idx = rank_indices(t, order, batch_index)
     lr = lr_at(state.step, t.total_steps, t.warmup_steps, t.peak, t.cfg.schedule.min_lr_ratio)
-    set_scheduled_lr(t.optimizer, lr)
+    set_scheduled_lr(t.optimizer, lr, peak=t.peak)
+    if t.cfg.optim.weight_decay_end:
+        set_weight_decay(t.optimizer, wd_at(state.step, t.total_steps, t.cfg))
     progress = state.step / max(1, t.total_steps)
+    # The true epoch (float) for recipes counted in epochs, right also when max_steps cuts the run.
+    t.method.epoch = epoch_at(state.step, max(1, t.steps_per_epoch))
     loss, out = forward_backward(t, idx, progress)
     loss = faults.inject(state.step + 1, loss)  # test-only, inert without SSLWB_FAULT
     # A non-finite loss skips the update (weights stay finite); many in a row stop the run.

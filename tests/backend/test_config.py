@@ -135,7 +135,7 @@ def test_method_section_round_trips_and_pickles(tmp_path):
     cfg.save(tmp_path / "dino.toml")
     assert load_config(tmp_path / "dino.toml") == cfg
     switched = cfg.updated({"method": {"name": "simclr"}})  # dino's fields are dropped, simclr's defaulted
-    assert switched.to_dict()["method"] == {"name": "simclr", "temperature": 0.5}
+    assert switched.to_dict()["method"] == {"name": "simclr", "temperature": 0.5, "projector_last_bn": False}
 
 
 def test_specs_read_from_source_equal_the_imported_ones():

@@ -191,3 +191,24 @@ def test_prototypes():
     expected = torch.nn.functional.normalize(x, dim=1) @ protos.weight.T
     assert torch.allclose(protos(x), expected, atol=1e-6)
     assert protos(x).shape == (4, 10)
+
+
+def test_vit_drop_path_is_stochastic_in_training_only():
+    from backend.models.vit import _block_with_drop_path, build_vit
+    torch.manual_seed(0)
+    plain = build_vit("vit_tiny", 32)
+    deep = build_vit("vit_tiny", 32, drop_path_rate=0.5)
+    deep.load_state_dict(plain.state_dict())
+    assert deep.drop_path_rates[0] == 0.0 and deep.drop_path_rates[-1] == pytest.approx(0.5)
+    x = torch.randn(4, 3, 32, 32)
+    plain.eval(), deep.eval()
+    assert torch.equal(plain(x), deep(x))  # evaluation: no blocks dropped
+    block = plain.vit.encoder.layers[0].train()
+    tokens = torch.randn(4, 65, 192)
+    assert torch.allclose(_block_with_drop_path(block, tokens, 0.0), block(tokens), atol=1e-6)
+    deep.train()
+    torch.manual_seed(1)
+    a = deep(x)
+    torch.manual_seed(2)
+    b = deep(x)
+    assert not torch.allclose(a, b)

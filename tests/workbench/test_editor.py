@@ -98,7 +98,7 @@ def test_preset_fills_the_form(editor):
     idx = editor.preset_combo.findData("moco")
     editor.preset_combo.setCurrentIndex(idx)
     editor.preset_combo.activated.emit(idx)
-    assert editor.model.value("method.queue_size") == 4096
+    assert editor.model.value("method.queue_size") == 8192  # lightly batch-512 row (preset cites it)
     assert editor.form.editors["method.temperature"].input.value() == pytest.approx(0.1)
     assert editor.source_picker().kind.currentData() == "cifar10"
 

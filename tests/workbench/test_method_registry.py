@@ -74,7 +74,7 @@ def test_a_registered_method_is_validated_from_its_spec(toy):
     unregister("toy_pairs")
     with pytest.raises(ConfigError) as info:
         ExperimentConfig.from_dict({"method": {"name": "simclr", "toy_weight": 1.0}})
-    assert info.value.errors == ["method.toy_weight is not a known field (known: name, temperature)"]
+    assert info.value.errors == ["method.toy_weight is not a known field (known: name, projector_last_bn, temperature)"]
     register(SPEC)(ToyPairs)
 
 
