@@ -15,8 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QFrame, QLabel, QStyle, QStyledItemDelegate, QVBoxLayout
 
-from backend.methods import method_specs
-from backend.methods.spec import FAMILIES
+from backend.methods import FAMILIES, method_specs
 
 from .spin_inputs import Combo
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 
 from .catalog import add_spec, method_module_names, method_spec, method_specs, remove_spec
-from .spec import MethodSpec
+from .spec import FAMILIES, MethodSpec
 
-__all__ = ["METHODS", "MethodSpec", "load_methods", "method_spec", "method_specs", "register", "unregister"]
+__all__ = ["FAMILIES", "METHODS", "MethodSpec", "load_methods", "method_spec", "method_specs", "register", "unregister"]
 
 _classes: dict = {}
 _imported = False
