@@ -129,7 +129,7 @@ def test_a_checkpoint_sizes_the_bank_without_prepare():
     assert torch.equal(fresh.bank.rows, method.bank.rows)
 
 
-@pytest.mark.parametrize("name", ["instdisc", "pirl"])
+@pytest.mark.parametrize("name", ["instdisc", pytest.param("pirl", marks=pytest.mark.long)])
 def test_bank_resume_is_exact(tmp_path, name):
     overrides = {"method": {"name": name, "num_negatives": 32}, "eval": {"knn_every_epochs": 0}}
     check_resume_is_exact(tmp_path, overrides)
@@ -260,7 +260,7 @@ def test_mochi_waits_for_its_start_epoch_and_is_moco_before():
 
 # ---- (7) exact resume and learning --------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["cmc", "supcon", "hcl", "mochi"])
+@pytest.mark.parametrize("name", ["hcl"] + [pytest.param(n, marks=pytest.mark.long) for n in ("cmc", "supcon", "mochi")])
 def test_resume_is_exact(tmp_path, name):
     overrides = deep_merge(deep_merge(SMALL, PER_METHOD.get(name, {})),
                            {"method": {"name": name}, "eval": {"knn_every_epochs": 0}})

@@ -57,6 +57,7 @@ def test_create_sweep_tags_and_enqueues(tmp_path):
     assert sweep_runs(tmp_path / "ws", metas[0]["sweep"]["id"]) == runs and sweep_runs(tmp_path / "ws", "x") == []
 
 
+@pytest.mark.long  # four trainer processes one after another (about a minute on 2 cores)
 def test_sweep_cli_2x2_runs_one_after_the_other(tmp_path):
     cfg = tmp_path / "tiny.json"
     tiny = deep_merge(TINY, {"schedule": {"epochs": 1}, "runtime": {"device": "cpu"}, "eval": {"knn_k": 5},
