@@ -149,35 +149,79 @@ def _report_error(exc: WorkbenchError, run_dir: Path | None) -> int:
     return exc.exit_code
 
 
-def cmd_train(args) -> int:
-    from .control import TrainerControl
+def new_run_setup(args, cfg):
+    """The rank-0 setup of ``sslwb train`` / ``sslwb launch``: a callable returning the run
+    directory (created with its config.json for a new run, like ``sslwb train`` always did)
+    with its writer lock held. ``cfg``: the config from --config/--preset/--set, or None."""
+    from .run_start import existing_run, lock_run
     from .runs import CONFIG_FILE, create_run, write_run_config
+
+    def setup():
+        run_dir = args.run_dir
+        has_config = run_dir is not None and (run_dir / CONFIG_FILE).exists()
+        if cfg is None and has_config:
+            return existing_run(run_dir)()
+        if getattr(args, "resume", False):
+            raise ConfigError("--resume continues a run with its own config.json: drop --config/--preset/--set")
+        if has_config:
+            raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or another --run-dir")
+        new_cfg = cfg or _config_from_args(args)
+        if run_dir is None:
+            run_dir = create_run(args.workspace, new_cfg)
+            lock = lock_run(run_dir)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = lock_run(run_dir)
+            if (run_dir / CONFIG_FILE).exists():  # another process created it meanwhile
+                lock.release()
+                raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or another --run-dir")
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            write_run_config(run_dir, new_cfg)
+        print(f"run directory: {run_dir}", file=sys.stderr)
+        return run_dir, lock
+
+    return setup
+
+
+def args_config(args, is_main: bool = True):
+    """(config from --config/--preset/--set or None when none is given, exit code or None). A bad
+    config is reported once (rank 0, as ``sslwb train`` does) and every rank gets its code."""
+    if not (args.config or args.preset or args.overrides):
+        return None, None
+    try:
+        return _config_from_args(args), None
+    except WorkbenchError as exc:
+        return None, _report_error(exc, args.run_dir) if is_main else exc.exit_code
+
+
+def cmd_train(args) -> int:
+    from . import distributed as D
+    from .control import TrainerControl
+    from .run_start import device_hint, join_group, open_run
     from .train import run_training
 
-    run_dir = args.run_dir
-    try:
-        has_config = run_dir is not None and (run_dir / CONFIG_FILE).exists()
-        if args.config or args.preset or args.overrides or not has_config:
-            if args.resume:
-                raise ConfigError("--resume continues a run with its own config.json: drop --config/--preset/--set")
-            if run_dir is not None and has_config:
-                raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or another --run-dir")
-            cfg = _config_from_args(args)
-            if run_dir is None:
-                run_dir = create_run(args.workspace, cfg)
-            else:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "checkpoints").mkdir(exist_ok=True)
-                write_run_config(run_dir, cfg)
-            print(f"run directory: {run_dir}", file=sys.stderr)
-    except WorkbenchError as exc:
-        return _report_error(exc, args.run_dir)
+    rank0 = int(__import__("os").environ.get("RANK", "0")) == 0
+    cfg, code = args_config(args, rank0)
+    if code is not None:
+        return code
     if args.nproc > 1:
-        return _relaunch_with_torchrun(args, run_dir)
+        if D.launched_by_torchrun():
+            return _report_error(ConfigError("--nproc starts torchrun itself: drop it under torchrun"), None)
+        opened = open_run(D.DistInfo(), new_run_setup(args, cfg), lambda exc: _report_error(exc, args.run_dir))
+        if isinstance(opened, int):
+            return opened
+        opened.release()  # the torchrun ranks take it over (rank 0 holds it while training)
+        return _relaunch_with_torchrun(args, opened.run_dir)
+    dist_info = join_group(device_hint(args.run_dir, cfg))
+    opened = open_run(dist_info, new_run_setup(args, cfg), lambda exc: _report_error(exc, args.run_dir))
+    if isinstance(opened, int):
+        D.cleanup()
+        return opened
     control = TrainerControl(read_stdin=not args.no_stdin,
                              exit_on_eof=args.exit_on_stdin_eof)
     control.install_signal_handlers()
-    return run_training(run_dir, resume=args.resume, control=control, tty=sys.stdout.isatty())
+    return run_training(opened.run_dir, resume=args.resume, control=control, tty=sys.stdout.isatty(),
+                        opened=opened)
 
 
 def _relaunch_with_torchrun(args, run_dir: Path) -> int:
