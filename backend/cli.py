@@ -36,13 +36,7 @@ def _build_parser(front_commands=()) -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a run (new from --config/--preset, or an existing run dir)",
                            epilog=registry_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--config", type=Path, help="TOML or JSON experiment config")
-    train.add_argument("--preset", help="a preset from resources/presets (e.g. quick, simclr, moco)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override a config field, e.g. --set optim.lr=0.1 (repeatable)")
-    train.add_argument("--run-dir", type=Path, help="run directory (created when given with --config/--preset)")
-    train.add_argument("--workspace", type=Path, default=Path("workspace"),
-                       help="where a new run directory is made when --run-dir is not given")
+    _add_run_args(train)
     train.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt with the run's config.json")
     train.add_argument("--exit-on-stdin-eof", action="store_true",
                        help="stop (after a checkpoint) when stdin closes: used by the GUI")
@@ -62,7 +56,20 @@ def _build_parser(front_commands=()) -> argparse.ArgumentParser:
 
     _add_inspect_parser(sub)
     _add_export_parser(sub)
+    from .cli_launch import add_launch_parser
+    add_launch_parser(sub, _add_run_args)
     return parser
+
+
+def _add_run_args(parser) -> None:
+    """The options naming a run and its config (train, launch)."""
+    parser.add_argument("--config", type=Path, help="TOML or JSON experiment config")
+    parser.add_argument("--preset", help="a preset from resources/presets (e.g. quick, simclr, moco)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field, e.g. --set optim.lr=0.1 (repeatable)")
+    parser.add_argument("--run-dir", type=Path, help="run directory (created when given with --config/--preset)")
+    parser.add_argument("--workspace", type=Path, default=Path("workspace"),
+                        help="where a new run directory is made when --run-dir is not given")
 
 
 def _add_inspect_parser(sub) -> None:
@@ -149,54 +156,10 @@ def _report_error(exc: WorkbenchError, run_dir: Path | None) -> int:
     return exc.exit_code
 
 
-def new_run_setup(args, cfg):
-    """The rank-0 setup of ``sslwb train`` / ``sslwb launch``: a callable returning the run
-    directory (created with its config.json for a new run, like ``sslwb train`` always did)
-    with its writer lock held. ``cfg``: the config from --config/--preset/--set, or None."""
-    from .run_start import existing_run, lock_run
-    from .runs import CONFIG_FILE, create_run, write_run_config
-
-    def setup():
-        run_dir = args.run_dir
-        has_config = run_dir is not None and (run_dir / CONFIG_FILE).exists()
-        if cfg is None and has_config:
-            return existing_run(run_dir)()
-        if getattr(args, "resume", False):
-            raise ConfigError("--resume continues a run with its own config.json: drop --config/--preset/--set")
-        if has_config:
-            raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or another --run-dir")
-        new_cfg = cfg or _config_from_args(args)
-        if run_dir is None:
-            run_dir = create_run(args.workspace, new_cfg)
-            lock = lock_run(run_dir)
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            lock = lock_run(run_dir)
-            if (run_dir / CONFIG_FILE).exists():  # another process created it meanwhile
-                lock.release()
-                raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or another --run-dir")
-            (run_dir / "checkpoints").mkdir(exist_ok=True)
-            write_run_config(run_dir, new_cfg)
-        print(f"run directory: {run_dir}", file=sys.stderr)
-        return run_dir, lock
-
-    return setup
-
-
-def args_config(args, is_main: bool = True):
-    """(config from --config/--preset/--set or None when none is given, exit code or None). A bad
-    config is reported once (rank 0, as ``sslwb train`` does) and every rank gets its code."""
-    if not (args.config or args.preset or args.overrides):
-        return None, None
-    try:
-        return _config_from_args(args), None
-    except WorkbenchError as exc:
-        return None, _report_error(exc, args.run_dir) if is_main else exc.exit_code
-
-
 def cmd_train(args) -> int:
     from . import distributed as D
     from .control import TrainerControl
+    from .cli_run import args_config, new_run_setup
     from .run_start import device_hint, join_group, open_run
     from .train import run_training
 
@@ -391,8 +354,9 @@ def cmd_export(args) -> int:
 
 
 def _extra_commands() -> dict:
-    """The ``inspect`` and ``export`` subcommand handlers."""
-    return {"inspect": cmd_inspect, "export": cmd_export}
+    """The ``inspect``, ``export`` and ``launch`` subcommand handlers."""
+    from .cli_launch import cmd_launch
+    return {"inspect": cmd_inspect, "export": cmd_export, "launch": cmd_launch}
 
 
 def entry() -> None:

@@ -61,14 +61,30 @@ def _check_one_writer(run):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "last.pt.sha256"]
 
 
-def _single_process_losses(tmp_path, cfg_path):
-    run = tmp_path / "single"
-    result = run_cli("train", "--config", cfg_path, "--run-dir", run, "--no-stdin")
+@pytest.fixture(scope="module")
+def single_losses(tmp_path_factory):
+    """Per-step losses of one process training the EXACT config (the reference of every layout)."""
+    tmp = tmp_path_factory.mktemp("single")
+    run = tmp / "single"
+    result = run_cli("train", "--config", _config_file(tmp), "--run-dir", run, "--no-stdin")
     assert result.returncode == 0, result.stderr[-2000:]
     return losses_by_step(run)
 
 
-def test_config_under_torchrun_two_ranks_one_node(tmp_path):
+def _resume_on_one_rank(run, first_losses):
+    """One more epoch of ``run`` in a single process: it continues, every step logged once."""
+    payload = json.loads((run / "config.json").read_text())
+    payload["config"]["schedule"]["epochs"] = 2
+    (run / "config.json").write_text(json.dumps(payload))
+    resumed = run_cli("train", "--run-dir", run, "--resume", "--no-stdin")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = summarize_run(run)
+    assert summary.state == "finished", summary.message
+    steps = [e["step"] for e in read_events(run / "events.jsonl") if e.get("name") == "loss"]
+    assert steps == sorted(set(steps)) and max(steps) == 2 * max(first_losses)
+
+
+def test_config_under_torchrun_two_ranks_one_node_then_resume_on_one(tmp_path):
     cfg_path = _config_file(tmp_path)
     run = tmp_path / "ws" / "dist"
     code, out, err = _finish(_torchrun("--standalone", "--nproc_per_node=2",
@@ -77,9 +93,10 @@ def test_config_under_torchrun_two_ranks_one_node(tmp_path):
     assert "already holds a run" not in err
     _check_one_writer(run)
     assert json.loads((run / "config.json").read_text())["device"] == "cpu x 2 ranks"
+    _resume_on_one_rank(run, losses_by_step(run))
 
 
-def test_two_nodes_one_writer_same_first_loss_and_resume_on_one_rank(tmp_path):
+def test_two_nodes_one_writer_and_the_single_process_first_loss(tmp_path, single_losses):
     cfg_path = _config_file(tmp_path)
     run = tmp_path / "ws" / "two_nodes"
     port = _free_port()
@@ -89,21 +106,9 @@ def test_two_nodes_one_writer_same_first_loss_and_resume_on_one_rank(tmp_path):
     results = [_finish(p) for p in nodes]
     for code, _, err in results:
         assert code == 0, err[-3000:]
+    assert not any("no shared filesystem" in err for _, _, err in results)
     _check_one_writer(run)
-    distributed = losses_by_step(run)
-    single = _single_process_losses(tmp_path, cfg_path)
-    assert distributed[1] == pytest.approx(single[1], rel=1e-4, abs=1e-5)
-
-    # Resume on another layout: one process, one more epoch.
-    payload = json.loads((run / "config.json").read_text())
-    payload["config"]["schedule"]["epochs"] = 2
-    (run / "config.json").write_text(json.dumps(payload))
-    resumed = run_cli("train", "--run-dir", run, "--resume", "--no-stdin")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    summary = summarize_run(run)
-    assert summary.state == "finished", summary.message
-    steps = [e["step"] for e in read_events(run / "events.jsonl") if e.get("name") == "loss"]
-    assert steps == sorted(set(steps)) and max(steps) == 2 * max(distributed)
+    assert losses_by_step(run)[1] == pytest.approx(single_losses[1], rel=1e-4, abs=1e-5)
 
 
 def _can_unshare() -> bool:
@@ -115,7 +120,7 @@ def _can_unshare() -> bool:
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare -m to hide the run from one 'node'")
-def test_second_node_without_shared_filesystem_writes_nothing_and_says_so(tmp_path):
+def test_second_node_without_shared_filesystem_writes_nothing_and_says_so(tmp_path, single_losses):
     cfg_path = _config_file(tmp_path)
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -131,5 +136,4 @@ def test_second_node_without_shared_filesystem_writes_nothing_and_says_so(tmp_pa
     notes = [line for line in err1.splitlines() if "no shared filesystem" in line]
     assert len(notes) == 1 and "write nothing" in notes[0]
     _check_one_writer(run)
-    single = _single_process_losses(tmp_path, cfg_path)
-    assert losses_by_step(run)[1] == pytest.approx(single[1], rel=1e-4, abs=1e-5)
+    assert losses_by_step(run)[1] == pytest.approx(single_losses[1], rel=1e-4, abs=1e-5)
