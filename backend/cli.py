@@ -159,7 +159,7 @@ def _report_error(exc: WorkbenchError, run_dir: Path | None) -> int:
 def cmd_train(args) -> int:
     from . import distributed as D
     from .control import TrainerControl
-    from .cli_run import args_config, new_run_setup
+    from .cli_create import args_config, new_run_setup
     from .run_start import device_hint, join_group, open_run
     from .train import run_training
 

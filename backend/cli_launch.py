@@ -26,7 +26,7 @@ def add_launch_parser(sub, add_run_args) -> None:
 def cmd_launch(args) -> int:
     """Create (or check) the run, release it, write the sbatch script and say how to submit it."""
     from .cli import _report_error
-    from .cli_run import args_config, new_run_setup
+    from .cli_create import args_config, new_run_setup
     from .distributed import DistInfo
     from .errors import ConfigError, WorkbenchError
     from .launch import slurm_script, write_slurm_script
