@@ -63,6 +63,19 @@ def _write_text_atomic(path: Path, text: str) -> None:
             tmp.unlink()
 
 
+def _write_failure(folder: Path, exc: RuntimeError) -> OSError:
+    """The OSError behind torch.save's RuntimeError: ENOSPC when the disk is (nearly) full."""
+    import errno
+    import shutil
+    try:
+        full = shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, f"torch.save failed: {str(exc).splitlines()[0][:200]}")
+
+
 def save_checkpoint(state: dict, path) -> Path:
     """Write ``state`` (state dicts and plain values only) atomically to ``path`` with its hash."""
     path = Path(path)
@@ -70,7 +83,10 @@ def save_checkpoint(state: dict, path) -> Path:
     tmp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            torch.save(state, fh)
+            try:
+                torch.save(state, fh)
+            except RuntimeError as exc:  # the zip writer turns a failed write into RuntimeError
+                raise _write_failure(tmp.parent, exc) from None
             fh.flush()
             os.fsync(fh.fileno())
         new_hash = file_sha256(tmp)

@@ -37,13 +37,7 @@ def _build_parser(front_commands=()) -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a run (new from --config/--preset, or an existing run dir)",
                            epilog=registry_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--config", type=Path, help="TOML or JSON experiment config")
-    train.add_argument("--preset", help="a preset from resources/presets (e.g. quick, simclr, moco)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override a config field, e.g. --set optim.lr=0.1 (repeatable)")
-    train.add_argument("--run-dir", type=Path, help="run directory (created when given with --config/--preset)")
-    train.add_argument("--workspace", type=Path, default=Path("workspace"),
-                       help="where a new run directory is made when --run-dir is not given")
+    _add_run_args(train)
     train.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt with the run's config.json")
     train.add_argument("--exit-on-stdin-eof", action="store_true",
                        help="stop (after a checkpoint) when stdin closes: used by the GUI")
@@ -65,7 +59,20 @@ def _build_parser(front_commands=()) -> argparse.ArgumentParser:
     _add_export_parser(sub)
     from .cli_runs import add_parsers
     add_parsers(sub)
+    from .cli_launch import add_launch_parser
+    add_launch_parser(sub, _add_run_args)
     return parser
+
+
+def _add_run_args(parser) -> None:
+    """The options naming a run and its config (train, launch)."""
+    parser.add_argument("--config", type=Path, help="TOML or JSON experiment config")
+    parser.add_argument("--preset", help="a preset from resources/presets (e.g. quick, simclr, moco)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field, e.g. --set optim.lr=0.1 (repeatable)")
+    parser.add_argument("--run-dir", type=Path, help="run directory (created when given with --config/--preset)")
+    parser.add_argument("--workspace", type=Path, default=Path("workspace"),
+                        help="where a new run directory is made when --run-dir is not given")
 
 
 def _add_inspect_parser(sub) -> None:
@@ -159,34 +166,34 @@ def _report_error(exc: WorkbenchError, run_dir: Path | None) -> int:
 
 
 def cmd_train(args) -> int:
+    from . import distributed as D
     from .control import TrainerControl
-    from .runs import CONFIG_FILE, create_run, write_run_config
+    from .cli_create import args_config, new_run_setup
+    from .run_start import device_hint, join_group, open_run
     from .train import run_training
 
-    run_dir = args.run_dir
-    try:
-        has_config = run_dir is not None and (run_dir / CONFIG_FILE).exists()
-        if args.config or args.preset or args.overrides or not has_config:
-            if args.resume:
-                raise ConfigError("--resume continues a run with its own config.json: drop --config/--preset/--set")
-            if run_dir is not None and has_config:
-                raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or another --run-dir")
-            cfg = _config_from_args(args)
-            if run_dir is None:
-                run_dir = create_run(args.workspace, cfg)
-            else:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "checkpoints").mkdir(exist_ok=True)
-                write_run_config(run_dir, cfg)
-            print(f"run directory: {run_dir}", file=sys.stderr)
-    except WorkbenchError as exc:
-        return _report_error(exc, args.run_dir)
+    rank0 = int(__import__("os").environ.get("RANK", "0")) == 0
+    cfg, code = args_config(args, rank0)
+    if code is not None:
+        return code
     if args.nproc > 1:
-        return _relaunch_with_torchrun(args, run_dir)
+        if D.launched_by_torchrun():
+            return _report_error(ConfigError("--nproc starts torchrun itself: drop it under torchrun"), None)
+        opened = open_run(D.DistInfo(), new_run_setup(args, cfg), lambda exc: _report_error(exc, args.run_dir))
+        if isinstance(opened, int):
+            return opened
+        opened.release()  # the torchrun ranks take it over (rank 0 holds it while training)
+        return _relaunch_with_torchrun(args, opened.run_dir)
+    dist_info = join_group(device_hint(args.run_dir, cfg))
+    opened = open_run(dist_info, new_run_setup(args, cfg), lambda exc: _report_error(exc, args.run_dir))
+    if isinstance(opened, int):
+        D.cleanup()
+        return opened
     control = TrainerControl(read_stdin=not args.no_stdin,
                              exit_on_eof=args.exit_on_stdin_eof)
     control.install_signal_handlers()
-    return run_training(run_dir, resume=args.resume, control=control, tty=sys.stdout.isatty())
+    return run_training(opened.run_dir, resume=args.resume, control=control, tty=sys.stdout.isatty(),
+                        opened=opened)
 
 
 def _relaunch_with_torchrun(args, run_dir: Path) -> int:
@@ -359,9 +366,11 @@ def cmd_export(args) -> int:
 
 
 def _extra_commands() -> dict:
-    """The ``inspect``, ``export``, ``sweep``, ``report`` and ``export-csv`` subcommand handlers."""
+    """The ``inspect``, ``export``, ``launch``, ``sweep``, ``queue``, ``report`` and ``export-csv``
+    subcommand handlers."""
+    from .cli_launch import cmd_launch
     from .cli_runs import COMMANDS
-    return {"inspect": cmd_inspect, "export": cmd_export, **COMMANDS}
+    return {"inspect": cmd_inspect, "export": cmd_export, "launch": cmd_launch, **COMMANDS}
 
 
 def entry() -> None:

@@ -20,6 +20,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    shared_fs: bool = True   # every rank sees the run directory (backend.run_start agrees on it)
 
     @property
     def is_main(self) -> bool:
@@ -40,6 +41,8 @@ def init_distributed(device_type: str) -> DistInfo:
     if not launched_by_torchrun():
         return DistInfo()
     if not dist.is_initialized():
+        if device_type == "cuda":  # object collectives under NCCL run on the current device
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
                     local_rank=int(os.environ.get("LOCAL_RANK", 0)))
@@ -103,6 +106,15 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` in one process)."""
+    if not is_enabled():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier() -> None:

@@ -37,3 +37,16 @@ class Cancelled(Exception):
 
     The one cancellation exception of the project: backend tools (inspection, export, probes,
     fine-tuning, folder scans and decoding) and the GUI's task runner all raise this class."""
+
+
+class WriteError(WorkbenchError):
+    """A file could not be written (disk full, quota, read-only): one sentence naming it, exit 1.
+    Whatever was written before is intact (see docs/faults.md, rows 21+)."""
+
+    exit_code = 1
+
+
+def write_error(what, exc: OSError, consequence: str) -> WriteError:
+    """"could not write WHAT: No space left on device; CONSEQUENCE" as a :class:`WriteError`."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return WriteError(f"could not write {what}: {reason}; {consequence}")

@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from . import faults
+from .errors import write_error
+
 EVENT_KINDS = ("status", "metric", "log", "error")
 # Status states the trainer reports; the last one of a run says how it ended.
 TERMINAL_STATES = ("finished", "stopped", "error")
@@ -27,17 +30,23 @@ class EventWriter:
         self.echo = echo
         self.stream = stream or sys.stdout
         self.on_event = on_event
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+        self.write_failed = False   # the file refused a write (disk full): later events are echoed only
+        # Unbuffered appends, one os.write per line; a refused write is cut back to the last
+        # complete line, so a full disk never leaves a half line behind.
+        self._file = open(self.path, "ab", buffering=0)
+        self._size = os.fstat(self._file.fileno()).st_size
         if _ends_torn(self.path):
             # A killed writer left half a line: end it, or our first event would be glued onto it
             # and lost with it (readers skip the torn line on its own).
-            self._file.write("\n")
+            self._append(b"\n")
 
     def emit(self, kind: str, **fields) -> dict:
-        """Write one event and return it."""
+        """Write one event and return it. A write the disk refuses raises WriteError (earlier lines
+        intact); the file is then left alone and later events (the error) are only echoed."""
         event = {"kind": kind, "time": round(time.time(), 3), **fields}
         line = json.dumps(event, default=_jsonable, allow_nan=True)
-        self._file.write(line + "\n")
+        if not self.write_failed:
+            self._append((line + "\n").encode("utf-8"))
         if self.echo:
             try:
                 self.stream.write(line + "\n")
@@ -47,6 +56,25 @@ class EventWriter:
         if self.on_event is not None:
             self.on_event(event)
         return event
+
+    def _append(self, data: bytes) -> None:
+        fd = self._file.fileno()
+        try:
+            view = memoryview(data)
+            if faults.disk_full("events"):
+                os.write(fd, view[:len(view) // 2])
+                raise faults.enospc()
+            while view:
+                view = view[os.write(fd, view):]
+            self._size += len(data)
+        except OSError as exc:
+            self.write_failed = True
+            try:
+                os.ftruncate(fd, self._size)  # drop the partial line
+            except OSError:
+                pass
+            raise write_error(self.path, exc, "training stopped; every earlier event is intact - free some "
+                                              "space and resume") from None
 
     def metric(self, name: str, value: float, step: int, epoch: int, **extra) -> dict:
         """A scalar metric at an optimisation step."""
@@ -66,8 +94,8 @@ class EventWriter:
 
     def sync(self) -> None:
         """Force the events file to disk (called at checkpoints)."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if not self.write_failed:
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         """Close the events file."""

@@ -47,9 +47,10 @@ BREAK_GUARD_TIMEOUT_S = 30.0   # a takeover guard older than this was left by a 
 
 
 class RunLockedError(WorkbenchError):
-    """Another process writes this run; ``holder`` is its :class:`LockInfo` (None if unreadable)."""
+    """Another process writes this run; ``holder`` is its :class:`LockInfo` (None if unreadable).
+    A trainer refused for this reason exits with code 4 ("run in use"), touching nothing."""
 
-    exit_code = 1
+    exit_code = 4
 
     def __init__(self, message: str, holder: "LockInfo | None" = None):
         super().__init__(message)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import ExperimentConfig
-from .errors import ConfigError
+from . import faults
+from .errors import ConfigError, write_error
 from .events import EventTail, TERMINAL_STATES, metric_series, parse_event_line, read_events
 from .ledger import RunLedger
 
@@ -148,9 +149,14 @@ def write_metrics_h5(run_dir) -> Path:
     series = metric_series(read_events(run_dir / EVENTS_FILE))
     target = run_dir / METRICS_FILE
     tmp = run_dir / (METRICS_FILE + ".tmp")
-    with h5py.File(tmp, "w") as fh:
-        _write_series(fh, series)
-    os.replace(tmp, target)
+    try:
+        with h5py.File(tmp, "w") as fh:
+            if faults.disk_full("metrics"):
+                raise faults.enospc()
+            _write_series(fh, series)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # a refused write leaves no temp file (the old file is untouched)
     return target
 
 
@@ -168,7 +174,20 @@ class MetricsH5Writer:
         self.offset: int | None = None   # bytes of events.jsonl already in metrics.h5 (None: rebuild)
 
     def update(self) -> Path:
-        """Bring metrics.h5 up to date with events.jsonl; returns its path."""
+        """Bring metrics.h5 up to date with events.jsonl; returns its path. A write the disk refuses
+        raises WriteError; a file an append left half-written is removed (it is derived data: the
+        next update, or the next start, rebuilds it from events.jsonl; readers fall back to events)."""
+        try:
+            return self._update()
+        except (OSError, RuntimeError) as exc:
+            target = self.run_dir / METRICS_FILE
+            if self.offset is not None:
+                target.unlink(missing_ok=True)
+            self.offset = None
+            raise write_error(target, exc, "training stopped; events.jsonl holds every metric and "
+                                           "metrics.h5 is rebuilt from it - free some space and resume") from None
+
+    def _update(self) -> Path:
         events_path = self.run_dir / EVENTS_FILE
         target = self.run_dir / METRICS_FILE
         if self.offset is None or not target.exists():
@@ -211,6 +230,8 @@ class MetricsH5Writer:
         import h5py
 
         with h5py.File(target, "a") as fh:
+            if faults.disk_full("metrics"):
+                raise faults.enospc()
             start = 0
             for i, event in enumerate(events):
                 if event.get("kind") == "status" and event.get("state") == "resumed" and "step" in event:

@@ -11,14 +11,13 @@ import sys
 import traceback
 from pathlib import Path
 
-import torch
-
 from . import distributed as D
 from .control import TrainerControl
 from .errors import WorkbenchError
 from .events import EventWriter, NullEventWriter
 from .progress import ProgressPrinter
-from .runs import EVENTS_FILE, read_run_config
+from .run_start import OpenedRun, device_hint, existing_run, join_group, open_run
+from .runs import EVENTS_FILE
 from .training.loop import Trainer
 from .training.scalars import FLUSH_SECONDS, probe_metrics  # noqa: F401 - public names of the engine
 from .training.setup import prepare, seed_everything  # noqa: F401
@@ -27,14 +26,20 @@ from .training.step import MAX_BAD_STEPS  # noqa: F401
 
 
 def run_training(run_dir, *, resume: bool = False, control: TrainerControl | None = None,
-                 echo: bool = True, tty: bool = False, on_event=None) -> int:
+                 echo: bool = True, tty: bool = False, on_event=None, opened: OpenedRun | None = None) -> int:
     """Train the run in ``run_dir`` and return the exit code; never raises for user errors.
-    ``on_event(event)`` sees every event rank 0 writes (e.g. an in-process progress display)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        print(f"error: run directory {run_dir} does not exist", file=sys.stderr)
-        return 2
-    dist_info = _join_process_group(run_dir)
+    ``on_event(event)`` sees every event rank 0 writes (e.g. an in-process progress display).
+    ``opened``: the run as ``backend.run_start.open_run`` opened it (``sslwb train`` with a new
+    config); by default rank 0 opens ``run_dir`` itself, taking its writer lock first (another
+    live writer: exit 4, nothing touched)."""
+    if opened is None:
+        run_dir = Path(run_dir)
+        opened = open_run(join_group(device_hint(run_dir, None)), existing_run(run_dir),
+                          on_error=lambda exc: _report_in_run(run_dir, exc, echo))
+        if isinstance(opened, int):
+            D.cleanup()
+            return opened
+    run_dir, dist_info = opened.run_dir, opened.dist
     printer = ProgressPrinter() if tty and dist_info.is_main else None
     if dist_info.is_main:  # only rank 0 writes events, metrics and checkpoints
         listeners = [f for f in (printer.on_event if printer else None, on_event) if f is not None]
@@ -44,7 +49,7 @@ def run_training(run_dir, *, resume: bool = False, control: TrainerControl | Non
         events = NullEventWriter()
     control = control or TrainerControl(read_stdin=False)
     try:
-        return Trainer(prepare(run_dir, resume, control, events, dist_info)).fit()
+        return Trainer(prepare(run_dir, resume, control, events, dist_info, cfg=opened.cfg)).fit()
     except WorkbenchError as exc:
         events.error(str(exc), exc.exit_code)
         return exc.exit_code
@@ -56,7 +61,19 @@ def run_training(run_dir, *, resume: bool = False, control: TrainerControl | Non
         if printer:
             printer.close()
         events.close()
+        opened.release()
         D.cleanup()
+
+
+def _report_in_run(run_dir: Path, exc: WorkbenchError, echo: bool) -> int:
+    """A failure before training (rank 0, lock held): one sentence on stderr, and an error event
+    in the run's events.jsonl when the run directory exists."""
+    print(f"error: {exc}", file=sys.stderr)
+    if run_dir.is_dir():
+        events = EventWriter(run_dir / EVENTS_FILE, echo=echo)
+        events.error(str(exc), exc.exit_code)
+        events.close()
+    return exc.exit_code
 
 
 def _fan_out(listeners):
@@ -64,15 +81,3 @@ def _fan_out(listeners):
     if len(listeners) == 1:
         return listeners[0]
     return lambda event: [listener(event) for listener in listeners]
-
-
-def _join_process_group(run_dir: Path) -> D.DistInfo:
-    """Under torchrun, join the group (NCCL when the run trains on CUDA, gloo otherwise)."""
-    if not D.launched_by_torchrun():
-        return D.DistInfo()
-    try:
-        device = read_run_config(run_dir).runtime.device
-    except WorkbenchError:
-        device = "cpu"
-    wants_cuda = device != "cpu" and torch.cuda.is_available()
-    return D.init_distributed("cuda" if wants_cuda else "cpu")

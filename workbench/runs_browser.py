@@ -195,7 +195,8 @@ class RunsBrowser(QWidget):
 
     def _resumable(self, run_dir) -> bool:
         view = self.view_of(run_dir)
-        return bool(view and not view["live"] and view["has_checkpoint"] and view["state"] in RESUMABLE)
+        return bool(view and not view["live"] and not view.get("in_use") and view["has_checkpoint"]
+                    and view["state"] in RESUMABLE)
 
     def _update_buttons(self) -> None:
         dirs = self.selected_dirs()

@@ -12,6 +12,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtGui import QColor
 
 from backend.ledger import RunLedger, shown_epoch
+from backend.run_lock import lock_holder
 from backend.runs import CONFIG_FILE, RunReader, runs_root
 
 from .run_manager import RunManager, run_key
@@ -105,6 +106,7 @@ class RunsTableModel(QAbstractTableModel):
         self.summaries: list = []
         self.metas: dict[str, dict] = {}  # str(run_dir) -> meta.json contents
         self.manager = manager
+        self.in_use: dict[str, str] = {}   # run_dir -> "PID 12 on host h since 10:41 (sslwb train)"
 
     def rowCount(self, parent=QModelIndex()):  # noqa: N802 - Qt override
         return 0 if parent.isValid() else len(self.summaries)
@@ -118,7 +120,9 @@ class RunsTableModel(QAbstractTableModel):
         return None
 
     def set_summaries(self, summaries: list) -> None:
-        """Replace the rows (in place when the same runs are listed, so selection survives)."""
+        """Replace the rows (in place when the same runs are listed, so selection survives).
+        Runs whose writer lock a live process holds that this GUI did not start are "in use"."""
+        self.in_use = self._held_elsewhere(summaries)
         if [s.run_dir for s in summaries] == [s.run_dir for s in self.summaries]:
             self.summaries = list(summaries)
             if summaries:
@@ -138,6 +142,17 @@ class RunsTableModel(QAbstractTableModel):
         """A run's metadata (defaults when it has none)."""
         return self.metas.get(str(run_dir), DEFAULTS)
 
+    def _held_elsewhere(self, summaries) -> dict[str, str]:
+        held = {}
+        for s in summaries:
+            live = self.manager.state(s.run_dir) if self.manager else None
+            if live is not None and live.live:
+                continue  # our own trainer holds it
+            holder = lock_holder(s.run_dir)
+            if holder is not None:
+                held[str(s.run_dir)] = holder.describe()
+        return held
+
     def row_of(self, run_dir) -> int:
         """Row of a run directory (-1 if not listed)."""
         key = run_key(run_dir)
@@ -154,7 +169,7 @@ class RunsTableModel(QAbstractTableModel):
         live = self.manager.state(summary.run_dir) if self.manager else None
         view = {"state": summary.state, "message": summary.message, "epoch": summary.epoch,
                 "epochs": summary.epochs, "step": summary.step, "knn": summary.best_knn, "has_checkpoint": summary.has_checkpoint,
-                "live": False}
+                "live": False, "in_use": self.in_use.get(str(summary.run_dir))}
         if live is not None and (live.live or live.state != "created"):
             led = live.ledger  # the same fold as the summary's, and up to date
             view.update(state=led.state, message=led.message, live=live.live, epoch=led.epoch, step=led.step,
@@ -177,7 +192,7 @@ class RunsTableModel(QAbstractTableModel):
             if col == 0:  # the user's name first (ids of one method differ only in their time)
                 return s.run_id if role == SORT_ROLE else meta["display_name"] or run_label(s.name, s.run_id)
             if col == 1:
-                return v["state"]
+                return "in use" if v["in_use"] and not v["live"] else v["state"]
             if col == 2:
                 return s.method
             if col == 3:
@@ -199,6 +214,8 @@ class RunsTableModel(QAbstractTableModel):
             if col == 4 and s.data:
                 return s.data
             lines = [f"id: {s.run_id}", str(s.run_dir), f"{v['state']}: {v['message']}" if v["message"] else v["state"]]
+            if v["in_use"] and not v["live"]:
+                lines.append(f"in use by {v['in_use']}: Resume is disabled while it runs")
             if v["has_checkpoint"]:
                 lines.append("has a checkpoint")
             notes = self.meta(s.run_dir)["notes"]

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import faults
+
 FORMAT_VERSION = 1
 ENV_VAR = "SSLWB_CACHE_DIR"
 DEFAULT_ROOT = "~/.cache/sslwb/cache"
@@ -96,6 +98,9 @@ def save_entry(root, name: str, key: dict, images: np.ndarray, labels: np.ndarra
     tmp = root / f"{_TMP_PREFIX}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
+        if faults.disk_full("cache"):
+            (tmp / "images.npy").write_bytes(b"\x93NUMPY" + b"\0" * 64)
+            raise faults.enospc()
         np.save(tmp / "images.npy", np.ascontiguousarray(images, dtype=np.uint8), allow_pickle=False)
         if labels is not None:
             np.save(tmp / "labels.npy", np.ascontiguousarray(labels, dtype=np.int64), allow_pickle=False)

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import faults
 from ..checkpoint import TEMP_MARK, file_sha256
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, WriteError, write_error
 from ..reporter import as_reporter
 from .formats import (FILE_NAMES, FORMATS, LOADERS, WRITERS, onnx_unavailable_reason, recorded_hashes,
                       sidecar_path, sniff, verify_sidecar)
@@ -41,6 +42,7 @@ __all__ = ["FORMATS", "ExportedEncoder", "export_encoder", "load_encoder", "defa
 EXPORT_DIR = "export"
 PROBE_BATCH = 3          # not the traced batch size (2), so a baked-in batch size is caught
 PROBE_SEED = 0
+NO_HALF_FILE = "nothing was left half-written (an earlier export of that name is kept); free some space and export again"
 
 
 def file_mode() -> int:
@@ -53,9 +55,14 @@ def file_mode() -> int:
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}")
     try:
+        if faults.disk_full("export"):
+            tmp.write_text(text[:len(text) // 2], encoding="utf-8")
+            raise faults.enospc()
         tmp.write_text(text, encoding="utf-8")
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc, NO_HALF_FILE) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -159,12 +166,17 @@ def export_encoder(run_dir, out_dir=None, *, checkpoint=None, name: str | None =
         suffix = {"torchscript": ".pt", "torchvision": ".safetensors"}.get(fmt, f".{fmt}")
         tmp = folder / f"encoder{TEMP_MARK}{os.getpid()}{suffix}"
         try:
+            if faults.disk_full("export"):
+                tmp.write_bytes(b"\0" * 64)
+                raise faults.enospc()
             notes = WRITERS[fmt](encoder, tmp, meta, example) or []
             report.check()
             diff = _verify(tmp, reference, probe, final.name, atol)
             digest = _commit(tmp, final)
-        except CheckpointError:
+        except (CheckpointError, WriteError):
             raise
+        except OSError as exc:
+            raise write_error(final, exc, NO_HALF_FILE) from None
         except Exception as exc:  # noqa: BLE001 - exporter failures: one sentence naming the file
             if fmt != "onnx":
                 raise CheckpointError(f"could not write {final}: {type(exc).__name__}: "

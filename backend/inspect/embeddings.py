@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import TEMP_MARK
-from ..errors import ConfigError
+from .. import faults
+from ..errors import ConfigError, write_error
 from ..evaluate import extract_features, subset_indices
 from ..reporter import as_reporter
 from .common import checkpoint_fingerprint, is_inside_run, restored
@@ -103,6 +104,8 @@ def _write_cache(es: EmbeddingSet, fingerprint: str, data_key: str) -> None:
     tmp = path.with_name(f"{path.name}{TEMP_MARK}{os.getpid()}-{id(es)}")
     try:
         with h5py.File(tmp, "w") as fh:
+            if faults.disk_full("embeddings"):
+                raise faults.enospc()
             fh.attrs.update({"format": CACHE_FORMAT, "fingerprint": fingerprint, "data_key": data_key,
                              "checkpoint": es.checkpoint, "split": es.split,
                              "feature_source": es.feature_source,
@@ -116,6 +119,9 @@ def _write_cache(es: EmbeddingSet, fingerprint: str, data_key: str) -> None:
             for key, value in es.projections.items():
                 group.create_dataset(key, data=np.asarray(value, dtype=np.float32))
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # disk full, quota: one sentence, no half cache file
+        raise write_error(path, exc, "no embeddings cache was written (an earlier one is kept); free some "
+                                     "space and try again") from None
     finally:
         if tmp.exists():
             tmp.unlink()

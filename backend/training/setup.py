@@ -171,12 +171,16 @@ def _restore(ckpt: dict, method, optimizer, aug_gen, state: LoopState, cfg, rank
     events.status("resumed", f"resumed from step {state.step}", step=state.step, epoch=ckpt["epoch"])
 
 
-def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo) -> Training:
-    """Read and check the run's config, then build data, model, optimiser and schedule and apply
-    the checkpoint when resuming. Bad settings are refused before data, model or files."""
+def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo,
+            cfg: ExperimentConfig | None = None) -> Training:
+    """Read and check the run's config (or take ``cfg``, the one rank 0 broadcast), then build
+    data, model, optimiser and schedule and apply the checkpoint when resuming. Bad settings are
+    refused before data, model or files. Without a shared filesystem the checkpoint is rank 0's."""
     started = time.perf_counter()
-    cfg = read_run_config(run_dir)  # validated: method.name is a registered method
-    ckpt = resume_checkpoint(run_dir, cfg) if resume else None
+    cfg = cfg or read_run_config(run_dir)  # validated: method.name is a registered method
+    ckpt = resume_checkpoint(run_dir, cfg) if resume and (dist.shared_fs or dist.is_main) else None
+    if resume and not dist.shared_fs:
+        ckpt = D.broadcast_object(ckpt)
     init = load_init_checkpoint(cfg) if ckpt is None else None
     device = resolve_device(cfg.runtime.device)
     if device.type == "cuda" and dist.enabled:

@@ -140,3 +140,34 @@ def test_closing_a_run_tab_keeps_its_series_with_the_run(window, runs):
     assert again is not panel and again.state.ledger is ledger  # nothing re-read
     assert len(again.dashboard.curves("loss")[0].xData) == 15
     assert again.progress.format() == "epoch 3/3 · step 15/15"
+
+
+def test_a_run_locked_by_another_live_process_is_in_use_and_not_resumable(browser, runs):
+    import subprocess
+    import sys
+
+    import json
+    import socket
+
+    from backend.run_lock import lock_path
+    stopped = runs["stopped"]
+    browser.select([stopped])
+    assert browser.resume_button.isEnabled()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_path(stopped).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                  "started": 1.0, "command": "sslwb train", "token": "x",
+                                                  "boot_id": "", "proc_start": 0}))
+        browser.refresh()
+        assert cell(browser, stopped, "Status") == "in use"
+        tip = browser.model.index(browser.model.row_of(stopped), 1).data(3)  # ToolTipRole
+        assert f"in use by PID {holder.pid}" in tip
+        browser.select([stopped])
+        assert not browser.resume_button.isEnabled()
+    finally:
+        holder.kill()
+        holder.wait()
+    browser.refresh()                           # the holder died: the run is free again
+    assert cell(browser, stopped, "Status") == "stopped"
+    browser.select([stopped])
+    assert browser.resume_button.isEnabled()
