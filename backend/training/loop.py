@@ -9,7 +9,8 @@ import torch
 
 from .. import distributed as D
 from ..evaluate import extract_features, knn_top1, subset_indices
-from ..runs import MetricsH5Writer, record_evaluation
+from ..metrics_h5 import MetricsH5Writer
+from ..runs import record_evaluation
 from .scalars import flush
 from .setup import Training
 from .state import checkpoint_payload, commit_checkpoint

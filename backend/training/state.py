@@ -11,7 +11,8 @@ import torch
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import ExperimentConfig
 from ..errors import ConfigError, WorkbenchError
-from ..runs import CHECKPOINT_DIR, checkpoint_path, write_metrics_h5
+from ..metrics_h5 import write_metrics_h5
+from ..runs import CHECKPOINT_DIR, checkpoint_path
 
 CHECKPOINT_FORMAT = 1
 # Settings that must match for a checkpoint to be resumed (the weights would not fit otherwise).
