@@ -218,7 +218,7 @@ def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo,
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(method, device_ids=[device.index] if on_gpu else None, broadcast_buffers=False)
-    step_fn = torch.compile(model) if (cfg.runtime.compile and on_gpu) else model
+    step_fn = torch.compile(model) if cfg.runtime.compile else model  # CUDA, or the CPU when asked
     steps_per_epoch = len(train_set) // cfg.optim.batch_size
     total_steps = cfg.schedule.epochs * steps_per_epoch
     if cfg.schedule.max_steps:
