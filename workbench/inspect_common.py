@@ -162,6 +162,7 @@ class TaskBar(QWidget):
         layout.addWidget(self.label, 1)
         layout.addWidget(self.bar)
         layout.addWidget(self.cancel_button)
+        self._generation = 0   # bumped by hand_over(): a finished submit then leaves the bar alone
         self._set_busy(False)
 
     @property
@@ -179,19 +180,25 @@ class TaskBar(QWidget):
         self.bar.setRange(0, 1000)
         self.bar.setValue(0)
         self._set_busy(True)
-        task = None
+        task, generation = None, self._generation
 
         def finished():
-            if self.task is task:
+            if self.task is task and self._generation == generation:
                 self._set_busy(False)
 
         task = workers.submit(fn, *args, owner=self, on_progress=self._progress,
                               on_result=on_result, on_error=self.show_error, on_finished=finished, **kwargs)
         if not task.done:
             self.task = task
-        else:
+        elif self._generation == generation:
             self._set_busy(False)
         return task
+
+    def hand_over(self) -> None:
+        """The running task's result started longer work (a trainer process) that drives this bar
+        and its Cancel button from now on: the task's end must not hide them."""
+        self.task = None
+        self._generation += 1
 
     def _progress(self, fraction: float, text: str) -> None:
         if fraction < 0:

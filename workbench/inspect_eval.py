@@ -346,6 +346,7 @@ class EvaluationView(QWidget):
         self.ft_controller = TrainerController(state, self)
         state.changed.connect(self._finetune_progress)
         self.ft_controller.exited.connect(self._finetune_exited)
+        self.taskbar.hand_over()  # the bar and Cancel now follow the trainer, not the worker
         self.taskbar.show_text(f"fine-tuning in {state.run_id}…")
         self.taskbar.bar.setRange(0, 0)
         self.taskbar.bar.setVisible(True)

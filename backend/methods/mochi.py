@@ -33,6 +33,11 @@ SPEC = MethodSpec(
     help="MoCo v2 with synthetic hard negatives mixed from the queue's hardest entries.",
     params={"temperature": temperature(0.2), "queue_size": queue_size(), "momentum": momentum(),
             "shuffle_bn": shuffle_bn(),
+            "bn_splits": Param(4, "MoCo v2: with shuffle_bn, the number of BatchNorm groups the keys are "
+                               "computed in.", ge=1, le=64),
+            "split_query_bn": Param(False, "MoCo v2: with shuffle_bn, the queries are also computed in "
+                                    "bn_splits contiguous groups."),
+            "projector_bn": Param(True, "MoCo v2: BatchNorm in the projector's hidden layer."),
             "n_hard": Param(256, "MoCHi: hardest queue entries mixed per query (the paper's N).", ge=2),
             "n_mix": Param(256, "MoCHi: synthetic negatives mixed from two hard ones (s).", ge=0),
             "n_query_mix": Param(128, "MoCHi: synthetic negatives mixed with the query (s').", ge=0),

@@ -101,6 +101,7 @@ class TorchvisionViT(ViTBackbone):
         self.hidden_dim = int(vit.hidden_dim)
         self.num_heads = int(vit.encoder.layers[0].num_heads)
         self.num_features = self.hidden_dim
+        self.drop_path_rates = [0.0] * len(vit.encoder.layers)  # no stochastic depth for these
 
 
 class TimmBackbone(nn.Module):

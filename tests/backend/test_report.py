@@ -31,7 +31,7 @@ RUNS = {
 # SimCLR and BYOL declare different [method] fields (temperature vs the EMA momenta): a field
 # that only some runs have differs too.
 EXPECTED_FIELDS = {"method.name", "model.backbone", "data.source", "name", "optim.lr", "optim.batch_size",
-                   "method.temperature", "method.momentum", "method.momentum_final"}
+                   "method.temperature", "method.momentum", "method.momentum_final", "method.projector_last_bn"}
 
 
 def fake_run(workspace, key, overrides, collapsed=False):

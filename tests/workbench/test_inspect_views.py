@@ -241,7 +241,7 @@ def test_fine_tune_cancel_stops_its_trainer_and_records_nothing(inspect, cnn_run
     view.ft_epochs.setValue(200)
     view.finetune_button.click()
     qtbot.waitUntil(lambda: view.ft_controller.state.step >= 1, timeout=120_000)
-    assert view.taskbar.cancel_button.isVisible() and "fine-tuning" in view.taskbar.text()
+    assert view.taskbar.cancel_button.isVisibleTo(view) and "fine-tuning" in view.taskbar.text()
     view.taskbar.cancel_button.click()
     qtbot.waitUntil(lambda: not view.finetune_running(), timeout=120_000)
     assert view.ft_controller.state.state == "stopped" and "stopped" in view.taskbar.text()
