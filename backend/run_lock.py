@@ -216,7 +216,8 @@ class RunLock:
             try:
                 created = _create_exclusive(self.path, payload)
             except OSError as exc:
-                raise RunLockedError(f"run {self.run_dir.name}: cannot write its lock file {self.path}: "
+                # Not "in use" (exit 4): the folder cannot be written, a plain failure (exit 1).
+                raise WorkbenchError(f"run {self.run_dir.name}: cannot write its lock file {self.path}: "
                                      f"{exc.strerror or exc}") from None
             if created:
                 self.info = info

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from backend import run_lock
+from backend.errors import WorkbenchError
 from backend.run_lock import LockInfo, RunLock, RunLockedError, acquire_run_lock, lock_holder, lock_path
 
 
@@ -193,6 +194,6 @@ def test_unwritable_run_is_a_clear_error(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(run_lock.os, "link", read_only)
-    with pytest.raises(RunLockedError, match="cannot write its lock file .*: Read-only file system"):
+    with pytest.raises(WorkbenchError, match="cannot write its lock file .*: Read-only file system"):
         RunLock(tmp_path).acquire()
     assert os.listdir(tmp_path) == []  # the temp file is gone too
