@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from ..errors import DataError
 from . import register
-from .base import StepOutput
 from .spec import SUPERVISED, MethodSpec, Param
 from .supervised import Supervised
 
@@ -29,18 +27,9 @@ SPEC = MethodSpec(
 @register(SPEC)
 class FineTune(Supervised):
 
-    def training_step(self, views, labels, progress):
-        images, targets = self.pretext(views, labels)
-        if not self._labels_checked:  # once: a bad label would be a device assert on CUDA
-            if int(targets.max()) >= self.classifier.out_features:
-                raise DataError(f"{self.name}: label {int(targets.max())} but the classifier has "
-                                f"{self.classifier.out_features} outputs (data.source changed?)")
-            self._labels_checked = True
-        features = self.backbone(images)
-        logits = self.classifier(features)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.cfg.method.label_smoothing)
-        accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
-        return StepOutput(loss=loss, z1=features[:views[0].shape[0]], extras={"train_accuracy": accuracy})
+    def classification_loss(self, logits, targets):
+        """Cross entropy with the recipe's label smoothing (the rest of the step is Supervised's)."""
+        return F.cross_entropy(logits.float(), targets, label_smoothing=self.cfg.method.label_smoothing)
 
     def final_evaluation(self, training) -> dict:
         """Score the test split and record the result (called by the engine when training ends)."""

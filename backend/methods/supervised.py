@@ -49,6 +49,10 @@ class Supervised(Method):
         global_views = views[:self.cfg.augment.num_global_crops]
         return torch.cat(global_views), labels.repeat(len(global_views))
 
+    def classification_loss(self, logits, targets):
+        """Cross entropy of the classifier (fine-tuning adds label smoothing)."""
+        return F.cross_entropy(logits, targets)
+
     def training_step(self, views, labels, progress):
         images, targets = self.pretext(views, labels)
         if not self._labels_checked:  # once: a bad label would be a device assert on CUDA
@@ -58,7 +62,7 @@ class Supervised(Method):
             self._labels_checked = True
         features = self.backbone(images)
         logits = self.classifier(features)
-        loss = F.cross_entropy(logits, targets)
+        loss = self.classification_loss(logits, targets)
         accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
         # z1: backbone features of the first images (no projector; there is no second view to pair).
         return StepOutput(loss=loss, z1=features[:views[0].shape[0]], extras={"train_accuracy": accuracy})
