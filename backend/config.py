@@ -137,6 +137,9 @@ class RuntimeConfig:
     num_threads: int = spec(0, "CPU threads for torch (0 = torch's default).", ge=0)
     checkpoint_every_epochs: int = spec(1, "Write checkpoints/last.pt every N epochs.", ge=1)
     keep_epoch_checkpoints: bool = spec(False, "Also keep checkpoints/epoch-NNNN.pt for every checkpoint.")
+    tensorboard: bool = spec(False, "Also log to <run>/tensorboard/ for TensorBoard: every metric as a scalar, "
+                             "augmentation pairs, the embedding projector at each checkpoint (needs the "
+                             "tensorboard extra: pip install 'ssl-workbench[tensorboard]').")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from .scalars import flush
 from .setup import Training
 from .state import checkpoint_payload, commit_checkpoint
 from .step import optimisation_step, sync_device
+from .tensorboard import open_tensorboard
 
 
 class Trainer:
@@ -26,6 +27,7 @@ class Trainer:
         self.knn_bank_size: int | None = None  # bank size of the last online kNN (recorded with it)
         # metrics.h5 grows by appends; a resumed run rebuilds it once (the resume cut) first.
         self.metrics = MetricsH5Writer(training.run_dir) if training.dist.is_main else None
+        self.board = open_tensorboard(training)  # runtime.tensorboard: rank 0's TensorBoard files
 
     def fit(self) -> int:
         """Train every remaining step; 0 when finished or stopped (raises on errors)."""
@@ -107,6 +109,8 @@ class Trainer:
             commit_checkpoint(t.run_dir, checkpoint_payload(t.method, t.optimizer, t.aug_gen, self.state, t.cfg),
                               t.events, reason, t.cfg.runtime.keep_epoch_checkpoints and reason.startswith("epoch"),
                               self.metrics)
+            if self.board is not None:
+                self.board.projector(t)
         D.barrier()
 
     def stopped(self) -> int:
@@ -115,6 +119,7 @@ class Trainer:
         self.checkpoint(t.control.stop_reason or "stop requested")
         t.events.status("stopped", f"stopped at step {state.step} ({t.control.stop_reason}); resume to continue",
                         step=state.step, epoch=state.epoch)
+        self.close_board()
         return 0
 
     def finished(self) -> int:
@@ -133,7 +138,13 @@ class Trainer:
         t.events.status("finished", f"finished {state.step} steps" +
                         (f"; kNN top-1 {state.last_knn:.3f}" if state.last_knn is not None else ""),
                         step=state.step, epoch=state.epoch)
+        self.close_board()
         return 0
+
+    def close_board(self) -> None:
+        """Close the TensorBoard files (when runtime.tensorboard is on)."""
+        if self.board is not None:
+            self.board.close()
 
 
 def agree_on_requests(control) -> tuple[bool, bool]:
