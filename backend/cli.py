@@ -101,9 +101,7 @@ def _add_inspect_parser(sub) -> None:
     lp.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations")
     lp.add_argument("--lr", type=float, default=1.0)
     lp.add_argument("--weight-decay", type=float, default=5e-4)
-    lp.add_argument("--label-fraction", type=float, default=1.0,
-                    help="train on a class-balanced subset of this fraction of the labels (e.g. 0.01, 0.1)")
-    lp.add_argument("--subset-seed", type=int, default=0, help="seed of the label subset")
+    _add_label_fraction_args(lp)
     _add_classifier_result_args(lp)
     ft = what.add_parser("fine-tune", help="fine-tune the backbone with a linear classifier (labels needed)")
     ft.add_argument("--epochs", type=int, default=10)
@@ -111,7 +109,15 @@ def _add_inspect_parser(sub) -> None:
     ft.add_argument("--backbone-lr-scale", type=float, default=0.1, help="backbone lr = this x classifier lr")
     ft.add_argument("--batch-size", type=int, default=128)
     ft.add_argument("--weight-decay", type=float, default=5e-4)
+    _add_label_fraction_args(ft)
     _add_classifier_result_args(ft)
+
+
+def _add_label_fraction_args(parser) -> None:
+    """The semi-supervised options (linear probe, fine-tuning): label fraction and its seed."""
+    parser.add_argument("--label-fraction", type=float, default=1.0,
+                        help="train on a class-balanced subset of this fraction of the labels (e.g. 0.01, 0.1)")
+    parser.add_argument("--subset-seed", type=int, default=0, help="seed of the label subset")
 
 
 def _add_classifier_result_args(parser) -> None:
@@ -332,8 +338,9 @@ def _inspect_fine_tune(args) -> None:
     r = fine_tune(args.run_dir, checkpoint=args.checkpoint, epochs=args.epochs, lr=args.lr,
                   backbone_lr_scale=args.backbone_lr_scale, batch_size=args.batch_size,
                   weight_decay=args.weight_decay, train_limit=args.train_limit, device=args.device,
-                  record=not args.no_record)
-    _print_classification(args, "fine-tune", r, f"{r['bank_size']} train / {r['queries']} test images, "
+                  record=not args.no_record, label_fraction=args.label_fraction, subset_seed=args.subset_seed)
+    labels = f" ({r['label_fraction']:g} of the labels, seed {r['subset_seed']})" if r["label_fraction"] < 1 else ""
+    _print_classification(args, "fine-tune", r, f"{r['bank_size']} train{labels} / {r['queries']} test images, "
                           f"{r['epochs']} epochs, lr {r['lr']:g} (backbone x{r['backbone_lr_scale']:g}), "
                           f"{r['seconds']:.1f}s")
 

@@ -26,6 +26,7 @@ from .config import ExperimentConfig
 from .control import TrainerControl
 from .errors import Cancelled, ConfigError, DataError, WorkbenchError
 from .evaluate import extract_features
+from .label_subsets import balanced_subset
 from .reporter import as_reporter
 from .linear_probe import classification_scores
 from .runs import create_run, read_evaluations, read_run_config, record_evaluation, run_events
@@ -59,18 +60,25 @@ def _source_config(run_dir, checkpoint: Path) -> ExperimentConfig:
     return ExperimentConfig.from_dict(saved)
 
 
+def _train_limit(train_limit: int, source: ExperimentConfig) -> int:
+    """The fine-tune run's ``data.train_limit``: the smaller of its own and the source's (0 = all)."""
+    limit = min(x for x in (train_limit, source.data.train_limit, 10**12) if x > 0)
+    return 0 if limit == 10**12 else int(limit)
+
+
 def finetune_config(source: ExperimentConfig, checkpoint, *, epochs: int, lr: float, backbone_lr_scale: float,
                     batch_size: int, weight_decay: float, train_limit: int, device: str, seed: int,
-                    source_run="") -> ExperimentConfig:
-    """The config of a run that fine-tunes ``checkpoint`` (trained with ``source``)."""
+                    source_run="", label_fraction: float = 1.0, subset_seed: int = 0) -> ExperimentConfig:
+    """The config of a run that fine-tunes ``checkpoint`` (trained with ``source``), on the
+    class-balanced ``label_fraction`` subset (seed ``subset_seed``) of the labelled images."""
     data = source.to_dict()
-    limit = min(x for x in (train_limit, source.data.train_limit, 10**12) if x > 0)
     data.update(name=f"finetune of {Path(source_run).name or Path(checkpoint).stem}",
-                method={**data["method"], "name": "finetune"},
+                method={**data["method"], "name": "finetune", "label_fraction": float(label_fraction),
+                        "subset_seed": int(subset_seed)},
                 augment=dataclasses.asdict(finetune_augment(source.augment)))
     data["model"].update(init_checkpoint=str(Path(checkpoint).resolve()),
                          source_run=str(Path(source_run).resolve()) if source_run else "")
-    data["data"]["train_limit"] = 0 if limit == 10**12 else int(limit)
+    data["data"]["train_limit"] = _train_limit(train_limit, source)
     data["optim"].update(optimizer="sgd", lr=float(lr), momentum=0.9, nesterov=True, weight_decay=float(weight_decay),
                          batch_size=int(batch_size), grad_accum_steps=1, grad_clip=0.0,
                          backbone_lr_scale=float(backbone_lr_scale))
@@ -83,11 +91,14 @@ def finetune_config(source: ExperimentConfig, checkpoint, *, epochs: int, lr: fl
 
 def create_finetune_run(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05,
                         backbone_lr_scale: float = 0.1, batch_size: int = 128, weight_decay: float = 5e-4,
-                        train_limit: int = 0, device: str = "cpu", seed: int = 0, record: bool = True) -> Path:
+                        train_limit: int = 0, device: str = "cpu", seed: int = 0, record: bool = True,
+                        label_fraction: float = 1.0, subset_seed: int = 0) -> Path:
     """A new run directory that fine-tunes the run's checkpoint (default ``last.pt``), created in
     the source run's workspace (``<workspace>/runs/<id>-finetune-of-<source>``); train it with
     ``run_training`` or ``sslwb train``. ``lr`` is the classifier's learning rate per 256 images;
-    ``train_limit`` caps the training images (0 = all); the batch is capped at the training set.
+    ``train_limit`` caps the training images (0 = all); ``label_fraction`` < 1 trains on the
+    class-balanced subset of that fraction of them (``backend.label_subsets``, ``subset_seed``);
+    the batch is capped at the training images used.
     ``record``: the result also goes to ``run_dir``'s evaluations.jsonl. Raises ConfigError for
     bad settings and DataError for unlabelled data (before anything is created)."""
     from .data.sources import load_dataset
@@ -95,16 +106,22 @@ def create_finetune_run(run_dir, *, checkpoint=None, epochs: int = 10, lr: float
     _check_settings(epochs, lr, backbone_lr_scale, batch_size)
     path = resolve_checkpoint(run_dir, checkpoint)
     source = _source_config(run_dir, path)
-    train = load_dataset(source.data, "train", seed=source.runtime.seed)  # the data cache: quick
+    if not 0.0 < float(label_fraction) <= 1.0:
+        raise ConfigError(f"fine-tune label_fraction must be in (0, 1], got {label_fraction}")
+    data_cfg = dataclasses.replace(source.data, train_limit=_train_limit(train_limit, source))
+    train = load_dataset(data_cfg, "train", seed=int(seed))  # what the run will train on (the data cache)
     if train.labels is None:
         raise DataError("fine-tuning needs labels but this run's data is unlabelled (no class folders)")
-    available = min(len(train), train_limit) if train_limit > 0 else len(train)
+    available = len(train)
+    if label_fraction < 1.0:
+        available = len(balanced_subset(train.labels.numpy(), label_fraction, int(subset_seed)))
     if available < 2:
         raise DataError(f"fine-tuning needs at least 2 training images, got {available}")
     cfg = finetune_config(source, path, epochs=epochs, lr=lr, backbone_lr_scale=backbone_lr_scale,
                           batch_size=min(int(batch_size), available), weight_decay=weight_decay,
                           train_limit=train_limit, device=device, seed=seed,
-                          source_run=run_dir if (record and run_dir is not None) else "")
+                          source_run=run_dir if (record and run_dir is not None) else "",
+                          label_fraction=label_fraction, subset_seed=subset_seed)
     if run_dir is not None:
         home = Path(run_dir)
     else:  # a checkpoint file alone: its run is RUN/checkpoints/<file>, else its folder
@@ -129,7 +146,8 @@ def record_finetune_result(training) -> dict:
               "backbone_lr_scale": cfg.optim.backbone_lr_scale, "batch_size": cfg.optim.batch_size,
               "weight_decay": cfg.optim.weight_decay,
               "optimizer": "sgd-nesterov" if cfg.optim.nesterov else cfg.optim.optimizer,
-              "label_smoothing": cfg.method.label_smoothing,
+              "label_smoothing": cfg.method.label_smoothing, "label_fraction": float(cfg.method.label_fraction),
+              "subset_seed": int(cfg.method.subset_seed), "subset_size": len(t.train_set),
               "final_train_loss": float(last_loss) if last_loss is not None else float("nan"),
               "features": "backbone", "split": "test", "bank": "train", "bank_size": len(t.train_set),
               "queries": len(t.test_set), "checkpoint": Path(cfg.model.init_checkpoint).name or "random init",
@@ -188,7 +206,8 @@ class _Progress:
 
 def fine_tune(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05, backbone_lr_scale: float = 0.1,
               batch_size: int = 128, weight_decay: float = 5e-4, train_limit: int = 0, device: str = "cpu",
-              seed: int = 0, record: bool = True, progress=None, cancelled=None) -> dict:
+              seed: int = 0, record: bool = True, progress=None, cancelled=None, label_fraction: float = 1.0,
+              subset_seed: int = 0) -> dict:
     """Create a fine-tune run of ``run_dir``'s checkpoint (:func:`create_finetune_run`), train it
     in this process and return its result (top-1/top-5, confusion matrix, settings, the run's
     path as ``finetune_run``). Raises ConfigError/DataError like the trainer, and
@@ -201,7 +220,7 @@ def fine_tune(run_dir, *, checkpoint=None, epochs: int = 10, lr: float = 0.05, b
     run = create_finetune_run(run_dir, checkpoint=checkpoint, epochs=epochs, lr=lr,
                               backbone_lr_scale=backbone_lr_scale, batch_size=batch_size,
                               weight_decay=weight_decay, train_limit=train_limit, device=device, seed=seed,
-                              record=record)
+                              record=record, label_fraction=label_fraction, subset_seed=subset_seed)
     control = _CancellableControl(report.cancelled)
     code = run_training(run, control=control, echo=False, on_event=_Progress(report, epochs))
     if control.cancelled:

@@ -193,6 +193,8 @@ def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo,
 
     # data: decoded once into a uint8 cache; augmentation happens on the device
     train_set, test_set = load_data(cfg, events, method_cls.uses_labels)
+    if hasattr(method_cls, "training_subset"):  # fine-tuning on a label fraction
+        train_set = method_cls.training_subset(cfg, train_set, events)
     on_gpu = device.type == "cuda"
     train_images = train_set.images.to(device) if on_gpu else train_set.images
     train_labels = train_set.labels.to(device) if (train_set.labels is not None and on_gpu) else train_set.labels
