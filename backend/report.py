@@ -5,7 +5,8 @@ The file needs no network and no library: inline CSS, plots as inline SVG drawn 
 curves; it marks ``<html data-drawn="N">`` once run, N = number of plots). Sections: the runs and
 their colours; the config fields that differ across runs (plus method, backbone, data); overlaid
 curves of :data:`CURVE_METRICS`; final metrics (last/best online kNN and every stored evaluation
-with its parameters); collapse diagnostics (minimum ``embedding_std`` and effective rank against
+with its parameters, the final RankMe / alpha-ReQ); the eigenvalue spectrum heatmap per run
+(:mod:`backend.report_spectrum`); collapse diagnostics (minimum ``embedding_std`` and effective rank against
 the trainer's own thresholds from :mod:`backend.collapse`); an embedding scatter per run whose
 ``inspect/*.h5`` cache holds a 2-D projection. All text is HTML-escaped.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
+from .report_spectrum import FINAL_COLUMNS, final_cells, spectrum_readings, spectrum_section
 from .report_svg import colour, fmt, line_plot, scatter_plot
 
 CURVE_METRICS = ("loss", "knn_top1", "alignment", "uniformity", "embedding_std", "effective_rank")
@@ -170,17 +172,17 @@ def _curves_section(runs: list[RunView]) -> str:
     return f'<section id="curves"><h2>Curves</h2><div class="grid">{"".join(plots)}</div>{note}</section>'
 
 
-def _final_section(runs: list[RunView]) -> str:
+def _final_section(runs: list[RunView], spectra: list[tuple[dict, dict]]) -> str:
     summary = []
-    for r in runs:
+    for r, (_, finals) in zip(runs, spectra):
         _, knn = _series(r, "knn_top1")
         _, loss = _series(r, "loss")
         finite = knn[np.isfinite(knn)]
         last_step = max((int(c["step"][-1]) for c in r.metrics.values() if len(c["step"])), default=0)
         summary.append([r.label, r.state, str(last_step), fmt(_last(knn)),
-                        fmt(float(finite.max()) if finite.size else None), fmt(_last(loss))])
-    table = _table(["run", "state", "last step", "last kNN top-1", "best kNN top-1", "last loss"],
-                   summary, "final-metrics")
+                        fmt(float(finite.max()) if finite.size else None), fmt(_last(loss))] + final_cells(finals))
+    table = _table(["run", "state", "last step", "last kNN top-1", "best kNN top-1", "last loss"]
+                   + [f"final {label}" for _, label in FINAL_COLUMNS], summary, "final-metrics")
     rows = []
     for r in runs:
         for ev in r.evaluations:
@@ -296,8 +298,10 @@ def render_report(runs: list[RunView], title: str = "Run comparison") -> str:
     """The report's HTML text for already-read runs."""
     _unique_labels(runs)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    spectra = [spectrum_readings(r.events) for r in runs]
     sections = [f'<div class="top">{_runs_section(runs)}{_config_section(runs)}</div>', _curves_section(runs),
-                _final_section(runs), _collapse_section(runs), _embedding_section(runs)]
+                _final_section(runs, spectra), spectrum_section(runs, spectra), _collapse_section(runs),
+                _embedding_section(runs)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{escape(title)}</h1><p class=\"state\">{len(runs)} runs, generated {stamp} by SSL Workbench.</p>"
