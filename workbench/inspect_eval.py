@@ -69,9 +69,8 @@ def settings_text(result: dict) -> str:
         text = ""
     if result.get("bank_size") is not None:
         text += f", bank {result['bank_size']}"
-    fraction = result.get("label_fraction")
-    if isinstance(fraction, (int, float)) and fraction < 1:  # a semi-supervised (1 % / 10 %) evaluation
-        text += f", {fraction:.0%} of the labels (seed {result.get('subset_seed', 0)})"
+    if isinstance(result.get("label_fraction"), (int, float)) and result["label_fraction"] < 1:  # 1 % / 10 %
+        text += f", {result['label_fraction']:.0%} of the labels (seed {result.get('subset_seed', 0)})"
     if result.get("source") == "random_init":
         text += ", random init"
     return text
