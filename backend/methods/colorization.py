@@ -30,7 +30,7 @@ from ..distributed import all_reduce_sum
 from ..pretext.colorization import ab_bins, bin_counts, colorization_loss, rebalance_weights, soft_encode
 from ..pretext.lab import rgb_to_lab
 from . import register
-from ._pretext import PretextMethod, conv_bn_relu, denormalise, normalise, spatial_features
+from ._pretext import PretextMethod, ab_as_colour, conv_bn_relu, denormalise, normalise, spatial_features
 from .base import StepOutput
 from .spec import PRETEXT, MethodSpec
 
@@ -98,7 +98,7 @@ class Colorization(PretextMethod):
     def training_step(self, views, labels, progress):
         grey, ab = grey_input(denormalise(views[0], self.cfg), self.cfg)
         logits, maps = self.predict(grey)
-        ab_small = F.adaptive_avg_pool2d(ab, logits.shape[-2:])
+        ab_small = ab_target(ab)
         if self.training:
             self.update_weights(ab_small)
         indices, weights = soft_encode(ab_small, self.bins)
@@ -115,10 +115,18 @@ class Colorization(PretextMethod):
         return features, features
 
 
+def ab_target(ab: torch.Tensor) -> torch.Tensor:
+    """The ab the loss scores (N, 2, H/4, W/4): ``ab`` average-pooled to the logits' resolution."""
+    return F.adaptive_avg_pool2d(ab, (ab.shape[-2] // OUTPUT_STRIDE, ab.shape[-1] // OUTPUT_STRIDE))
+
+
 @torch.no_grad()
 def preview_inputs(views, cfg, generator=None) -> list:
-    """What the network receives: the L channel of the first view as a grey image, beside the
-    colour view it has to recover, both in [0, 1]."""
-    rgb = denormalise(views[0], cfg)
-    grey = (rgb_to_lab(rgb)[:, :1] / 100.0).expand(-1, 3, -1, -1)
-    return [("L channel (network input)", grey.contiguous()), ("colour target", rgb)]
+    """What the network receives and what it must predict, from the step's ``grey_input`` of the
+    first view: the L channel as a grey image, and the pooled ab target as colours at a fixed
+    L = 50 (ab has no lightness of its own), both in [0, 1]."""
+    grey, ab = grey_input(denormalise(views[0], cfg), cfg)
+    small = ab_target(ab)
+    return [("L channel (network input)", denormalise(grey, cfg)),
+            (f"ab target, {small.shape[-1]} x {small.shape[-2]} (colours shown at fixed L = 50)",
+             ab_as_colour(small, 50.0))]
