@@ -127,6 +127,7 @@ def preview_inputs(views, cfg, generator=None) -> list:
     L = 50 (ab has no lightness of its own), both in [0, 1]."""
     grey, ab = grey_input(denormalise(views[0], cfg), cfg)
     small = ab_target(ab)
-    return [("L channel (network input)", denormalise(grey, cfg)),
+    shown = denormalise(grey, cfg)[:, :1].expand(-1, 3, -1, -1).contiguous()  # one grey, no rounding tint
+    return [("L channel (network input)", shown),
             (f"ab target, {small.shape[-1]} x {small.shape[-2]} (colours shown at fixed L = 50)",
              ab_as_colour(small, 50.0))]
