@@ -1,5 +1,6 @@
-"""Augmentation preview: a grid of training images and their random views, redrawn (debounced)
-whenever a data or augmentation field changes. Data loading and view drawing run in a worker."""
+"""Augmentation preview: a grid of training images and their random views and, for a method that
+declares them, what its network receives (``aug_inputs``), redrawn (debounced) whenever a data,
+augmentation or method field changes. Data loading and view drawing run in a worker."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSp
 from backend.data.registry import source_kind
 
 from . import workers
+from .aug_inputs import InputsView, network_inputs, to_qimage
 from .config_model import ConfigModel
 
 DEBOUNCE_MS = 300
@@ -117,15 +119,14 @@ def render_views(ctx, cfg_dict: dict, n_images: int, seed: int) -> dict:
         rows.append((f"local {i + 1}", to_hwc(v)))
     names = [data.class_names[int(data.labels[i])] if data.labels is not None and data.class_names else ""
              for i in idx]
-    return {"rows": rows, "names": names, "seconds": time.perf_counter() - t0, "warnings": warnings,
-            "source": cfg.data.source, "size": len(data), "views": len(views),
+    ctx.progress(-1, "drawing the network inputs…")
+    inputs, problem = network_inputs(cfg, views, gen.normalize, seed + cfg.runtime.seed)
+    ctx.check()
+    if problem:
+        warnings.append(problem)
+    return {"rows": rows, "names": names, "inputs": inputs, "seconds": time.perf_counter() - t0,
+            "warnings": warnings, "source": cfg.data.source, "size": len(data), "views": len(views),
             "sampled": data.split == "sample"}
-
-
-def to_qimage(array: np.ndarray) -> QImage:
-    """An (H, W, 3) uint8 array as a QImage (copied, so the array may go away)."""
-    h, w, _ = array.shape
-    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 class MosaicView(QWidget):
@@ -251,6 +252,8 @@ class AugPreview(QWidget):
         layout.addWidget(self.status)
         self.mosaic = MosaicView()
         layout.addWidget(self.mosaic, 1)
+        self.inputs = InputsView()
+        layout.addWidget(self.inputs, 0)
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(DEBOUNCE_MS)
@@ -258,7 +261,7 @@ class AugPreview(QWidget):
         self.resample_button.clicked.connect(self.resample)
         self.load_button.clicked.connect(self._load_clicked)
         self.count.valueChanged.connect(lambda _v: self.schedule(force=True))
-        model.valueChanged.connect(lambda path, _v: path.startswith(("data.", "augment.", "runtime.seed"))
+        model.valueChanged.connect(lambda path, _v: path.startswith(("data.", "augment.", "method.", "runtime.seed"))
                                    and self.schedule())
         model.reset.connect(self.schedule)
         # a problem fixed without a field edit (the folder check after Rescan) redraws too
@@ -267,8 +270,8 @@ class AugPreview(QWidget):
 
     def _key(self) -> str:
         data = self.model.data()
-        return json.dumps([data["data"], data["augment"], data["runtime"]["seed"], self.count.value(),
-                           self.seed], sort_keys=True)
+        return json.dumps([data["data"], data["augment"], data["method"], data["runtime"]["seed"],
+                           self.count.value(), self.seed], sort_keys=True)
 
     def schedule(self, force: bool = False) -> None:
         """Redraw after the debounce delay (if the relevant fields changed)."""
@@ -322,6 +325,11 @@ class AugPreview(QWidget):
         if gen != self._generation:
             return
         self.mosaic.set_rows(result["rows"], result["names"])
+        inputs = result.get("inputs", [])
+        self.inputs.set_rows(inputs)
+        layout = self.layout()  # the crops and the inputs share the height by their row counts
+        layout.setStretchFactor(self.mosaic, len(result["rows"]))
+        layout.setStretchFactor(self.inputs, len(inputs))
         noun = "images sampled" if result.get("sampled") else "images"
         text = (f"{result['source']} · {result['size']} {noun} · {result['views']} views per image"
                 f" · {result['seconds'] * 1000:.0f} ms")
