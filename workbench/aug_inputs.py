@@ -3,14 +3,14 @@ tiles, the masked image, the L channel, the patch grid...), a captioned row per 
 
 The inputs come from ``backend.methods.preview_inputs`` (the method's own module builds them with
 the ops of its training step); methods that declare none show only the crops. Drawing runs in the
-preview's worker (:func:`network_inputs`); :class:`InputsView` only paints."""
+preview's worker (:func:`network_inputs`); :class:`InputRows` only paints, in the preview's mosaic
+under the crops, the images in the crops' columns."""
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QImage, QPainter
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QImage
 
 
 def _to_hwc(x) -> np.ndarray:
@@ -49,85 +49,60 @@ def to_qimage(array: np.ndarray) -> QImage:
     return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-class InputsView(QWidget):
-    """Paints one row per network-input kind: its caption across the full width, then the images
-    in the order of the crops above (scaled to a common cell, pixels kept sharp), each with its
-    tag below when the method gives one (a permutation index, a neighbour's position)."""
+class InputRows:
+    """The network-input rows the preview's mosaic paints under the crops: per input kind, its
+    caption across the width, the images in the crops' columns (each scaled to the cell, pixels
+    kept sharp), and each image's tag below when the method gives one (a permutation index, a
+    neighbour's position)."""
 
-    MIN_CELL = 28
-    GAP = 4
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.rows: list[tuple[str, list[QImage], list[str]]] = []
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setVisible(False)
-
-    def set_rows(self, rows) -> None:
-        """``rows``: [(caption, uint8 array (n, H, W, 3), tags)]; none hides the view."""
+    def __init__(self, rows=()):
+        """``rows``: [(caption, uint8 array (n, H, W, 3), tags)]."""
         self.rows = [(caption, [to_qimage(a) for a in arrays], list(tags)) for caption, arrays, tags in rows]
-        self.setToolTip("\n".join(caption for caption, _, _ in self.rows))
-        self.setVisible(bool(self.rows))
-        self.updateGeometry()
-        self.update()
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     def captions(self) -> list[str]:
         """The row captions, top to bottom."""
         return [caption for caption, _, _ in self.rows]
 
-    def _bands(self) -> tuple[int, int]:
-        """(caption band, tag band) heights in pixels."""
-        line = self.fontMetrics().height()
-        return line + 4, line + 2
+    def images(self, index: int) -> list[QImage]:
+        """The images of row ``index``."""
+        return self.rows[index][1]
 
-    def _fixed_height(self) -> int:
-        caption, tag = self._bands()
+    def tags(self, index: int) -> list[str]:
+        """The tags of row ``index`` ([] when it has none)."""
+        return self.rows[index][2]
+
+    @staticmethod
+    def bands(metrics) -> tuple[int, int]:
+        """(caption band, tag band) heights in pixels for the font ``metrics``."""
+        return metrics.height() + 4, metrics.height() + 2
+
+    def fixed_height(self, metrics) -> int:
+        """Height of every caption and tag band together (the cells come on top)."""
+        caption, tag = self.bands(metrics)
         return sum(caption + (tag if tags else 0) for _, _, tags in self.rows)
 
-    def cell_size(self) -> float:
-        """Side of one image cell in pixels for the current widget size."""
-        if not self.rows:
-            return 0.0
-        n = max(len(images) for _, images, _ in self.rows)
-        width = (self.width() - 4) / max(n, 1)
-        height = (self.height() - 4 - self._fixed_height()) / len(self.rows)
-        return max(0.0, min(width, height))
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(380, self._fixed_height() + 64 * max(1, len(self.rows)))
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(200, self._fixed_height() + self.MIN_CELL * len(self.rows))
-
-    def paintEvent(self, _event):  # noqa: N802 - Qt override
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), self.palette().window())
-        if not self.rows:
-            painter.end()
-            return
-        caption_h, tag_h = self._bands()
-        cell = self.cell_size()
-        gap = min(self.GAP, max(1.0, cell * 0.06))
-        n = max(len(images) for _, images, _ in self.rows)
-        left = max(2.0, (self.width() - n * cell) / 2)
-        metrics = self.fontMetrics()
-        painter.setPen(self.palette().windowText().color())
-        top = 2.0
-        left_mid = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+    def paint(self, painter, metrics, *, text_left: float, left: float, top: float, cell: float,
+              gap: float, right: float) -> None:
+        """Paint the rows from ``top`` down; captions start at ``text_left`` and end by
+        ``right``, the images' columns at ``left`` (``cell`` apart)."""
+        caption_h, tag_h = self.bands(metrics)
+        left_mid = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom
         centre = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
+        side = cell - gap
         for caption, images, tags in self.rows:
-            text = metrics.elidedText(caption, Qt.TextElideMode.ElideRight, int(self.width() - left - 2))
-            painter.drawText(QRectF(left, top, self.width() - left - 2, caption_h), left_mid, text)
+            text = metrics.elidedText(caption, Qt.TextElideMode.ElideRight, int(right - text_left))
+            painter.drawText(QRectF(text_left, top, right - text_left, caption_h - 2), left_mid, text)
             top += caption_h
             for i, img in enumerate(images):
-                side = cell - gap
                 aspect = img.height() / max(1, img.width())
                 w, h = (side, side * aspect) if aspect <= 1 else (side / aspect, side)
                 painter.drawImage(QRectF(left + i * cell + (side - w) / 2, top + (side - h) / 2, w, h), img)
             top += cell
+            for i, tag in enumerate(tags[:len(images)]):
+                tag = metrics.elidedText(tag, Qt.TextElideMode.ElideRight, int(cell))
+                painter.drawText(QRectF(left + i * cell - gap / 2, top - gap, cell, tag_h), centre, tag)
             if tags:
-                for i, tag in enumerate(tags[:len(images)]):
-                    tag = metrics.elidedText(tag, Qt.TextElideMode.ElideRight, int(cell))
-                    painter.drawText(QRectF(left + i * cell - gap / 2, top - gap, cell, tag_h), centre, tag)
                 top += tag_h
-        painter.end()

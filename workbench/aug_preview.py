@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSp
 from backend.data.registry import source_kind
 
 from . import workers
-from .aug_inputs import InputsView, network_inputs, to_qimage
+from .aug_inputs import InputRows, network_inputs, to_qimage
 from .config_model import ConfigModel
 
 DEBOUNCE_MS = 300
@@ -119,7 +119,7 @@ def render_views(ctx, cfg_dict: dict, n_images: int, seed: int) -> dict:
         rows.append((f"local {i + 1}", to_hwc(v)))
     names = [data.class_names[int(data.labels[i])] if data.labels is not None and data.class_names else ""
              for i in idx]
-    ctx.progress(-1, "drawing the network inputs…")
+    ctx.progress(-1, f"drawing what {cfg.method.name}'s network receives…")
     inputs, problem = network_inputs(cfg, views, gen.normalize, seed + cfg.runtime.seed)
     ctx.check()
     if problem:
@@ -132,7 +132,8 @@ def render_views(ctx, cfg_dict: dict, n_images: int, seed: int) -> dict:
 class MosaicView(QWidget):
     """Paints images and their views in a grid scaled to fit, pixels kept sharp. Wide widgets get
     one row per view kind (original, view 1, ...); tall ones one row per image, so the cells stay
-    as large as the panel allows."""
+    as large as the panel allows. The method's network inputs (``inputs``), when there are any,
+    follow as captioned rows in the same columns (always the wide layout then)."""
 
     HEADER_HEIGHT = 18
     MAX_LABEL_WIDTH = 130
@@ -141,13 +142,17 @@ class MosaicView(QWidget):
         super().__init__(parent)
         self.rows: list[tuple[str, list[QImage]]] = []
         self.names: list[str] = []
+        self.inputs = InputRows()
         self.setMinimumSize(200, 150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
-    def set_rows(self, rows, names=()) -> None:
-        """``rows``: [(label, uint8 array (n, H, W, 3))]; ``names``: one caption per image."""
+    def set_rows(self, rows, names=(), inputs=()) -> None:
+        """``rows``: [(label, uint8 array (n, H, W, 3))]; ``names``: one caption per image;
+        ``inputs``: [(caption, uint8 array (n, H, W, 3), tags)] of the network inputs."""
         self.rows = [(label, [to_qimage(a) for a in arrays]) for label, arrays in rows]
         self.names = list(names)
+        self.inputs = InputRows(inputs)
+        self.setToolTip("\n".join(self.inputs.captions()))
         self.update()
 
     def label_width(self) -> int:
@@ -166,9 +171,10 @@ class MosaicView(QWidget):
         kinds = len(self.rows)
         n = max(len(images) for _, images in self.rows)
         w, h = self.width() - self.label_width() - 4, self.height() - 4
-        wide = min(w / n, h / kinds)
+        fixed = self.inputs.fixed_height(self.fontMetrics())
+        wide = max(1.0, min(w / n, (h - fixed) / (kinds + len(self.inputs))))
         tall = min(w / kinds, (h - self.HEADER_HEIGHT) / n)
-        if tall > wide:
+        if tall > wide and not self.inputs:
             return True, n, kinds, tall
         return False, kinds, n, wide
 
@@ -212,6 +218,9 @@ class MosaicView(QWidget):
                 offset = (cell - gap - side) / 2
                 painter.drawImage(QRectF(left + c * cell + offset, top + r * cell + offset,
                                          side, side), img)
+        if self.inputs:
+            self.inputs.paint(painter, metrics, text_left=left - label_w + 4, left=left,
+                              top=top + n_rows * cell, cell=cell, gap=gap, right=self.width() - 2)
         painter.end()
 
 
@@ -252,8 +261,6 @@ class AugPreview(QWidget):
         layout.addWidget(self.status)
         self.mosaic = MosaicView()
         layout.addWidget(self.mosaic, 1)
-        self.inputs = InputsView()
-        layout.addWidget(self.inputs, 0)
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(DEBOUNCE_MS)
@@ -324,12 +331,7 @@ class AugPreview(QWidget):
     def _show(self, gen: int, result: dict) -> None:
         if gen != self._generation:
             return
-        self.mosaic.set_rows(result["rows"], result["names"])
-        inputs = result.get("inputs", [])
-        self.inputs.set_rows(inputs)
-        layout = self.layout()  # the crops and the inputs share the height by their row counts
-        layout.setStretchFactor(self.mosaic, len(result["rows"]))
-        layout.setStretchFactor(self.inputs, len(inputs))
+        self.mosaic.set_rows(result["rows"], result["names"], result.get("inputs", ()))
         noun = "images sampled" if result.get("sampled") else "images"
         text = (f"{result['source']} · {result['size']} {noun} · {result['views']} views per image"
                 f" · {result['seconds'] * 1000:.0f} ms")

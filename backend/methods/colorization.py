@@ -129,5 +129,6 @@ def preview_inputs(views, cfg, generator=None) -> list:
     small = ab_target(ab)
     shown = denormalise(grey, cfg)[:, :1].expand(-1, 3, -1, -1).contiguous()  # one grey, no rounding tint
     return [("L channel (network input)", shown),
-            (f"ab target, {small.shape[-1]} x {small.shape[-2]} (colours shown at fixed L = 50)",
+            (f"ab target, {small.shape[-1]} x {small.shape[-2]} as the loss pools it (colours shown at fixed L = 50; "
+             f"grey = no colour)",
              ab_as_colour(small, 50.0))]

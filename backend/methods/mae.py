@@ -117,4 +117,4 @@ def preview_inputs(views, cfg, generator=None) -> list:
     hidden = int(masking.mask[0].sum())
     share = round(100 * cfg.method.mask_ratio)
     return [(f"masked image ({share} % of patches hidden: {hidden} of {gh * gw}, {patch} px each)", masked),
-            ("full view (the decoder's target)", rgb)]
+            ("full view (the decoder rebuilds the hidden patches)", rgb)]

@@ -32,15 +32,15 @@ def select(preview, model, **values) -> list:
     for path, value in values.items():
         model.set_value(path.replace("__", "."), value)
     preview.refresh()
-    return preview.inputs.rows
+    return preview.mosaic.inputs.rows
 
 
 def test_jigsaw_shows_nine_shuffled_tiles_then_simclr_only_the_crops(qtbot):
     model, preview = preview_for(qtbot)
-    assert preview.inputs.rows == [] and not preview.inputs.isVisibleTo(preview)
+    assert preview.mosaic.inputs.rows == [] and preview.mosaic.toolTip() == ""
     crops = [label for label, _ in preview.mosaic.rows]
     [(caption, images, tags)] = select(preview, model, method__name="jigsaw", method__num_permutations=16)
-    assert "tiles in shuffled order" in caption and preview.inputs.isVisibleTo(preview)
+    assert "tiles in shuffled order" in caption and caption in preview.mosaic.toolTip()
     assert len(images) == preview.count.value() and len(tags) == len(images)
     assert all(t.startswith("#") and 0 <= int(t[1:]) < 16 for t in tags)
     t = (images[0].width() - 2) // 3                            # 3 tiles and 2 one-pixel gaps a side
@@ -53,7 +53,7 @@ def test_jigsaw_shows_nine_shuffled_tiles_then_simclr_only_the_crops(qtbot):
         assert len(blocks) == 9 and all(b.shape == (t, t, 3) and not (b == 255).all() for b in blocks)
     assert [label for label, _ in preview.mosaic.rows] == crops   # the crops stay
     assert select(preview, model, method__name="simclr") == []
-    assert not preview.inputs.isVisibleTo(preview)
+    assert preview.mosaic.toolTip() == ""
     assert [label for label, _ in preview.mosaic.rows] == crops
 
 
@@ -81,4 +81,4 @@ def test_colorization_shows_the_l_channel_and_the_ab_target(qtbot):
     assert all(img.width() == 8 for img in ab)                # the loss's 1/4-resolution target
     assert any(np.ptp(pixels(img).astype(int), axis=2).max() > 10 for img in ab)  # coloured, not grey
     select(preview, model, method__name="simclr")
-    assert preview.inputs.rows == []
+    assert preview.mosaic.inputs.rows == []
