@@ -15,6 +15,11 @@ resume keep them; summed over ranks under torchrun) and derives the weights from
 (lam = 0.5, sigma = 5, as the paper); after that the weights stay fixed. The counts come from the
 augmented training views (random crops of the training images), not from the raw images.
 
+Evaluation: kNN, the linear probe, the embeddings and the export feed the backbone the same
+grey input (``input_adapter``: :class:`GreyInput`, RGB -> L / 100 replicated -> normalised), so
+the features are those of the network as trained. Fine-tuning and the inspect views' feature maps
+and attention still feed the backbone the colour image.
+
 Choices for 32-96 px: decoder of two 3 x 3 conv-BN-ReLU layers of width 128 (the paper's
 network is a full VGG-style encoder-decoder); the paper's classification layer predicts at
 1/4 resolution too. Decoding to colours (``annealed_mean``) is only for display.
@@ -51,6 +56,23 @@ def grey_input(x01: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     of RGB images in [0, 1]."""
     lab = rgb_to_lab(x01)
     return normalise((lab[:, :1] / 100.0).expand(-1, 3, -1, -1), cfg), lab[:, 1:]
+
+
+class GreyInput(nn.Module):
+    """Normalised RGB (N, 3, H, W) -> the grey network input of ``grey_input`` (the training
+    step's): undo the normalisation, L / 100 replicated to 3 channels, normalise again. Its
+    mean/std buffers are not saved (the config holds them), so checkpoints and exports keep the
+    backbone's keys."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = (x.float() * self.std + self.mean).clamp(0.0, 1.0)
+        grey = (rgb_to_lab(rgb)[:, :1] / 100.0).expand(-1, 3, -1, -1)
+        return ((grey - self.mean) / self.std).to(x.dtype)
 
 
 @register(SPEC)
@@ -107,12 +129,11 @@ class Colorization(PretextMethod):
         # z1: the spatially averaged feature map (a CNN's pooled features; for a ViT the mean patch token).
         return StepOutput(loss=loss, z1=maps.mean(dim=(2, 3)), extras={"bin_accuracy": accuracy})
 
-    @torch.no_grad()
-    def embed(self, x):
-        """(backbone features, the same) of the grey version of ``x``, as in training."""
-        grey, _ = grey_input(denormalise(x, self.cfg), self.cfg)
-        features = self.backbone(grey)
-        return features, features
+    @classmethod
+    def input_adapter(cls, cfg):
+        """kNN, the probe, the embeddings and the export see what training feeds the backbone:
+        the grey (L channel) version of each image."""
+        return GreyInput(cfg.augment.mean, cfg.augment.std)
 
 
 def ab_target(ab: torch.Tensor) -> torch.Tensor:
