@@ -74,7 +74,7 @@ def evaluate_knn_checkpoint(run_dir, *, checkpoint=None, k: int = 200, temperatu
     if not (train_set.labelled and test_set.labelled):
         raise DataError(f"kNN needs labels but {cfg.data.source} is unlabelled (no class folders)")
     views = ViewGenerator(cfg.augment, cfg.data.image_size)
-    encoder = method.backbone if features == "backbone" else torch.nn.Sequential(method.backbone, method.projector)
+    encoder = method.feature_encoder(projector=features == "projector")
     bank_idx = subset_indices(len(train_set), cfg.eval.knn_train_limit, cfg.runtime.seed + 4)
     bank = extract_features(encoder, train_set.images[bank_idx], views.eval_views, device=dev)
     queries = extract_features(encoder, test_set.images, views.eval_views, device=dev)

@@ -1,5 +1,6 @@
-"""Augmentation preview: a grid of training images and their random views, redrawn (debounced)
-whenever a data or augmentation field changes. Data loading and view drawing run in a worker."""
+"""Augmentation preview: a grid of training images and their random views and, for a method that
+declares them, what its network receives (``aug_inputs``), redrawn (debounced) whenever a data,
+augmentation or method field changes. Data loading and view drawing run in a worker."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSp
 from backend.data.registry import source_kind
 
 from . import workers
+from .aug_inputs import InputRows, network_inputs, to_qimage
 from .config_model import ConfigModel
 
 DEBOUNCE_MS = 300
@@ -117,21 +119,21 @@ def render_views(ctx, cfg_dict: dict, n_images: int, seed: int) -> dict:
         rows.append((f"local {i + 1}", to_hwc(v)))
     names = [data.class_names[int(data.labels[i])] if data.labels is not None and data.class_names else ""
              for i in idx]
-    return {"rows": rows, "names": names, "seconds": time.perf_counter() - t0, "warnings": warnings,
-            "source": cfg.data.source, "size": len(data), "views": len(views),
+    ctx.progress(-1, f"drawing what {cfg.method.name}'s network receives…")
+    inputs, problem = network_inputs(cfg, views, gen.normalize, seed + cfg.runtime.seed)
+    ctx.check()
+    if problem:
+        warnings.append(problem)
+    return {"rows": rows, "names": names, "inputs": inputs, "seconds": time.perf_counter() - t0,
+            "warnings": warnings, "source": cfg.data.source, "size": len(data), "views": len(views),
             "sampled": data.split == "sample"}
-
-
-def to_qimage(array: np.ndarray) -> QImage:
-    """An (H, W, 3) uint8 array as a QImage (copied, so the array may go away)."""
-    h, w, _ = array.shape
-    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 class MosaicView(QWidget):
     """Paints images and their views in a grid scaled to fit, pixels kept sharp. Wide widgets get
     one row per view kind (original, view 1, ...); tall ones one row per image, so the cells stay
-    as large as the panel allows."""
+    as large as the panel allows. The method's network inputs (``inputs``), when there are any,
+    follow as captioned rows in the same columns (always the wide layout then)."""
 
     HEADER_HEIGHT = 18
     MAX_LABEL_WIDTH = 130
@@ -140,13 +142,17 @@ class MosaicView(QWidget):
         super().__init__(parent)
         self.rows: list[tuple[str, list[QImage]]] = []
         self.names: list[str] = []
+        self.inputs = InputRows()
         self.setMinimumSize(200, 150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
-    def set_rows(self, rows, names=()) -> None:
-        """``rows``: [(label, uint8 array (n, H, W, 3))]; ``names``: one caption per image."""
+    def set_rows(self, rows, names=(), inputs=()) -> None:
+        """``rows``: [(label, uint8 array (n, H, W, 3))]; ``names``: one caption per image;
+        ``inputs``: [(caption, uint8 array (n, H, W, 3), tags)] of the network inputs."""
         self.rows = [(label, [to_qimage(a) for a in arrays]) for label, arrays in rows]
         self.names = list(names)
+        self.inputs = InputRows(inputs)
+        self.setToolTip("\n".join(self.inputs.captions()))
         self.update()
 
     def label_width(self) -> int:
@@ -165,9 +171,10 @@ class MosaicView(QWidget):
         kinds = len(self.rows)
         n = max(len(images) for _, images in self.rows)
         w, h = self.width() - self.label_width() - 4, self.height() - 4
-        wide = min(w / n, h / kinds)
+        fixed = self.inputs.fixed_height(self.fontMetrics())
+        wide = max(1.0, min(w / n, (h - fixed) / (kinds + len(self.inputs))))
         tall = min(w / kinds, (h - self.HEADER_HEIGHT) / n)
-        if tall > wide:
+        if tall > wide and not self.inputs:
             return True, n, kinds, tall
         return False, kinds, n, wide
 
@@ -211,6 +218,9 @@ class MosaicView(QWidget):
                 offset = (cell - gap - side) / 2
                 painter.drawImage(QRectF(left + c * cell + offset, top + r * cell + offset,
                                          side, side), img)
+        if self.inputs:
+            self.inputs.paint(painter, metrics, text_left=left - label_w + 4, left=left,
+                              top=top + n_rows * cell, cell=cell, gap=gap, right=self.width() - 2)
         painter.end()
 
 
@@ -258,7 +268,7 @@ class AugPreview(QWidget):
         self.resample_button.clicked.connect(self.resample)
         self.load_button.clicked.connect(self._load_clicked)
         self.count.valueChanged.connect(lambda _v: self.schedule(force=True))
-        model.valueChanged.connect(lambda path, _v: path.startswith(("data.", "augment.", "runtime.seed"))
+        model.valueChanged.connect(lambda path, _v: path.startswith(("data.", "augment.", "method.", "runtime.seed"))
                                    and self.schedule())
         model.reset.connect(self.schedule)
         # a problem fixed without a field edit (the folder check after Rescan) redraws too
@@ -267,8 +277,8 @@ class AugPreview(QWidget):
 
     def _key(self) -> str:
         data = self.model.data()
-        return json.dumps([data["data"], data["augment"], data["runtime"]["seed"], self.count.value(),
-                           self.seed], sort_keys=True)
+        return json.dumps([data["data"], data["augment"], data["method"], data["runtime"]["seed"],
+                           self.count.value(), self.seed], sort_keys=True)
 
     def schedule(self, force: bool = False) -> None:
         """Redraw after the debounce delay (if the relevant fields changed)."""
@@ -321,7 +331,7 @@ class AugPreview(QWidget):
     def _show(self, gen: int, result: dict) -> None:
         if gen != self._generation:
             return
-        self.mosaic.set_rows(result["rows"], result["names"])
+        self.mosaic.set_rows(result["rows"], result["names"], result.get("inputs", ()))
         noun = "images sampled" if result.get("sampled") else "images"
         text = (f"{result['source']} · {result['size']} {noun} · {result['views']} views per image"
                 f" · {result['seconds'] * 1000:.0f} ms")

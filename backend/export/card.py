@@ -63,7 +63,8 @@ def model_card(run_dir, cfg, meta: dict, checkpoint: Path, state_info: dict, fil
         "method": {"name": cfg.method.name, "label": getattr(METHODS.get(cfg.method.name), "label", "")},
         "backbone": cfg.model.backbone, "family": backbone_family(cfg.model.backbone),
         "input": {"shape": [None, 3, meta["image_size"], meta["image_size"]], "dtype": "float32",
-                  "range": [0.0, 1.0], "layout": "NCHW, RGB"},
+                  "range": [0.0, 1.0], "layout": "NCHW, RGB",
+                  **({"adapter": meta["input"]} if meta.get("input") else {})},
         "normalization": {"mean": meta["mean"], "std": meta["std"], "included": True},
         "output": {"feature_dim": meta["feature_dim"], "what": what},
         "include_projector": meta["include_projector"],
@@ -118,6 +119,9 @@ def readme(meta: dict, files: dict, card: dict) -> str:
         f"(mean {meta['mean']}, std {meta['std']}) is inside the model. Output: `(N, {dim})` "
         f"{card['output']['what']}.",
         "",
+        *([f"The backbone was trained on a converted input ({meta['input']}); the exported model "
+           "converts its RGB input itself, the plain backbone code below does not: convert first.", ""]
+          if meta.get("input") else []),
         "Files: " + ", ".join(f"`{v['file']}`" for v in files.values()) + " (each with a `.sha256`), "
         "and `model_card.json` (config, data, accuracy, versions, hashes).",
         "",

@@ -25,15 +25,19 @@ class Normalize(nn.Module):
 
 
 class ExportedEncoder(nn.Module):
-    """Images (N, 3, S, S) in [0, 1] -> features (N, F): Normalize, backbone, optional projector.
+    """Images (N, 3, S, S) in [0, 1] -> features (N, F): Normalize, the method's input adapter
+    when it has one (colorization: the grey L-channel input its backbone trained on), backbone,
+    optional projector.
 
     ``metadata`` (dict) describes it: backbone, image_size, mean, std, feature_dim,
-    include_projector, method."""
+    include_projector, method, and ``input`` (what the adapter feeds the backbone) when there is
+    an adapter. The adapter holds no saved state: the state dict is the backbone's (+ projector's)."""
 
     def __init__(self, backbone: nn.Module, mean, std, projector: nn.Module | None = None,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, adapter: nn.Module | None = None):
         super().__init__()
         self.normalize = Normalize(mean, std)
+        self.adapter = adapter
         self.backbone = backbone
         self.projector = projector
         self.metadata = dict(metadata or {})
@@ -47,7 +51,10 @@ class ExportedEncoder(nn.Module):
         return int(self.metadata.get("feature_dim", 0))
 
     def forward(self, x: Tensor) -> Tensor:
-        features = self.backbone(self.normalize(x))
+        x = self.normalize(x)
+        if self.adapter is not None:
+            x = self.adapter(x)
+        features = self.backbone(x)
         if self.projector is not None:
             features = self.projector(features)
         return features
@@ -82,6 +89,7 @@ def from_method(method, cfg, include_projector: bool = False) -> ExportedEncoder
     from ..errors import ConfigError
 
     backbone = copy.deepcopy(method.backbone).cpu().float().eval()
+    adapter = type(method).input_adapter(cfg)
     projector = None
     if include_projector:
         if not isinstance(getattr(method, "projector", None), nn.Module):
@@ -91,7 +99,16 @@ def from_method(method, cfg, include_projector: bool = False) -> ExportedEncoder
         probe = torch.zeros(2, 3, cfg.data.image_size, cfg.data.image_size)
         dim = int((projector or nn.Identity())(backbone(probe)).shape[1])
     meta = encoder_metadata(cfg, dim, include_projector)
-    return ExportedEncoder(backbone, cfg.augment.mean, cfg.augment.std, projector, meta).eval()
+    if adapter is not None:
+        meta["input"] = input_description(adapter)
+    return ExportedEncoder(backbone, cfg.augment.mean, cfg.augment.std, projector, meta, adapter).eval()
+
+
+def input_description(adapter: nn.Module) -> str:
+    """What an input adapter feeds the backbone, for the metadata and the model card: the first
+    line of its class docstring."""
+    doc = (type(adapter).__doc__ or type(adapter).__name__).strip().splitlines()[0]
+    return f"{type(adapter).__name__}: {doc.strip()}"
 
 
 def rebuild(meta: dict) -> ExportedEncoder:
@@ -102,9 +119,12 @@ def rebuild(meta: dict) -> ExportedEncoder:
 
     with torch.random.fork_rng(devices=[]):
         backbone, _ = build_backbone(str(meta["backbone"]), int(meta["image_size"]))
-        projector = None
-        if meta.get("include_projector"):
+        projector = adapter = None
+        if meta.get("include_projector") or meta.get("input"):
             from ..methods import METHODS
             cfg = ExperimentConfig.from_dict(meta["config"])
-            projector = METHODS[cfg.method.name](cfg).projector
-    return ExportedEncoder(backbone, meta["mean"], meta["std"], projector, meta)
+            if meta.get("input"):      # exports made before adapters existed have none
+                adapter = METHODS[cfg.method.name].input_adapter(cfg)
+            if meta.get("include_projector"):
+                projector = METHODS[cfg.method.name](cfg).projector
+    return ExportedEncoder(backbone, meta["mean"], meta["std"], projector, meta, adapter)

@@ -171,7 +171,7 @@ def compute_embeddings(run_dir, *, checkpoint=None, split: str = "test", limit: 
     data = load_dataset(cfg.data, split, seed=cfg.runtime.seed)
     idx = subset_indices(len(data), int(limit), cfg.runtime.seed + SUBSET_SEED_OFFSET)
     images = data.images[idx]
-    encoder = method.backbone if features == "backbone" else torch.nn.Sequential(method.backbone, method.projector)
+    encoder = method.feature_encoder(projector=features == "projector")
     views = ViewGenerator(cfg.augment, cfg.data.image_size)
     chunks, n = [], images.shape[0]
     sub = report.sub(0.05, 0.98)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib
 
+from ._preview import has_preview_inputs, preview_inputs
 from .catalog import add_spec, method_module_names, method_spec, method_specs, remove_spec
 from .spec import FAMILIES, MethodSpec
 
-__all__ = ["FAMILIES", "METHODS", "MethodSpec", "load_methods", "method_spec", "method_specs", "register", "unregister"]
+__all__ = ["FAMILIES", "METHODS", "MethodSpec", "has_preview_inputs", "load_methods", "method_spec", "method_specs",
+           "preview_inputs", "register", "unregister"]
 
 _classes: dict = {}
 _imported = False

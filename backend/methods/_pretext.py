@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.backbones import unwrap_backbone, feature_maps
+from ..pretext.lab import lab_to_rgb
 from ..models.vit import ViTBackbone
 from .base import Method
 
@@ -94,6 +95,18 @@ def mosaic(tiles: Tensor, rows: int, cols: int, gap: int = 2, fill: float = 1.0)
         r, q = divmod(i, cols)
         out[:, :, r * (th + gap):r * (th + gap) + th, q * (tw + gap):q * (tw + gap) + tw] = tiles[:, i]
     return out
+
+
+def tiles_for_display(tiles: Tensor, cfg) -> Tensor:
+    """Tiles (N, K, 3, t, t) cut from normalised views, back to RGB in [0, 1]."""
+    return denormalise(tiles.flatten(0, 1), cfg).view(tiles.shape)
+
+
+def ab_as_colour(ab: Tensor, lightness: float = 50.0) -> Tensor:
+    """Raw Lab ab (N, 2, H, W) as RGB in [0, 1] at the fixed ``lightness`` (L in 0..100), so the
+    colour alone is seen (out-of-gamut colours are clipped)."""
+    lab = torch.cat([torch.full_like(ab[:, :1], float(lightness)), ab.float()], dim=1)
+    return lab_to_rgb(lab).clamp(0.0, 1.0)
 
 
 def upsample_to(x: Tensor, size: int) -> Tensor:

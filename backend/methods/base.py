@@ -115,8 +115,35 @@ class Method(nn.Module):
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(backbone features, projector output) of already-normalised images."""
-        features = self.backbone(x)
+        features = self.feature_encoder()(x)
         return features, self.project(features)
+
+    # --- what the evaluations feed the backbone -----------------------------------------------
+    @classmethod
+    def input_adapter(cls, cfg: ExperimentConfig) -> nn.Module | None:
+        """A parameter-free module mapping normalised RGB images to what this method's backbone
+        trains on, for kNN, the linear probe, the embeddings and the export; None (the default)
+        when the backbone trains on the normalised views as they are. A classmethod, so an export
+        can be rebuilt from its config without building the method."""
+        return None
+
+    def feature_encoder(self, projector: bool = False) -> nn.Module:
+        """Normalised RGB images -> the features every evaluation uses: ``input_adapter`` (when
+        the method has one), the backbone, and the projector when ``projector``. In the
+        backbone's train/eval mode."""
+        adapter = type(self).input_adapter(self.cfg)
+        parts = ([] if adapter is None else [adapter.to(_device_of(self.backbone))]) + [self.backbone]
+        parts += [self.projector] if projector else []
+        if len(parts) == 1:
+            return self.backbone
+        return nn.Sequential(*parts).train(self.backbone.training)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU when it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 class PairLossMethod(Method):

@@ -25,8 +25,9 @@ from torch import nn
 
 from ..distributed import gather_with_grad
 from ..models.backbones import build_backbone
-from ..pretext.lab import AB_SCALE, rgb_to_lab, split_lab
+from ..pretext.lab import AB_SCALE, L_SCALE, rgb_to_lab, split_lab
 from . import register
+from ._pretext import ab_as_colour, channel_stats
 from .base import Method, StepOutput
 from .spec import CONTRASTIVE, MethodSpec, temperature
 
@@ -50,12 +51,7 @@ class LabEncoders(nn.Module):
 
     def lab_views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two encoder inputs: L replicated to 3 channels, ab / 110 with a zero channel."""
-        rgb = x.float() * self.std + self.mean
-        l_norm, ab = split_lab(rgb_to_lab(rgb))
-        ab = ab / AB_SCALE
-        l_in = l_norm.expand(-1, 3, -1, -1).contiguous(memory_format=_memory_format(x))
-        ab_in = torch.cat([ab, torch.zeros_like(ab[:, :1])], dim=1).contiguous(memory_format=_memory_format(x))
-        return l_in.to(x.dtype), ab_in.to(x.dtype)
+        return lab_views(x, self.mean, self.std)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(L features, ab features), each (N, F)."""
@@ -64,6 +60,17 @@ class LabEncoders(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.encode(x), dim=1)
+
+
+def lab_views(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two encoder inputs of normalised RGB ``x`` (``mean``/``std`` (1, 3, 1, 1) undo the
+    normalisation): L / 50 - 1 replicated to 3 channels, ab / 110 with a zero third channel."""
+    rgb = x.float() * std.to(x.device) + mean.to(x.device)
+    l_norm, ab = split_lab(rgb_to_lab(rgb))
+    ab = ab / AB_SCALE
+    l_in = l_norm.expand(-1, 3, -1, -1).contiguous(memory_format=_memory_format(x))
+    ab_in = torch.cat([ab, torch.zeros_like(ab[:, :1])], dim=1).contiguous(memory_format=_memory_format(x))
+    return l_in.to(x.dtype), ab_in.to(x.dtype)
 
 
 def _memory_format(x: torch.Tensor):
@@ -101,3 +108,15 @@ class CMC(Method):
         z_l, z_ab = self.projector(l_feat), self.ab_projector(ab_feat)
         loss = cross_view_info_nce(gather_with_grad(z_l), gather_with_grad(z_ab), self.cfg.method.temperature)
         return StepOutput(loss=loss, z1=z_l, z2=z_ab)
+
+
+@torch.no_grad()
+def preview_inputs(views, cfg, generator=None) -> list:
+    """What the two encoders receive, from ``lab_views`` of the first view: L (shown as grey)
+    and ab (shown as colours at a fixed L = 50), in [0, 1]."""
+    mean, std = channel_stats(cfg)
+    l_in, ab_in = lab_views(views[0], mean, std)
+    grey = ((l_in.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+    return [("L view (L encoder input)", grey),
+            ("ab view (ab encoder input; colours shown at fixed L = 50)",
+             ab_as_colour(ab_in[:, :2].float() * AB_SCALE, L_SCALE))]

@@ -15,6 +15,11 @@ resume keep them; summed over ranks under torchrun) and derives the weights from
 (lam = 0.5, sigma = 5, as the paper); after that the weights stay fixed. The counts come from the
 augmented training views (random crops of the training images), not from the raw images.
 
+Evaluation: kNN, the linear probe, the embeddings and the export feed the backbone the same
+grey input (``input_adapter``: :class:`GreyInput`, RGB -> L / 100 replicated -> normalised), so
+the features are those of the network as trained. Fine-tuning and the inspect views' feature maps
+and attention still feed the backbone the colour image.
+
 Choices for 32-96 px: decoder of two 3 x 3 conv-BN-ReLU layers of width 128 (the paper's
 network is a full VGG-style encoder-decoder); the paper's classification layer predicts at
 1/4 resolution too. Decoding to colours (``annealed_mean``) is only for display.
@@ -30,7 +35,7 @@ from ..distributed import all_reduce_sum
 from ..pretext.colorization import ab_bins, bin_counts, colorization_loss, rebalance_weights, soft_encode
 from ..pretext.lab import rgb_to_lab
 from . import register
-from ._pretext import PretextMethod, conv_bn_relu, denormalise, normalise, spatial_features
+from ._pretext import PretextMethod, ab_as_colour, conv_bn_relu, denormalise, normalise, spatial_features
 from .base import StepOutput
 from .spec import PRETEXT, MethodSpec
 
@@ -51,6 +56,23 @@ def grey_input(x01: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     of RGB images in [0, 1]."""
     lab = rgb_to_lab(x01)
     return normalise((lab[:, :1] / 100.0).expand(-1, 3, -1, -1), cfg), lab[:, 1:]
+
+
+class GreyInput(nn.Module):
+    """Normalised RGB (N, 3, H, W) -> the grey network input of ``grey_input`` (the training
+    step's): undo the normalisation, L / 100 replicated to 3 channels, normalise again. Its
+    mean/std buffers are not saved (the config holds them), so checkpoints and exports keep the
+    backbone's keys."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = (x.float() * self.std + self.mean).clamp(0.0, 1.0)
+        grey = (rgb_to_lab(rgb)[:, :1] / 100.0).expand(-1, 3, -1, -1)
+        return ((grey - self.mean) / self.std).to(x.dtype)
 
 
 @register(SPEC)
@@ -98,7 +120,7 @@ class Colorization(PretextMethod):
     def training_step(self, views, labels, progress):
         grey, ab = grey_input(denormalise(views[0], self.cfg), self.cfg)
         logits, maps = self.predict(grey)
-        ab_small = F.adaptive_avg_pool2d(ab, logits.shape[-2:])
+        ab_small = ab_target(ab)
         if self.training:
             self.update_weights(ab_small)
         indices, weights = soft_encode(ab_small, self.bins)
@@ -107,18 +129,27 @@ class Colorization(PretextMethod):
         # z1: the spatially averaged feature map (a CNN's pooled features; for a ViT the mean patch token).
         return StepOutput(loss=loss, z1=maps.mean(dim=(2, 3)), extras={"bin_accuracy": accuracy})
 
-    @torch.no_grad()
-    def embed(self, x):
-        """(backbone features, the same) of the grey version of ``x``, as in training."""
-        grey, _ = grey_input(denormalise(x, self.cfg), self.cfg)
-        features = self.backbone(grey)
-        return features, features
+    @classmethod
+    def input_adapter(cls, cfg):
+        """kNN, the probe, the embeddings and the export see what training feeds the backbone:
+        the grey (L channel) version of each image."""
+        return GreyInput(cfg.augment.mean, cfg.augment.std)
+
+
+def ab_target(ab: torch.Tensor) -> torch.Tensor:
+    """The ab the loss scores (N, 2, H/4, W/4): ``ab`` average-pooled to the logits' resolution."""
+    return F.adaptive_avg_pool2d(ab, (ab.shape[-2] // OUTPUT_STRIDE, ab.shape[-1] // OUTPUT_STRIDE))
 
 
 @torch.no_grad()
 def preview_inputs(views, cfg, generator=None) -> list:
-    """What the network receives: the L channel of the first view as a grey image, beside the
-    colour view it has to recover, both in [0, 1]."""
-    rgb = denormalise(views[0], cfg)
-    grey = (rgb_to_lab(rgb)[:, :1] / 100.0).expand(-1, 3, -1, -1)
-    return [("L channel (network input)", grey.contiguous()), ("colour target", rgb)]
+    """What the network receives and what it must predict, from the step's ``grey_input`` of the
+    first view: the L channel as a grey image, and the pooled ab target as colours at a fixed
+    L = 50 (ab has no lightness of its own), both in [0, 1]."""
+    grey, ab = grey_input(denormalise(views[0], cfg), cfg)
+    small = ab_target(ab)
+    shown = denormalise(grey, cfg)[:, :1].expand(-1, 3, -1, -1).contiguous()  # one grey, no rounding tint
+    return [("L channel (network input)", shown),
+            (f"ab target, {small.shape[-1]} x {small.shape[-2]} as the loss pools it (colours shown at fixed L = 50; "
+             f"grey = no colour)",
+             ab_as_colour(small, 50.0))]

@@ -27,7 +27,7 @@ from torch import nn
 from ..pretext.cpc import cpc_infonce
 from ..pretext.patches import cpc_grid
 from . import register
-from ._pretext import PretextMethod, denormalise, mosaic
+from ._pretext import PretextMethod, mosaic, tiles_for_display
 from .base import StepOutput
 from .spec import CONTRASTIVE, MethodSpec, Param
 
@@ -104,8 +104,11 @@ class CPC(PretextMethod):
 
 @torch.no_grad()
 def preview_inputs(views, cfg, generator=None) -> list:
-    """What the network receives: the first view's 7 x 7 grid of overlapping patches, laid out
-    with gaps (neighbouring patches share half their pixels), in [0, 1]."""
-    grid = cpc_grid(denormalise(views[0], cfg))
+    """What the network receives: the step's ``cpc_grid`` of the first view, its patches laid out
+    with gaps (neighbouring patches overlap by half), in [0, 1]; the context sees the rows above
+    a position, the targets are the rows below."""
+    grid = cpc_grid(views[0])
     n, g = grid.shape[:2]
-    return [(f"{g} x {g} patch grid", mosaic(grid.flatten(1, 2), g, g, gap=1))]
+    patches = tiles_for_display(grid.flatten(1, 2), cfg)
+    return [(f"patch grid, {g} x {g} overlapping patches (context: rows above; targets: rows below)",
+             mosaic(patches, g, g, gap=1))]

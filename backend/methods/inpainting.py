@@ -52,6 +52,14 @@ def make_mask(n: int, h: int, w: int, kind: str, generator=None, device=None) ->
     raise ValueError(f"method.mask must be one of {', '.join(MASKS)}, got {kind!r}")
 
 
+def masked_input(x: torch.Tensor, kind: str, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's draw on normalised views ``x``: (``x`` with the removed region set to 0, the
+    mean colour; the mask (N, 1, H, W), True where removed)."""
+    n, _, h, w = x.shape
+    mask = make_mask(n, h, w, kind, generator, x.device)
+    return x.masked_fill(mask, 0.0), mask
+
+
 class Decoder(nn.Module):
     """Pooled features (N, F) -> image (N, 3, H, W): Linear to a 64 x H/8 x W/8 grid, then three
     (x2 nearest upsampling, 3 x 3 conv-BN-ReLU) stages and a 3 x 3 conv to RGB."""
@@ -84,9 +92,7 @@ class Inpainting(PretextMethod):
 
     def masked_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the view with the removed region set to 0 (the mean colour), the mask (N, 1, H, W))."""
-        n, _, h, w = x.shape
-        mask = make_mask(n, h, w, self.cfg.method.mask, self.generator, x.device)
-        return x.masked_fill(mask, 0.0), mask
+        return masked_input(x, self.cfg.method.mask, self.generator)
 
     def training_step(self, views, labels, progress):
         x = views[0]
@@ -98,8 +104,10 @@ class Inpainting(PretextMethod):
 
 @torch.no_grad()
 def preview_inputs(views, cfg, generator=None) -> list:
-    """What the network receives: the first view with the removed region in the mean colour
-    (grey-ish), and the view it has to complete, in [0, 1]."""
-    x = views[0]
-    mask = make_mask(x.shape[0], x.shape[-2], x.shape[-1], cfg.method.mask, generator, x.device)
-    return [("masked input", denormalise(x.masked_fill(mask, 0.0), cfg)), ("target", denormalise(x, cfg))]
+    """What the network receives: the step's ``masked_input`` of the first view, the removed
+    region in the mean colour, and the view it has to complete, in [0, 1]."""
+    masked, mask = masked_input(views[0], cfg.method.mask, generator)
+    share = round(100 * float(mask.float().mean()))
+    return [(f"masked input ({cfg.method.mask} region, {share} % of the pixels, in the mean colour)",
+             denormalise(masked, cfg)),
+            ("target (loss on the removed pixels)", denormalise(views[0], cfg))]

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ..models.heads import mlp_head
-from ..pretext.jigsaw import TILES, jigsaw_batch, permutation_set
+from ..pretext.jigsaw import TILES, jigsaw_batch, normalise_tiles, permutation_set
 from . import register
-from ._pretext import PretextMethod, denormalise, mosaic
+from ._pretext import PretextMethod, mosaic, tiles_for_display
 from .base import StepOutput
 from .spec import PRETEXT, MethodSpec, Param
 
@@ -52,18 +52,26 @@ class Jigsaw(PretextMethod):
         return self.classifier(features.flatten(1)), features
 
     def training_step(self, views, labels, progress):
-        shuffled, target = jigsaw_batch(views[0], self.permutations, generator=self.generator, normalise=True)
+        tiles, target = puzzle(views[0], self.permutations, self.generator)
+        shuffled = normalise_tiles(tiles)
         logits, features = self.logits(shuffled)
         loss = F.cross_entropy(logits, target)
         accuracy = (logits.detach().argmax(dim=1) == target).float().mean()
         return StepOutput(loss=loss, z1=features.mean(dim=1), extras={"train_accuracy": accuracy})
 
 
+def puzzle(x: torch.Tensor, permutations: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's draw on the normalised views ``x``: (the 9 tiles in their shuffled order
+    (N, 9, C, t, t), before the per-tile normalisation; the permutation index of each (N,))."""
+    return jigsaw_batch(x, permutations, generator=generator)
+
+
 @torch.no_grad()
 def preview_inputs(views, cfg, generator=None) -> list:
-    """What the network receives: the 9 tiles of the first view in their shuffled order as a
-    3 x 3 mosaic with gaps (before the per-tile normalisation, which is not displayable), in [0, 1]."""
+    """What the network receives: the step's ``puzzle`` of the first view, its 9 tiles in their
+    shuffled order as a 3 x 3 mosaic with gaps, in [0, 1] (before the per-tile normalisation,
+    which is not displayable); each image tagged with its permutation index."""
     perms = permutation_set(cfg.method.num_permutations, PERMUTATION_SEED)
-    shuffled, target = jigsaw_batch(denormalise(views[0], cfg), perms, generator=generator)
-    ids = ", ".join(str(int(t)) for t in target[:8]) + ("..." if len(target) > 8 else "")
-    return [(f"shuffled tiles (permutation {ids})", mosaic(shuffled, 3, 3, gap=1))]
+    tiles, target = puzzle(views[0], perms, generator)
+    return [(f"tiles in shuffled order (under each: its permutation, of {len(perms)}; before per-tile normalisation)",
+             mosaic(tiles_for_display(tiles, cfg), 3, 3, gap=1), [f"#{int(t)}" for t in target])]

@@ -85,26 +85,36 @@ class MAE(PretextMethod):
         if x.shape[-1] != x.shape[-2] or x.shape[-1] // self.patch_size != unwrap_backbone(self.backbone).grid_size:
             raise ValueError(f"MAE trains on the global views of {self.cfg.data.image_size} px, got "
                              f"{tuple(x.shape[-2:])}")
-        masking = random_patch_mask(x.shape[0], self.num_patches, self.cfg.method.mask_ratio,
-                                    generator=self.generator, device=x.device)
+        masking = draw_mask(x, self.patch_size, self.cfg.method.mask_ratio, self.generator)
         tokens = unwrap_backbone(self.backbone).forward_tokens(x, masking.ids_keep)
         pred = self.decoder(tokens, masking.ids_restore)
         loss = mae_loss(pred, patchify(x, self.patch_size), masking.mask, self.cfg.method.norm_pix_loss)
         return StepOutput(loss=loss, z1=tokens[:, 0], extras={})
 
 
+def draw_mask(x: torch.Tensor, patch: int, ratio: float, generator):
+    """The step's draw: a ``PatchMask`` hiding ``ratio`` of the ``patch``-px patches of each of the
+    views ``x`` (N, C, H, W), row-major over the patch grid."""
+    grid = (x.shape[-2] // patch) * (x.shape[-1] // patch)
+    return random_patch_mask(x.shape[0], grid, ratio, generator=generator, device=x.device)
+
+
 @torch.no_grad()
 def preview_inputs(views, cfg, generator=None) -> list:
-    """What the encoder receives: the first view with its hidden patches greyed out, beside the
-    full view the decoder rebuilds, in [0, 1]."""
+    """What the encoder receives: the first view with the patches of the step's ``draw_mask``
+    hidden (mid grey; the encoder sees only the others), beside the full view the decoder
+    rebuilds, in [0, 1]."""
     from ..models.vit import vit_patch_size
 
-    x = denormalise(views[0], cfg)
+    x = views[0]
     n, _, h, w = x.shape
-    patch = vit_patch_size(h)
+    patch = vit_patch_size(cfg.data.image_size)
+    masking = draw_mask(x, patch, cfg.method.mask_ratio, generator)
     gh, gw = h // patch, w // patch
-    masking = random_patch_mask(n, gh * gw, cfg.method.mask_ratio, generator=generator, device=x.device)
     pixels = masking.mask.view(n, 1, gh, gw).repeat_interleave(patch, 2).repeat_interleave(patch, 3)
-    masked = x * (1 - pixels) + 0.5 * pixels
+    rgb = denormalise(x, cfg)
+    masked = rgb * (1 - pixels) + 0.5 * pixels
+    hidden = int(masking.mask[0].sum())
     share = round(100 * cfg.method.mask_ratio)
-    return [(f"visible patches ({share} % hidden)", masked), ("full view", x)]
+    return [(f"masked image ({share} % of patches hidden: {hidden} of {gh * gw}, {patch} px each)", masked),
+            ("full view (the decoder rebuilds the hidden patches)", rgb)]

@@ -27,6 +27,7 @@ from torch import nn
 from ..pretext.jigsaw import TILES, jigsaw_batch, permutation_set
 from ..pretext.memory_bank import pirl_loss
 from . import register
+from ._pretext import denormalise, mosaic, tiles_for_display
 from .base import StepOutput
 from .instdisc import BankMethod
 from .spec import CONTRASTIVE, MethodSpec, Param, temperature
@@ -49,6 +50,17 @@ SPEC = MethodSpec(
 )
 
 
+def jigsaw_source(views: list) -> torch.Tensor:
+    """The view g cuts into a puzzle: the second one (the first when there is only one)."""
+    return views[1] if len(views) > 1 else views[0]
+
+
+def jigsaw_tiles(x: torch.Tensor, permutations: torch.Tensor, generator) -> torch.Tensor:
+    """g's input: the 9 tiles of ``x`` in the order of a permutation drawn from ``permutations``
+    (N, 9, C, t, t)."""
+    return jigsaw_batch(x, permutations, generator=generator)[0]
+
+
 @register(SPEC)
 class PIRL(BankMethod):
     def __init__(self, cfg):
@@ -62,7 +74,7 @@ class PIRL(BankMethod):
 
     def transformed(self, x: torch.Tensor) -> torch.Tensor:
         """g(v_It) (N, D): shuffled tiles of ``x`` through the backbone and the jigsaw heads."""
-        tiles, _ = jigsaw_batch(x, self.permutations, generator=self._jigsaw_gen)
+        tiles = jigsaw_tiles(x, self.permutations, self._jigsaw_gen)
         n, t = tiles.shape[:2]
         features = self.tile_head(self.backbone(tiles.flatten(0, 1).contiguous()))
         return self.jigsaw_head(features.reshape(n, t * features.shape[1]))
@@ -72,7 +84,7 @@ class PIRL(BankMethod):
         image = views[0]
         idx = self.batch_indices(image.shape[0])
         v_image = self.projector(self.backbone(image))
-        v_jigsaw = self.transformed(views[1] if len(views) > 1 else image)
+        v_jigsaw = self.transformed(jigsaw_source(views))
         positive, negatives = self.bank_terms(idx)
         loss = pirl_loss(v_image, v_jigsaw, positive, negatives, lam=m.pirl_lambda,
                          temperature=m.temperature,
@@ -89,3 +101,12 @@ class PIRL(BankMethod):
         super().load_state_extras(extras)
         if "jigsaw_rng" in extras:
             self._jigsaw_gen.set_state(extras["jigsaw_rng"])
+
+
+@torch.no_grad()
+def preview_inputs(views, cfg, generator=None) -> list:
+    """What the network receives: the image (first view) for f, and the shuffled tiles of the
+    second view (the first when there is one) for g, drawn as ``transformed`` draws them, in [0, 1]."""
+    tiles = jigsaw_tiles(jigsaw_source(views), permutation_set(NUM_PERMUTATIONS), generator)
+    return [("image (for f)", denormalise(views[0], cfg)),
+            ("shuffled tiles of view 2 (for g)", mosaic(tiles_for_display(tiles, cfg), 3, 3, gap=1))]

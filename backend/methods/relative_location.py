@@ -58,9 +58,10 @@ class RelativeLocation(PretextMethod):
 
 @torch.no_grad()
 def preview_inputs(views, cfg, generator=None) -> list:
-    """What the network receives: the centre tile and the neighbour tile of the first view
-    (the caption gives each sample's label) in [0, 1]."""
-    pairs = relative_patches(denormalise(views[0], cfg), generator=generator)
+    """What the network receives: the step's ``relative_patches`` of the first view, the centre
+    tile and the neighbour tile (tagged with where it lies), in [0, 1]."""
+    pairs = relative_patches(views[0], generator=generator)
     where = ("top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right")
-    labels = ", ".join(where[int(k)] for k in pairs.label[:8]) + ("..." if len(pairs.label) > 8 else "")
-    return [("centre tile", pairs.centre), (f"neighbour tile (position: {labels})", pairs.neighbour)]
+    return [("centre tile", denormalise(pairs.centre, cfg)),
+            ("neighbour tile (its position is the label)", denormalise(pairs.neighbour, cfg),
+             [where[int(k)] for k in pairs.label])]

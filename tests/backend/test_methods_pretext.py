@@ -72,8 +72,9 @@ def test_preview_inputs_are_displayable_images(name):
     method, views = build(name, n=4)
     previews = module(name).preview_inputs(views, method.cfg, torch.Generator().manual_seed(0))
     assert previews
-    for caption, images in previews:
+    for caption, images, *tags in previews:   # an optional third item: one tag per image
         assert isinstance(caption, str) and caption
+        assert not tags or len(tags[0]) == images.shape[0]
         assert images.dim() == 4 and images.shape[:2] == (4, 3)
         assert images.min() >= 0.0 and images.max() <= 1.0
 
