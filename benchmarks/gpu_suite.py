@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -60,11 +61,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
+import gpu_suite_data  # noqa: E402
 import gpu_suite_report as report  # noqa: E402
 import gpu_suite_runs as runs  # noqa: E402
 import gpu_suite_stages as stages  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10"
 GUI_MODULES = ("PySide6", "pyqtgraph", "umap", "workbench")
 # Relative shares of the remaining time; a stage gets remaining * weight / (its + later weights).
 STAGES = (("versions", stages.versions, 0.1), ("data", stages.data, 0.3), ("cuda_tests", stages.cuda_tests, 1.0),
@@ -86,6 +87,7 @@ class Suite:
         self.out.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
         os.environ.setdefault("SSLWB_CACHE_DIR", str(self.work / "cache"))
+        self.default_data = gpu_suite_data.CIFAR
         self.shared: dict = {}          # what one stage hands a later one (data source, throughput rows)
         self.stage_deadline = self.started + self.budget
         self.report = {"suite": "benchmarks/gpu_suite.py", "dry_run": self.dry, "budget_s": self.budget,
@@ -139,8 +141,9 @@ class Suite:
 def parse_args(argv=None):
     """The suite's options."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(DEFAULT_DATA),
-                    help="image folder or compact .npy cache (benchmarks/gpu_suite_data.py); default ../shared/data/cifar10")
+    ap.add_argument("--data", default=None,
+                    help="image folder or compact .npy cache (benchmarks/gpu_suite_data.py); default "
+                         "../shared/data/cifar10 (a dry run without --data uses synthetic shapes)")
     ap.add_argument("--out", default="gpu_suite_out", help="where report.json, report.md and the DINO export go")
     ap.add_argument("--budget-s", type=float, default=0.0,
                     help="the suite's whole time budget in seconds (default 510 on a GPU, 120 in a dry run)")
@@ -158,12 +161,15 @@ def main(argv=None) -> int:
     if unknown:
         sys.exit(f"--stages: unknown stage(s) {', '.join(sorted(unknown))}; choose from "
                  f"{', '.join(n for n, _, _ in STAGES)}")
-    for index, (name, _, _) in enumerate(STAGES):
-        if name in chosen:
-            suite.run_stage(index)
-        else:
-            suite.report["stages"][name] = {"status": "skipped", "note": "not selected (--stages)", "seconds": 0}
-    suite.write()
+    try:
+        for index, (name, _, _) in enumerate(STAGES):
+            if name in chosen:
+                suite.run_stage(index)
+            else:
+                suite.report["stages"][name] = {"status": "skipped", "note": "not selected (--stages)", "seconds": 0}
+        suite.write()
+    finally:
+        shutil.rmtree(suite.work, ignore_errors=True)
     print(report.markdown(suite.report), flush=True)
     return 1 if any(s["status"] == "failed" for s in suite.report["stages"].values()) else 0
 

@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FORMAT = 1
-CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
+# ../shared/data/cifar10 beside the checkout (a worktree one level deeper finds it one folder up)
+CIFAR = next((p for p in (ROOT.parent / "shared" / "data" / "cifar10", ROOT.parents[1] / "shared" / "data" / "cifar10")
+              if p.is_dir()), ROOT.parent / "shared" / "data" / "cifar10")
 
 
 def is_npy_cache(path) -> bool:

@@ -20,9 +20,13 @@ def _throughput(t: dict) -> list[str]:
     rows = [[r.get("what"), r.get("backbone", ""), r.get("batch"), r.get("img_s"), r.get("step_ms"),
              r.get("peak_gib"), r.get("first_step_s"), r.get("status", "ok") + (f": {r['note']}" if r.get("note") else "")
              + (f": {r['error']}" if r.get("error") else "")] for r in t.get("rows", [])]
+    summary = [[s["batch"], s["eager"], s["compiled"], s["torchvision"], s["lightly"], s["x_torchvision"], s["x_lightly"]]
+               for s in t.get("summary", [])]
     return _table(["what", "backbone", "batch", "img/s", "ms/step", "peak GiB", "first step s", "status"], rows) + [
-        f"(timed steps {t.get('timed_steps')}, DataLoader workers {t.get('workers')}; img/s counts each image once "
-        f"with both views)", ""]
+        f"(data {t.get('source')}, timed steps {t.get('timed_steps')}, DataLoader workers {t.get('workers')}; img/s "
+        f"counts each image once with both views)", ""] + _table(
+        ["batch", "real step", "compiled", "torchvision DataLoader", "lightly", "best / torchvision", "best / lightly"],
+        summary) + [""]
 
 
 def _run(r: dict) -> list[str]:

@@ -106,25 +106,38 @@ def _status(events: list[dict]) -> dict:
             "end_message": end.get("message")}
 
 
+def _source(suite) -> str:
+    """The data source the runs train on; without data (the data stage failed) the runs fail too."""
+    if "source" in suite.shared:
+        return suite.shared["source"]
+    if suite.dry:
+        return "synthetic"
+    raise RuntimeError("no training data: the data stage failed (see its error)")
+
+
 def simclr(suite) -> dict:
     """The SimCLR preset on the suite's data for as many epochs of its 200-epoch schedule as fit."""
+    source = _source(suite)
     rows = suite.shared.get("throughput", [])
     eager = {r["batch"]: r.get("img_s", 0) for r in rows if r.get("what") == "real step"}
     compiled = {r["batch"]: r.get("img_s", 0) for r in rows if r.get("what") == "real step compiled"}
     use_compile = not suite.dry and compiled.get(512, 0) > eager.get(512, 0) > 0
-    over = {"data": {"source": suite.shared.get("source", "synthetic")},
+    if use_compile:
+        torch._dynamo.reset()
+    over = {"data": {"source": source},
             "schedule": {"epochs": TARGET_EPOCHS},
             "eval": {"knn_every_epochs": 1}, "runtime": {"device": str(suite.device), "compile": use_compile,
                                                          "checkpoint_every_epochs": 10 ** 6}}
     if suite.dry:
-        over = deep_merge(over, {"data": {"synthetic_train_size": 64, "synthetic_test_size": 32},
+        over = deep_merge(over, {"data": {"synthetic_train_size": 64, "synthetic_test_size": 32,
+                                          "train_limit": 64, "test_limit": 32},
                                  "model": {"backbone": "tiny_cnn"}, "optim": {"batch_size": 16},
                                  "schedule": {"epochs": 2}, "eval": {"probe_batch_size": 16}})
     cfg = ExperimentConfig.from_dict(deep_merge(preset_dict("simclr"), over))
     code, events, _ = train_for_share(suite, cfg, "simclr", reserve_s=5)
     info = _status(events)
     table = epoch_table(events)
-    out = {"backbone": cfg.model.backbone, "batch": cfg.optim.batch_size, "compile": use_compile,
+    out = {"source": source, "backbone": cfg.model.backbone, "batch": cfg.optim.batch_size, "compile": use_compile,
            "compile_reason": "compiled step was faster at batch 512 in the throughput stage" if use_compile
            else "eager (compile was not faster, or not measured)",
            "exit_code": code, **info, "epochs": table,
@@ -170,11 +183,12 @@ def dino(suite) -> dict:
     """A short dino_vit (ViT-Tiny) run on the suite's data, its encoder exported in half precision."""
     if not suite.dry and suite.stage_left() < MIN_DINO_S:
         return {"status": "skipped", "note": f"under {MIN_DINO_S}s left: no DINO run"}
-    over = {"data": {"source": suite.shared.get("source", "synthetic")},
+    over = {"data": {"source": _source(suite)},
             "schedule": {"epochs": 20, "warmup_epochs": 1}, "eval": {"knn_every_epochs": 1},
             "runtime": {"device": str(suite.device), "checkpoint_every_epochs": 10 ** 6}}
     if suite.dry:
-        over = deep_merge(over, {"data": {"synthetic_train_size": 16, "synthetic_test_size": 16, "image_size": 16},
+        over = deep_merge(over, {"data": {"synthetic_train_size": 16, "synthetic_test_size": 16, "image_size": 16,
+                                          "train_limit": 16, "test_limit": 16},
                                  "augment": {"num_local_crops": 0, "local_crop_size": 8}, "optim": {"batch_size": 8},
                                  "schedule": {"epochs": 1, "max_steps": 1}, "eval": {"probe_batch_size": 16}})
     cfg = ExperimentConfig.from_dict(deep_merge(preset_dict("dino_vit"), over))

@@ -33,6 +33,8 @@ def step_cfg(suite, batch: int, compile_: bool = False) -> ExperimentConfig:
     dry = suite.dry
     data = {"source": suite.shared.get("source", "synthetic"), "test_limit": 64,
             "synthetic_train_size": max(2 * batch, 32), "synthetic_test_size": 32}
+    if dry:
+        data["train_limit"] = max(2 * batch, 32)
     return ExperimentConfig.from_dict(deep_merge(preset_dict("simclr"), {
         "data": data, "model": {"backbone": "tiny_cnn" if dry else "resnet18"},
         "optim": {"batch_size": batch}, "schedule": {"epochs": 200},
@@ -85,12 +87,12 @@ def _driver_version() -> str | None:
 
 
 def data(suite) -> dict:
-    """Resolve --data into the data.source the runs train on (synthetic in a dry run)."""
-    if suite.dry:
+    """Resolve --data into the data.source the runs train on (a dry run without --data: synthetic)."""
+    if suite.dry and suite.args.data is None:
         suite.shared["source"] = "synthetic"
         return {"source": "synthetic", "note": "dry run: synthetic shapes"}
     t0 = time.perf_counter()
-    source, note = gpu_suite_data.resolve_source(suite.args.data, suite.work)
+    source, note = gpu_suite_data.resolve_source(suite.args.data or suite.default_data, suite.work)
     suite.shared["source"] = source
     return {"source": source, "note": note, "prepare_s": round(time.perf_counter() - t0, 2)}
 
@@ -228,6 +230,8 @@ def throughput(suite) -> dict:
         if suite.stage_left() < (60 if compiled else 10) and not suite.dry:
             rows.append({"what": what, "batch": batch, "status": "skipped", "note": "out of the stage's time"})
             continue
+        if compiled:
+            torch._dynamo.reset()   # each batch compiled afresh (static shapes), not as a dynamic recompile
         t = kernel_count.prepared_cfg(step_cfg(suite, batch, compiled), suite.work / "throughput")
         try:
             rows.append({"what": what, "batch": batch, "backbone": t.cfg.model.backbone,
@@ -241,7 +245,8 @@ def throughput(suite) -> dict:
         gc.collect()
     suite.shared["throughput"] = rows
     failed = [r for r in rows if r.get("status") == "failed"]
-    return {"rows": rows, "workers": workers, "timed_steps": steps,
+    return {"rows": rows, "summary": speedups(rows), "workers": workers, "timed_steps": steps,
+            "source": suite.shared.get("source", "synthetic"),
             **({"status": "failed", "error": f"{len(failed)} row(s) failed"} if failed else {})}
 
 
@@ -251,3 +256,18 @@ def _baselines(t, suite, batch: int, steps: int, workers: int) -> list[dict]:
                                                            workers), views_step(t), suite.device, batch)
     return [{"what": "torchvision DataLoader", "batch": batch, "img_s": round(ips, 1)},
             peer_lightly(t, suite, batch, steps, workers)]
+
+
+def speedups(rows: list[dict]) -> list[dict]:
+    """Per batch: eager and compiled img/s of the real step, the baselines', and the best real
+    step's speed-up over each baseline."""
+    out = []
+    for batch in sorted({r["batch"] for r in rows}):
+        got = {r["what"]: r.get("img_s") for r in rows if r["batch"] == batch and r.get("img_s")}
+        best = max(got.get("real step") or 0, got.get("real step compiled") or 0)
+        row = {"batch": batch, "eager": got.get("real step"), "compiled": got.get("real step compiled"),
+               "torchvision": got.get("torchvision DataLoader"), "lightly": got.get("lightly pipeline")}
+        for name in ("torchvision", "lightly"):
+            row[f"x_{name}"] = round(best / row[name], 2) if best and row[name] else None
+        out.append(row)
+    return out
