@@ -232,17 +232,19 @@ def throughput(suite) -> dict:
             continue
         if compiled:
             torch._dynamo.reset()   # each batch compiled afresh (static shapes), not as a dynamic recompile
-        t = kernel_count.prepared_cfg(step_cfg(suite, batch, compiled), suite.work / "throughput")
+        t = None
         try:
+            t = kernel_count.prepared_cfg(step_cfg(suite, batch, compiled), suite.work / "throughput")
             rows.append({"what": what, "batch": batch, "backbone": t.cfg.model.backbone,
                          **time_real_step(t, warmup + (2 if compiled else 0), steps)})
-            if not compiled:
-                for row in _baselines(t, suite, batch, steps, workers):
-                    rows.append(row)
         except Exception as exc:  # noqa: BLE001 - a row's failure (e.g. out of memory) keeps the others
-            rows.append({"what": what, "batch": batch, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            rows.append(_failed(what, batch, exc))
+        if t is not None and not compiled:
+            rows += _baselines(t, suite, batch, steps, workers)
         del t
         gc.collect()
+        if suite.device.type == "cuda":
+            torch.cuda.empty_cache()
     suite.shared["throughput"] = rows
     failed = [r for r in rows if r.get("status") == "failed"]
     return {"rows": rows, "summary": speedups(rows), "workers": workers, "timed_steps": steps,
@@ -250,12 +252,25 @@ def throughput(suite) -> dict:
             **({"status": "failed", "error": f"{len(failed)} row(s) failed"} if failed else {})}
 
 
+def _failed(what: str, batch: int, exc: Exception) -> dict:
+    return {"what": what, "batch": batch, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
 def _baselines(t, suite, batch: int, steps: int, workers: int) -> list[dict]:
-    """The torchvision DataLoader baseline and lightly's pipeline at ``batch``."""
-    ips = tv_baseline.measure(tv_baseline.baseline_batches(t.train_set.images, t.cfg, batch, suite.device, steps + 2,
-                                                           workers), views_step(t), suite.device, batch)
-    return [{"what": "torchvision DataLoader", "batch": batch, "img_s": round(ips, 1)},
-            peer_lightly(t, suite, batch, steps, workers)]
+    """The torchvision DataLoader baseline and lightly's pipeline at ``batch``, each feeding the
+    same model step (a failure of one is recorded in its row)."""
+    rows = []
+    try:
+        ips = tv_baseline.measure(tv_baseline.baseline_batches(t.train_set.images, t.cfg, batch, suite.device,
+                                                               steps + 2, workers), views_step(t), suite.device, batch)
+        rows.append({"what": "torchvision DataLoader", "batch": batch, "img_s": round(ips, 1)})
+    except Exception as exc:  # noqa: BLE001
+        rows.append(_failed("torchvision DataLoader", batch, exc))
+    try:
+        rows.append(peer_lightly(t, suite, batch, steps, workers))
+    except Exception as exc:  # noqa: BLE001
+        rows.append(_failed("lightly pipeline", batch, exc))
+    return rows
 
 
 def speedups(rows: list[dict]) -> list[dict]:
