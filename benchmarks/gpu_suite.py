@@ -38,9 +38,14 @@ batch 8-16, 1-2 steps, synthetic data (``tests/backend/test_gpu_suite.py`` runs 
 
 On the device (one ``run`` call, no more than 8 files come back, all from ``--out``):
 
-    # here, once: the compact CIFAR-10 cache (10k train + 2k test, 37 MB; the full 50k is 154 MB)
+    # here, once: the compact CIFAR-10 cache (10k train + 2k test, 35 MiB; the full 50k is 147 MiB,
+    # over the 64 MiB carry limit) and, for the lightly row, lightly's pure-Python wheel (0.3 MB;
+    # what it imports - lightning-utilities, timm, yaml, ... - is in the H200 image)
     python benchmarks/gpu_suite_data.py --out .gpu_data/cifar10-12k --train 10000 --test 2000
-    # the device call: run(command="bash benchmarks/gpu_suite.sh", carry=[".gpu_data"], timeout_s=600)
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_17_x86_64 -d .whl lightly==1.6.0
+    # the device call (benchmarks/gpu_suite.sh installs .whl/*.whl into /tmp/site first):
+    run(command="bash benchmarks/gpu_suite.sh", carry=[".gpu_data", ".whl"], timeout_s=600)
 """
 
 from __future__ import annotations

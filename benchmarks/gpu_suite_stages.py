@@ -206,7 +206,11 @@ def peer_lightly(t, suite, batch: int, steps: int, workers: int) -> dict:
                 "note": "lightly is not importable here (peer only; see benchmarks/peer_lightly.py)"}
     import peer_lightly as peer
 
-    transform, model, _, loss_fn, after = peer.lightly_setup("simclr", t.cfg)
+    try:
+        transform, model, _, loss_fn, after = peer.lightly_setup("simclr", t.cfg)
+    except ImportError as exc:   # lightly found, one of its needs missing (e.g. lightning-utilities)
+        return {"what": "lightly pipeline", "batch": batch, "status": "skipped",
+                "note": f"lightly does not import here: {exc}"}
     cnn = t.channels_last
     model.to(suite.device, memory_format=torch.channels_last if cnn else torch.preserve_format)
     step = peer.make_step(loss_fn, model, t.cfg, suite.device, after, cnn)
