@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
     def cell(v):
-        return "-" if v is None else (f"{v:,.1f}" if isinstance(v, float) else str(v))
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 10 else f"{v:,.1f}"
+        return "-" if v is None else str(v)
     return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
             *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)]
 

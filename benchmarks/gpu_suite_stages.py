@@ -151,7 +151,8 @@ def kernels(suite) -> dict:
     total, aug = kernel_count.count_step(t)
     unit = "CUDA kernels" if suite.device.type == "cuda" else "top-level aten ops"
     return {"unit": unit, "backbone": t.cfg.model.backbone, "batch": batch, "per_step": total, "augmentation": aug,
-            "rest": total - aug, "note": "the step as on main: one host sync per step (the non-finite check)"}
+            "rest": total - aug, "note": "sync-free non-finite skip" if getattr(t.cfg.runtime, "sync_free_skip", False)
+            else "one host sync per step (the non-finite check)"}
 
 
 def time_real_step(t, warmup: int, steps: int) -> dict:
