@@ -24,6 +24,7 @@ from backend.methods import method_specs
 from . import settings, workers
 from .config_form import Combo, ConfigForm
 from .config_model import DEFAULTS, ConfigModel, needs_folder_check, preset_method
+from .field_search import FieldSearch
 from .method_picker import MethodCard, MethodPicker
 from .process import warm_up
 from .source_picker import SourcePicker
@@ -81,18 +82,21 @@ class ExperimentEditor(QWidget):
         self.form = ConfigForm(self.model, skip=("method.name", "runtime.device"),
                                custom={"data.source": SourcePicker},
                                collapsed=("eval", "runtime"))
-        scroll = QScrollArea()
+        self.search = FieldSearch(self.form, self)
+        outer.addWidget(self.search)
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.form)
         outer.addWidget(scroll, 1)
+        self._scroll_before_search: int | None = None
 
         self.problems = QLabel()
         self.problems.setObjectName("problems")
         self.problems.setWordWrap(True)
         self.problems.setTextFormat(Qt.TextFormat.RichText)
-        self.problems.linkActivated.connect(self.form.focus_field)
+        self.problems.linkActivated.connect(self.focus_field)
         outer.addWidget(self.problems)
         foot = QHBoxLayout()
         self.device_combo = Combo()
@@ -113,6 +117,8 @@ class ExperimentEditor(QWidget):
         self.open_button.clicked.connect(self.open_dialog)
         self.save_button.clicked.connect(self.save_dialog)
         self.launch_button.clicked.connect(self.launch)
+        self.search.edit.textChanged.connect(self._search_scroll)
+        self.search.activated.connect(self.focus_field)
         self.model.valueChanged.connect(self._on_value)
         self.model.reset.connect(self._sync_header)
         self.model.validated.connect(self._show_validation)
@@ -120,6 +126,26 @@ class ExperimentEditor(QWidget):
         self._sync_header()
         self._show_validation()
         workers.submit(warm_up, on_result=self._fill_devices, owner=self)
+
+    # ---- finding a field -----------------------------------------------------------------
+    def _search_scroll(self, text: str) -> None:
+        """A search starts at the top of the form; clearing it returns to where the form was."""
+        bar = self.scroll.verticalScrollBar()
+        if text.strip():
+            if self._scroll_before_search is None:
+                self._scroll_before_search = bar.value()
+            bar.setValue(0)
+        elif self._scroll_before_search is not None:
+            self.form.layout().activate()
+            bar.setValue(self._scroll_before_search)
+            self._scroll_before_search = None
+
+    def focus_field(self, path: str) -> None:
+        """Unfold the field's section, scroll it into view and give it the keyboard."""
+        self.form.focus_field(path)
+        widget = self.form.editors.get(path) or self.form.custom_widgets.get(path)
+        if widget is not None:
+            self.scroll.ensureWidgetVisible(widget)
 
     # ---- header -------------------------------------------------------------------------
     def _sync_header(self) -> None:
