@@ -103,6 +103,8 @@ class ConfigForm(QWidget):
                 if self.augment_tabs is None:
                     self.augment_tabs = QTabWidget()
                     self.augment_tabs.setObjectName("augmentTabs")
+                    # as tall as its pages, not more: a search leaves short pages, the stretch takes the rest
+                    self.augment_tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
                     layout.addWidget(self.augment_tabs)
                 self.augment_tabs.addTab(section, AUGMENT_TABS[name])
                 self.tab_titles[name] = AUGMENT_TABS[name]

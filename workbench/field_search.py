@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QColor, QIcon, QKeySequence, QPainter, QPen, QPixmap, QShortcut
 from PySide6.QtWidgets import QLabel, QLineEdit, QVBoxLayout, QWidget
 
 
@@ -18,6 +18,21 @@ def field_matches(query: str, path: str, label: str) -> bool:
     words = query.lower().split()
     hay = f"{path}\n{path.replace('_', ' ')}\n{label}".lower()
     return all(word in hay for word in words)
+
+
+def magnifier_icon(colour: QColor, size: int = 16) -> QIcon:
+    """A drawn magnifying glass (icon themes are not available everywhere)."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(QPen(colour, 1.6))
+    r = size * 0.36
+    painter.drawEllipse(int(size * 0.12), int(size * 0.12), int(2 * r), int(2 * r))
+    painter.setPen(QPen(colour, 2.2))
+    painter.drawLine(int(size * 0.12 + 1.7 * r), int(size * 0.12 + 1.7 * r), int(size * 0.9), int(size * 0.9))
+    painter.end()
+    return QIcon(pixmap)
 
 
 class FormFilter:
@@ -57,12 +72,16 @@ class FormFilter:
             return
         first = -1
         for name, title in self.form.tab_titles.items():
-            index = tabs.indexOf(self.form.sections[name])
+            page = self.form.sections[name]
+            page.body.layout().activate()   # a page not shown keeps a stale size hint otherwise
+            page.layout().activate()
+            index = tabs.indexOf(page)
             count = counts.get(name, 0)
             tabs.setTabText(index, f"{title} ({count})" if self.query and count else title)
             tabs.setTabVisible(index, count > 0 or not self.query)
             if count and first < 0:
                 first = index
+        tabs.updateGeometry()
         if self.query:
             tabs.setVisible(first >= 0)
             current = next((n for n in self.form.tab_titles if self.form.sections[n] is tabs.currentWidget()), "")
@@ -92,6 +111,8 @@ class FieldSearch(QWidget):
         self.edit.setObjectName("fieldSearch")
         self.edit.setPlaceholderText("Find a field…  (Ctrl+F)")
         self.edit.setClearButtonEnabled(True)
+        grey = self.edit.palette().color(self.edit.palette().ColorRole.PlaceholderText)
+        self.edit.addAction(magnifier_icon(grey), QLineEdit.ActionPosition.LeadingPosition)
         self.edit.setToolTip("Show only the fields whose key (e.g. optim.lr) or label contains every word "
                              "typed here. Enter: go to the first match; Esc: clear")
         layout.addWidget(self.edit)
