@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -89,6 +90,17 @@ def trainer_command(run_dir, resume: bool = False, processes: int = 1) -> list[s
     if processes == 1:
         return args
     return ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (Linux /proc; [] where it cannot be read)."""
+    out = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+    return out
 
 
 class _TrainerProcess(QProcess):
@@ -191,9 +203,17 @@ class TrainerController(QObject):
         return self.send("checkpoint")
 
     def kill(self, reason: str = "killed on request") -> None:
-        """Kill the process at once (SIGKILL; it ends as ``killed``, resumable from its last checkpoint)."""
+        """Kill the process at once (SIGKILL; it ends as ``killed``, resumable from its last
+        checkpoint). Under torchrun its workers first: they run in sessions of their own and
+        would outlive a killed torchrun."""
         if self.is_running():
             self._kill_requested = reason
+            if self.processes > 1:
+                for pid in child_pids(int(self.process.processId())):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:   # already gone
+                        pass
             self.process.kill()
 
     def detach(self) -> int | None:

@@ -102,7 +102,9 @@ def test_a_folded_section_unfolds_for_its_matches_and_folds_again(editor, qtbot)
 def test_tabs_show_their_match_counts_and_the_first_tab_with_a_match_is_selected(editor, qtbot):
     tabs = editor.form.augment_tabs
     assert tabs.currentIndex() == 0   # Shared
+    full = tabs.sizeHint().height()
     type_search(qtbot, editor, "threshold")
+    assert tabs.sizeHint().height() < full / 2   # as tall as its short pages, not its full ones
     view1, view2 = (tabs.indexOf(editor.form.sections[n]) for n in ("augment.view1", "augment.view2"))
     assert not any(p.startswith("augment.") and p.count(".") == 1 for p in editor.search.matches)
     assert not tabs.isTabVisible(0)   # Shared has no threshold field: its tab is hidden

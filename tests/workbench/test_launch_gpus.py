@@ -5,7 +5,12 @@ CPU (gloo) launch through the same GUI path controlled from rank 0 (pause, check
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -14,7 +19,7 @@ from backend.config import ExperimentConfig
 from backend.events import read_events
 from workbench import process, workers
 from workbench.editor import ExperimentEditor
-from workbench.process import trainer_command
+from workbench.process import child_pids, trainer_command
 
 from .conftest import quick_small
 
@@ -112,3 +117,43 @@ def test_two_cpu_processes_under_torchrun_from_the_gui_obey_rank_0(window, qtbot
     assert [e["state"] for e in events if e.get("state") in ("paused", "running", "stopped")][-3:] == \
         ["paused", "running", "stopped"]
     assert json.loads((state.run_dir / "config.json").read_text())["device"] == "cpu x 2 ranks"
+
+
+def test_child_pids_lists_the_direct_children(tmp_path):
+    parent = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(child_pids(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = child_pids(parent.pid)
+        assert len(children) == 2 and parent.pid not in children
+        assert all(Path(f"/proc/{c}/cmdline").read_bytes().startswith(b"sleep") for c in children)
+    finally:
+        for pid in child_pids(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+    assert child_pids(parent.pid) == []   # gone: nothing to read
+
+
+@pytest.mark.slow
+def test_kill_under_torchrun_kills_the_workers_too(window, qtbot):
+    cfg = ExperimentConfig.from_dict(quick_small(schedule={"epochs": 40}, eval={"knn_every_epochs": 0}))
+    panel = window.launch(cfg, "cpu", processes=2)
+    state = panel.state
+    ctl = window.manager.controller(state.run_dir)
+    qtbot.waitUntil(lambda: state.step >= 1, timeout=180000)
+    workers_ = child_pids(int(ctl.process.processId()))
+    assert len(workers_) == 2
+    ctl.kill()
+    qtbot.waitUntil(lambda: not state.live, timeout=30000)
+    assert state.state == "killed", state.message
+    qtbot.waitUntil(lambda: not any(_alive(pid) for pid in workers_), timeout=10000)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
