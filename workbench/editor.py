@@ -149,7 +149,10 @@ class ExperimentEditor(QWidget):
             self._scroll_before_search = None
 
     def focus_field(self, path: str) -> None:
-        """Unfold the field's section, scroll it into view and give it the keyboard."""
+        """Unfold the field's section, scroll it into view and give it the keyboard (a search
+        that hides the field, e.g. one a problem link points at, is cleared first)."""
+        if self.form.filter.query and path not in self.form.matching_paths():
+            self.search.edit.clear()
         self.form.focus_field(path)
         widget = self.form.editors.get(path) or self.form.custom_widgets.get(path)
         if widget is not None:

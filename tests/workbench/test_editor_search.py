@@ -162,3 +162,15 @@ def test_enter_goes_to_the_first_match_and_ctrl_f_comes_back(editor, qtbot):
     qtbot.keyClick(first, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: editor.search.edit.hasFocus(), timeout=2000)
     assert editor.search.edit.selectedText() == "temp"   # typing replaces the old search
+
+
+def test_a_problem_link_to_a_field_the_search_hides_clears_the_search(editor, qtbot):
+    editor.model.set_value("optim.lr", 0.0)            # a problem on optim.lr, linked under the form
+    assert "href='optim.lr'" in editor.problems.text()
+    type_search(qtbot, editor, "temp")
+    assert not shown(editor, "optim.lr")
+    editor.problems.linkActivated.emit("optim.lr")
+    assert editor.search.edit.text() == "" and shown(editor, "optim.lr")
+    type_search(qtbot, editor, "lr")
+    editor.problems.linkActivated.emit("optim.lr")     # shown by the search: the search stays
+    assert editor.search.edit.text() == "lr"
