@@ -195,7 +195,9 @@ def cmd_train(args) -> int:
     if isinstance(opened, int):
         D.cleanup()
         return opened
-    control = TrainerControl(read_stdin=not args.no_stdin,
+    # Under torchrun every rank inherits the same stdin: only rank 0 reads the commands (a line
+    # read by another rank would be lost to rank 0); the loop makes every rank act on them.
+    control = TrainerControl(read_stdin=not args.no_stdin and rank0,
                              exit_on_eof=args.exit_on_stdin_eof)
     control.install_signal_handlers()
     return run_training(opened.run_dir, resume=args.resume, control=control, tty=sys.stdout.isatty(),

@@ -4,6 +4,7 @@ One collapsible section per sub-config, one editor per leaf field chosen by its 
 choices, spin boxes bounded by ge/gt/le/lt, check box, line edit, a spin box per list element),
 tooltips from the help text, and the field's validation sentences in red under it. Fields that do
 not apply (other methods, other data sources) are hidden. The widgets observe a ``ConfigModel``.
+``set_filter`` narrows the form to the fields whose key or label matches a search (``field_search``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import QFormLayout, QLabel, QSizePolicy, QTabWidget, QToo
 from backend.config import field_meta
 
 from .config_model import ConfigModel, inherited_path, schema
+from .field_search import FormFilter, field_matches
 from .field_editor import (FIELD_NOTES, Combo, FieldEditor, FloatSpin, IntSpin, bounds_text,  # noqa: F401
                            grad_accum_note, humanize, tooltip)
 
@@ -77,6 +79,8 @@ class ConfigForm(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         self.augment_tabs: QTabWidget | None = None
+        self.tab_titles: dict[str, str] = {}   # augment section -> its tab's plain title
+        self.filter = FormFilter(self)
         for name, (help_text, leaves) in schema().items():
             section = Section(SECTION_TITLES.get(name, humanize(name)), help_text)
             self.sections[name] = section
@@ -99,8 +103,11 @@ class ConfigForm(QWidget):
                 if self.augment_tabs is None:
                     self.augment_tabs = QTabWidget()
                     self.augment_tabs.setObjectName("augmentTabs")
+                    # as tall as its pages, not more: a search leaves short pages, the stretch takes the rest
+                    self.augment_tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
                     layout.addWidget(self.augment_tabs)
                 self.augment_tabs.addTab(section, AUGMENT_TABS[name])
+                self.tab_titles[name] = AUGMENT_TABS[name]
             else:
                 layout.addWidget(section)
         layout.addStretch(1)
@@ -143,18 +150,48 @@ class ConfigForm(QWidget):
                 editor.set_meta(meta)
                 self.labels[path].setToolTip(tooltip(path, meta))
 
+    def row_path(self, section: Section, row: int) -> str | None:
+        """The field path edited in ``row`` of ``section`` (None for a row without one)."""
+        item = section.form.itemAt(row, QFormLayout.ItemRole.FieldRole)
+        widget = item.widget() if item else None
+        return getattr(widget, "path", None) or next(
+            (p for p, w in self.custom_widgets.items() if w is widget), None)
+
     def _update_visibility(self) -> None:
+        """Rows follow the model (fields that apply) and the search filter; empty sections hide."""
+        query = self.filter.query
+        counts = {}
         for name, section in self.sections.items():
-            any_visible = False
+            count = 0
             for row in range(section.form.rowCount()):
-                item = section.form.itemAt(row, QFormLayout.ItemRole.FieldRole)
-                widget = item.widget() if item else None
-                path = getattr(widget, "path", None) or next(
-                    (p for p, w in self.custom_widgets.items() if w is widget), None)
+                path = self.row_path(section, row)
                 visible = self.model.visible(path) if path else True
+                if visible and query and path:
+                    visible = field_matches(query, path, self.labels[path].text())
                 section.form.setRowVisible(row, visible)
-                any_visible |= visible
-            section.setVisible(any_visible)
+                count += visible
+            counts[name] = count
+            if name not in self.tab_titles:   # a tab's page: its tab is shown or hidden instead
+                section.setVisible(count > 0)
+        self.filter.show_counts(counts)
+
+    def set_filter(self, text: str) -> list[str]:
+        """Show only the fields whose key or label matches ``text`` (every word of it; '' shows the
+        whole form again, folded and tabbed as before the search). Returns the matching paths in
+        the order they appear."""
+        self.filter.set_query(text)
+        self._update_visibility()
+        return self.matching_paths()
+
+    def matching_paths(self) -> list[str]:
+        """Paths of the fields shown now, in form order (every shown field with no search)."""
+        out = []
+        for section in self.sections.values():
+            for row in range(section.form.rowCount()):
+                path = self.row_path(section, row)
+                if path and section.form.isRowVisible(row):
+                    out.append(path)
+        return out
 
     def _show_errors(self) -> None:
         for path, editor in self.editors.items():

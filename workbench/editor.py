@@ -21,9 +21,10 @@ from backend.data.registry import check_source
 from backend.errors import ConfigError
 from backend.methods import method_specs
 
-from . import settings, workers
+from . import process, settings, workers
 from .config_form import Combo, ConfigForm
 from .config_model import DEFAULTS, ConfigModel, needs_folder_check, preset_method
+from .field_search import FieldSearch
 from .method_picker import MethodCard, MethodPicker
 from .process import warm_up
 from .source_picker import SourcePicker
@@ -37,7 +38,8 @@ def method_choices() -> list[tuple[str, str]]:
 
 
 class ExperimentEditor(QWidget):
-    """The whole editor. ``launchRequested(ExperimentConfig, device)`` when Launch is pressed;
+    """The whole editor. ``launchRequested(ExperimentConfig, device)`` when Launch is pressed (with
+    ``processes()`` trainer processes: 1, or one per GPU when the machine's GPUs are chosen);
     ``message(str)`` for the status bar (file loaded, saved, errors)."""
 
     launchRequested = Signal(object, str)
@@ -81,18 +83,21 @@ class ExperimentEditor(QWidget):
         self.form = ConfigForm(self.model, skip=("method.name", "runtime.device"),
                                custom={"data.source": SourcePicker},
                                collapsed=("eval", "runtime"))
-        scroll = QScrollArea()
+        self.search = FieldSearch(self.form, self)
+        outer.addWidget(self.search)
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.form)
         outer.addWidget(scroll, 1)
+        self._scroll_before_search: int | None = None
 
         self.problems = QLabel()
         self.problems.setObjectName("problems")
         self.problems.setWordWrap(True)
         self.problems.setTextFormat(Qt.TextFormat.RichText)
-        self.problems.linkActivated.connect(self.form.focus_field)
+        self.problems.linkActivated.connect(self.focus_field)
         outer.addWidget(self.problems)
         foot = QHBoxLayout()
         self.device_combo = Combo()
@@ -102,8 +107,14 @@ class ExperimentEditor(QWidget):
         self.launch_button.setObjectName("launchButton")
         self.launch_button.setToolTip("Create a run in the workspace and start training it")
         self.launch_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.gpus_combo = Combo()   # shown when this machine has several GPUs (offer_gpus)
+        self.gpus_combo.setToolTip("Train on one GPU (the device chosen on the left), or on every GPU of "
+                                   "this machine: one process per GPU under torchrun (DDP), the global batch "
+                                   "split between them")
+        self.gpus_combo.hide()
         foot.addWidget(QLabel("Device"))
         foot.addWidget(self.device_combo)
+        foot.addWidget(self.gpus_combo)
         foot.addWidget(self.launch_button, 1)
         outer.addLayout(foot)
 
@@ -113,6 +124,9 @@ class ExperimentEditor(QWidget):
         self.open_button.clicked.connect(self.open_dialog)
         self.save_button.clicked.connect(self.save_dialog)
         self.launch_button.clicked.connect(self.launch)
+        self.gpus_combo.currentIndexChanged.connect(self._gpus_picked)
+        self.search.edit.textChanged.connect(self._search_scroll)
+        self.search.activated.connect(self.focus_field)
         self.model.valueChanged.connect(self._on_value)
         self.model.reset.connect(self._sync_header)
         self.model.validated.connect(self._show_validation)
@@ -120,6 +134,29 @@ class ExperimentEditor(QWidget):
         self._sync_header()
         self._show_validation()
         workers.submit(warm_up, on_result=self._fill_devices, owner=self)
+
+    # ---- finding a field -----------------------------------------------------------------
+    def _search_scroll(self, text: str) -> None:
+        """A search starts at the top of the form; clearing it returns to where the form was."""
+        bar = self.scroll.verticalScrollBar()
+        if text.strip():
+            if self._scroll_before_search is None:
+                self._scroll_before_search = bar.value()
+            bar.setValue(0)
+        elif self._scroll_before_search is not None:
+            self.form.layout().activate()
+            bar.setValue(self._scroll_before_search)
+            self._scroll_before_search = None
+
+    def focus_field(self, path: str) -> None:
+        """Unfold the field's section, scroll it into view and give it the keyboard (a search
+        that hides the field, e.g. one a problem link points at, is cleared first)."""
+        if self.form.filter.query and path not in self.form.matching_paths():
+            self.search.edit.clear()
+        self.form.focus_field(path)
+        widget = self.form.editors.get(path) or self.form.custom_widgets.get(path)
+        if widget is not None:
+            self.scroll.ensureWidgetVisible(widget)
 
     # ---- header -------------------------------------------------------------------------
     def _sync_header(self) -> None:
@@ -182,6 +219,27 @@ class ExperimentEditor(QWidget):
             self.device_combo.addItem(label, device)
         choice = remembered if self.device_combo.findData(remembered) >= 0 else devices[min(1, len(devices) - 1)][1]
         self.device_combo.setCurrentIndex(self.device_combo.findData(choice))
+        self.offer_gpus(process.gpu_count())
+
+    def offer_gpus(self, count: int) -> None:
+        """With several GPUs, offer '1 GPU' or 'all ``count`` GPUs on this machine' next to Launch
+        (hidden with 0 or 1)."""
+        self.gpus_combo.blockSignals(True)
+        self.gpus_combo.clear()
+        if count > 1:
+            self.gpus_combo.addItem("1 GPU", 1)
+            self.gpus_combo.addItem(f"{count} GPUs on this machine", count)
+        self.gpus_combo.blockSignals(False)
+        self.gpus_combo.setVisible(count > 1)
+        self._gpus_picked()
+
+    def _gpus_picked(self, _index: int = 0) -> None:
+        """Every GPU: the device picker does not apply (each process takes its own GPU)."""
+        self.device_combo.setEnabled(self.processes() == 1)
+
+    def processes(self) -> int:
+        """Trainer processes Launch starts: 1, or one per GPU when 'N GPUs' is chosen."""
+        return int(self.gpus_combo.currentData() or 1) if self.gpus_combo.count() else 1
 
     def source_picker(self) -> SourcePicker:
         """The data source picker inside the Data section."""
@@ -230,7 +288,9 @@ class ExperimentEditor(QWidget):
 
     # ---- files and launch ---------------------------------------------------------------
     def device(self) -> str:
-        """The chosen runtime.device."""
+        """The chosen runtime.device ('cuda' when every GPU trains: each process takes its own)."""
+        if self.processes() > 1:
+            return "cuda"
         return self.device_combo.currentData() or "cpu"
 
     def load_file(self, path) -> bool:
@@ -288,6 +348,7 @@ class ExperimentEditor(QWidget):
             return
         if needs_folder_check(cfg.data.source):
             self.model.set_folder_problem(cfg.data.source, "")   # fixed since the last check
-        settings.set_value("device", self.device())
+        if self.processes() == 1:
+            settings.set_value("device", self.device())
         cfg.runtime.device = self.device()
         self.launchRequested.emit(cfg, self.device())

@@ -263,14 +263,17 @@ class MainWindow(RunToolsMixin, QMainWindow):
         self.editor.apply_preset("quick")
 
     # ---- runs ---------------------------------------------------------------------------
-    def launch(self, cfg, device: str) -> RunPanel | None:
-        """Create a run from ``cfg`` and start its trainer; returns its tab."""
+    def launch(self, cfg, device: str, processes: int | None = None) -> RunPanel | None:
+        """Create a run from ``cfg`` and start its trainer (in ``processes`` processes; default:
+        the editor's choice, one per GPU or 1); returns its tab."""
+        processes = self.editor.processes() if processes is None else processes
         try:
-            state = self.manager.launch(cfg, device)
+            state = self.manager.launch(cfg, device, processes)
         except (WorkbenchError, OSError) as exc:
             self.show_message(f"could not create the run: {workers.describe_error(exc)}")
             return None
-        self.log.append_line(state.run_id, "status", f"launched on {device}: {state.run_dir}")
+        where = f"{device} x {processes} processes (torchrun)" if processes > 1 else device
+        self.log.append_line(state.run_id, "status", f"launched on {where}: {state.run_dir}")
         self.show_message(f"launched {state.run_id}")
         return self._panel(state)
 

@@ -1,7 +1,9 @@
 """The trainer process controller: one QProcess per run (never threads or multiprocessing).
 
 ``TrainerController`` starts ``python -m backend train --run-dir DIR [--resume]
---exit-on-stdin-eof``, parses its stdout JSON lines into events, forwards control commands on
+--exit-on-stdin-eof`` (with ``processes`` > 1: the same under ``python -m torch.distributed.run
+--standalone --nproc_per_node=N``, one process per GPU of this machine; rank 0 writes the run,
+reads the commands and prints the events), parses its stdout JSON lines into events, forwards control commands on
 stdin, and feeds the parsed events into the run's ledger (``RunState``), which also decides how the
 run ended from its events and the exit code (``RunLedger.outcome``: a signal, a non-zero exit without
 an error event, or an error event marked ``unexpected`` is ``crashed``, with the last lines of the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -50,6 +53,15 @@ def available_devices() -> list[tuple[str, str]]:
     return devices
 
 
+def gpu_count() -> int:
+    """CUDA devices of this machine (0 without torch or a driver); tests replace it."""
+    try:
+        import torch
+        return int(torch.cuda.device_count())
+    except Exception:
+        return 0
+
+
 def warm_up(ctx=None) -> list[tuple[str, str]]:
     """Worker: import the heavy libraries a launch needs (so the GUI thread never waits on them)
     and return ``available_devices()``."""
@@ -66,6 +78,29 @@ def trainer_arguments(run_dir, resume: bool = False) -> list[str]:
     if resume:
         args.append("--resume")
     return args
+
+
+def trainer_command(run_dir, resume: bool = False, processes: int = 1) -> list[str]:
+    """Arguments (after the interpreter) that train ``run_dir`` in ``processes`` processes: the
+    single-process trainer, or that trainer under torchrun on this machine (the command
+    ``sslwb train --nproc N`` relaunches itself with)."""
+    if not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a whole number >= 1, got {processes!r}")
+    args = trainer_arguments(run_dir, resume)
+    if processes == 1:
+        return args
+    return ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *args]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (Linux /proc; [] where it cannot be read)."""
+    out = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+    return out
 
 
 class _TrainerProcess(QProcess):
@@ -85,9 +120,10 @@ class TrainerController(QObject):
     outputLine = Signal(str, str)
     exited = Signal(str, str)
 
-    def __init__(self, state: RunState, parent: QObject | None = None):
+    def __init__(self, state: RunState, parent: QObject | None = None, processes: int = 1):
         super().__init__(parent)
         self.state = state
+        self.processes = processes   # > 1: torchrun, one process per GPU
         self.run_dir = state.run_dir
         self.process: QProcess | None = None
         self.stderr_tail: deque[str] = deque(maxlen=40)
@@ -119,7 +155,7 @@ class TrainerController(QObject):
         env.remove("QT_QPA_PLATFORM")
         proc.setProcessEnvironment(env)
         proc.setProgram(sys.executable)
-        proc.setArguments(trainer_arguments(self.run_dir, resume))
+        proc.setArguments(trainer_command(self.run_dir, resume, self.processes))
         proc.readyReadStandardOutput.connect(self._read_stdout)
         proc.readyReadStandardError.connect(self._read_stderr)
         proc.finished.connect(self._on_finished)
@@ -167,9 +203,17 @@ class TrainerController(QObject):
         return self.send("checkpoint")
 
     def kill(self, reason: str = "killed on request") -> None:
-        """Kill the process at once (SIGKILL; it ends as ``killed``, resumable from its last checkpoint)."""
+        """Kill the process at once (SIGKILL; it ends as ``killed``, resumable from its last
+        checkpoint). Under torchrun its workers first: they run in sessions of their own and
+        would outlive a killed torchrun."""
         if self.is_running():
             self._kill_requested = reason
+            if self.processes > 1:
+                for pid in child_pids(int(self.process.processId())):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:   # already gone
+                        pass
             self.process.kill()
 
     def detach(self) -> int | None:

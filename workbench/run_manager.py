@@ -48,6 +48,7 @@ class RunManager(QObject):
         self.workspace = Path(workspace)
         self.states: dict[str, RunState] = {}
         self.controllers: dict[str, TrainerController] = {}
+        self.processes: dict[str, int] = {}   # run key -> trainer processes it was launched with
 
     # ---- queries ------------------------------------------------------------------------
     def state(self, run_dir) -> RunState | None:
@@ -68,13 +69,15 @@ class RunManager(QObject):
         return {key: s for key, s in self.states.items() if s.live}
 
     # ---- actions ------------------------------------------------------------------------
-    def launch(self, cfg: ExperimentConfig, device: str | None = None) -> RunState:
-        """Create a run directory for ``cfg`` (on ``device``) and start its trainer."""
+    def launch(self, cfg: ExperimentConfig, device: str | None = None, processes: int = 1) -> RunState:
+        """Create a run directory for ``cfg`` (on ``device``) and start its trainer (in
+        ``processes`` torchrun processes when > 1; a resume in this session uses as many)."""
         if device:
             cfg.runtime.device = device
         run_dir = create_run(self.workspace, cfg)
         state = self._add(run_dir)
         state.epochs, state.name = cfg.schedule.epochs, cfg.name
+        self.processes[run_key(run_dir)] = processes
         self.start(state, resume=False)
         return state
 
@@ -136,6 +139,7 @@ class RunManager(QObject):
         except (WorkbenchError, OSError) as exc:
             state.set_state("error", f"cannot switch the run to the CPU: {exc}")
             return state
+        self.processes.pop(run_key(run_dir), None)   # one process on the CPU
         self.logLine.emit(state.run_id, "status", "runtime.device set to cpu; starting again on the CPU")
         self.start(state, resume=checkpoint_path(run_dir).exists())
         return state
@@ -174,7 +178,7 @@ class RunManager(QObject):
         old = self.controllers.get(run_key(state.run_dir))
         if old is not None:
             old.deleteLater()
-        ctl = TrainerController(state, self)
+        ctl = TrainerController(state, self, processes=self.processes.get(run_key(state.run_dir), 1))
         self.controllers[run_key(state.run_dir)] = ctl
         ctl.eventsReceived.connect(lambda events, s=state: self._log_events(s, events))
         ctl.outputLine.connect(lambda stream, text, s=state: self.logLine.emit(

@@ -59,18 +59,43 @@ class Trainer:
     def handle_requests(self) -> bool:
         """Wait while paused, save a requested checkpoint; True when the run must stop now."""
         t, state = self.t, self.state
-        # A checkpoint asked for while paused is written at once; under torchrun it waits for the
-        # resume, because writing it needs every rank at the barrier.
-        on_checkpoint = None if t.dist.enabled else (lambda: self.checkpoint("requested"))
-        t.control.wait_while_paused(lambda: t.events.status("paused", f"paused at step {state.step}"),
-                                    lambda: t.events.status("running", "resumed after pause"),
-                                    on_checkpoint=on_checkpoint)
-        stop_now, checkpoint_now = agree_on_requests(t.control)
+        on_pause = lambda: t.events.status("paused", f"paused at step {state.step}")  # noqa: E731
+        on_resume = lambda: t.events.status("running", "resumed after pause")  # noqa: E731
+        if t.dist.enabled:
+            stop_now, checkpoint_now = self.pause_together(on_pause, on_resume)
+        else:   # a checkpoint asked for while paused is written at once
+            t.control.wait_while_paused(on_pause, on_resume, on_checkpoint=lambda: self.checkpoint("requested"))
+            stop_now, checkpoint_now = agree_on_requests(t.control)[:2]
         if stop_now:
             return True
         if checkpoint_now:
             self.checkpoint("requested")
         return False
+
+    def pause_together(self, on_pause, on_resume, poll_s: float = 0.2) -> tuple[bool, bool]:
+        """Under torchrun: (stop, checkpoint) agreed by every rank, every rank waiting while any
+        is paused (only rank 0 reads the workbench's commands). The ranks agree again every
+        ``poll_s`` while paused, so no collective waits longer than that (a long pause never
+        reaches the process group's timeout), and a checkpoint asked for while paused is written
+        at once by all of them."""
+        control, started = self.t.control, None
+        while True:
+            stop, checkpoint, paused = agree_on_requests(control)
+            if stop or not paused:
+                break
+            if started is None:
+                started = time.perf_counter()
+                on_pause()
+            if checkpoint:
+                self.checkpoint("requested")
+                continue
+            control.wake.wait(poll_s)
+            control.wake.clear()
+        if started is not None:
+            control.paused_seconds += time.perf_counter() - started
+            if not stop:
+                on_resume()
+        return stop, checkpoint
 
     def end_of_epoch(self, epoch: int, epoch_start: float) -> None:
         """After the epoch's steps: flush, epoch time, kNN when due, checkpoint when due."""
@@ -147,17 +172,17 @@ class Trainer:
             self.board.close()
 
 
-def agree_on_requests(control) -> tuple[bool, bool]:
-    """(stop, checkpoint) requests; under torchrun every rank acts if any rank was asked."""
-    flags = torch.tensor([control.stop_requested.is_set(), control.checkpoint_requested.is_set()],
-                         dtype=torch.float32)
+def agree_on_requests(control) -> tuple[bool, bool, bool]:
+    """(stop, checkpoint, paused) requests; under torchrun every rank acts if any rank was asked."""
+    flags = torch.tensor([control.stop_requested.is_set(), control.checkpoint_requested.is_set(),
+                          control.paused.is_set()], dtype=torch.float32)
     if D.is_enabled():
         flags = D.all_reduce_sum(flags.to(sync_device()))
-    stop, ckpt = bool(flags[0] > 0), bool(flags[1] > 0)
+    stop, ckpt, paused = (bool(f > 0) for f in flags.tolist())
     if stop and not control.stop_requested.is_set():
         control.request("stop", reason="another rank was asked to stop")
     control.checkpoint_requested.clear()
-    return stop, ckpt
+    return stop, ckpt, paused
 
 
 def evaluate_knn(t: Training) -> tuple[float | None, int]:

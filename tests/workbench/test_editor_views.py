@@ -59,7 +59,20 @@ def test_preset_with_view_tables_fills_the_tabs_and_saves_only_overrides(editor,
 def test_bad_view_value_shows_on_its_field(editor):
     editor.model.set_value("augment.view1.blur_prob", 1.5)
     assert editor.model.field_errors["augment.view1.blur_prob"]
+    editor.form.focus_field("augment.view1.blur_prob")   # its tab (only the current tab's page is shown)
     assert editor.form.editors["augment.view1.blur_prob"].error_label.isVisibleTo(editor.form)
+
+
+def test_only_the_current_tab_page_is_shown(editor):
+    """Pages of the other tabs stay hidden after the form updates (they used to be shown too, drawn
+    over the current page with their labels mixed into its own)."""
+    tabs = editor.form.augment_tabs
+    editor.model.set_value("optim.lr", 0.2)   # any change updates which rows are visible
+    for index in range(tabs.count()):
+        assert tabs.widget(index).isVisibleTo(tabs) == (index == tabs.currentIndex())
+    tabs.setCurrentIndex(2)
+    editor.model.set_value("optim.lr", 0.3)
+    assert [tabs.widget(i).isVisibleTo(tabs) for i in range(tabs.count())] == [False, False, True, False]
 
 
 class _Ctx:
