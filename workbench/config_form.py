@@ -60,6 +60,11 @@ class Section(QWidget):
         self.body.setVisible(expanded)
 
 
+def method_first(sections: dict) -> dict:
+    """The schema's sections with the method's own (its hyperparameters) first, the rest in order."""
+    return {name: sections[name] for name in sorted(sections, key=lambda name: name != "method")}
+
+
 class ConfigForm(QWidget):
     """Every section of the editable schema (``config_model.schema``: the config sections and
     every registered method's hyperparameters) as generated editors bound to a ``ConfigModel``.
@@ -81,7 +86,7 @@ class ConfigForm(QWidget):
         self.augment_tabs: QTabWidget | None = None
         self.tab_titles: dict[str, str] = {}   # augment section -> its tab's plain title
         self.filter = FormFilter(self)
-        for name, (help_text, leaves) in schema().items():
+        for name, (help_text, leaves) in method_first(schema()).items():
             section = Section(SECTION_TITLES.get(name, humanize(name)), help_text)
             self.sections[name] = section
             for path, info in leaves.items():

@@ -56,7 +56,7 @@ class FormFilter:
         self.query = query
         if query:
             for section in form.sections.values():
-                section.body.setVisible(True)   # the header keeps its folded state for the restore
+                section.set_expanded(True)   # the folded state is in _saved, restored when the search ends
         elif self._saved is not None:
             expanded, tab = self._saved
             self._saved = None
