@@ -16,6 +16,7 @@ The loader modules import only the leaf modules ``types``, ``sampling`` and ``re
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ log = logging.getLogger("backend.data")
 
 
 def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=None,
-                 on_progress=None, cancelled=None) -> ImageDataset:
+                 on_progress=None, cancelled=None, mmap: bool = False) -> ImageDataset:
     """Load split 'train' or 'test' of ``cfg.source`` (a DataConfig) as uint8 tensors.
 
     Decodes on the first call and reads the on-disk cache afterwards. ``seed`` fixes synthetic
@@ -47,7 +48,10 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
     (relative path, reason) pair (the sentence names only the first few). Image folders report
     decoding progress to ``on_progress(fraction, text)`` and stop with ``backend.errors.Cancelled``
     once ``cancelled()`` returns True. Raises DataError naming the path or source when the data
-    is missing, empty, unreadable or cannot be downloaded."""
+    is missing, empty, unreadable or cannot be downloaded. ``mmap=True``: the images are the
+    cache's ``images.npy`` memory-mapped read-only (a CPU tensor over the map, nothing read until
+    touched; data larger than RAM), also right after a cache miss (the decoded copy is dropped);
+    the default reads them into memory."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     cfg = getattr(cfg, "data", cfg)          # an ExperimentConfig works too
@@ -59,7 +63,7 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
 
     root = cache.cache_root(cfg)
     name = cache.entry_name(plan.label, split, cfg.image_size, plan.key)
-    entry = cache.load_entry(root, name, plan.key, cfg.image_size)
+    entry = cache.load_entry(root, name, plan.key, cfg.image_size, mmap=mmap)
     if entry is not None:
         images, labels, meta = entry
         data = Decoded(images, labels, list(meta["class_names"]),
@@ -73,6 +77,10 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
         except OSError as exc:
             warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
                  f"the images will be decoded again next time")
+        else:
+            mapped = cache.load_entry(root, name, plan.key, cfg.image_size, mmap=True) if mmap else None
+            if mapped is not None:
+                data.images = mapped[0]        # the decoded copy in RAM is freed
     if data.skipped:
         message = skipped_message(data.skipped, cfg.source, split)
         if on_skipped is not None:
@@ -80,9 +88,18 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
         else:
             warn(message)
     labels_t = None if data.labels is None else torch.from_numpy(np.ascontiguousarray(data.labels))
-    return ImageDataset(images=torch.from_numpy(np.ascontiguousarray(data.images)), labels=labels_t,
+    return ImageDataset(images=_as_tensor(data.images), labels=labels_t,
                         class_names=list(data.class_names), source=str(cfg.source), split=split,
                         skipped=list(data.skipped))
+
+
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    """A uint8 tensor sharing the array's memory (a read-only memory map too: never written)."""
+    if isinstance(images, np.memmap) and not images.flags.writeable:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # "non-writable array": we only read it
+            return torch.from_numpy(images)
+    return torch.from_numpy(np.ascontiguousarray(images))
 
 
 def skipped_message(skipped: list, source: str, split: str = "") -> str:

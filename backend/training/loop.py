@@ -14,7 +14,7 @@ from ..runs import record_evaluation
 from .scalars import flush
 from .setup import Training
 from .state import checkpoint_payload, commit_checkpoint
-from .step import optimisation_step, sync_device
+from .step import optimisation_step, rank_indices, sync_device
 
 
 class Trainer:
@@ -34,19 +34,25 @@ class Trainer:
                         f"batch {t.cfg.optim.batch_size})", total_steps=t.total_steps,
                         steps_per_epoch=t.steps_per_epoch, epochs=t.cfg.schedule.epochs)
         t.method.train()
-        while state.step < t.total_steps:
-            # Epoch time is training time: what the run spends paused is taken out.
-            epoch, epoch_start = state.epoch, time.perf_counter() - t.control.paused_seconds
-            order = self.epoch_order(epoch)
-            for batch_index in range(state.step - epoch * t.steps_per_epoch, t.steps_per_epoch):
-                if state.step >= t.total_steps:
-                    break
-                if self.handle_requests():
-                    return self.stopped()
-                optimisation_step(t, state, order, batch_index)
-                flush(state, t.events)
-            self.end_of_epoch(epoch, epoch_start)
-        return self.finished()
+        try:
+            while state.step < t.total_steps:
+                # Epoch time is training time: what the run spends paused is taken out.
+                epoch, epoch_start = state.epoch, time.perf_counter() - t.control.paused_seconds
+                order = self.epoch_order(epoch)
+                first = state.step - epoch * t.steps_per_epoch
+                last = min(t.steps_per_epoch, first + t.total_steps - state.step)
+                t.feed.plan([rank_indices(t, order, b) for b in range(first, last)])  # a stream prefetches them
+                for batch_index in range(first, t.steps_per_epoch):
+                    if state.step >= t.total_steps:
+                        break
+                    if self.handle_requests():
+                        return self.stopped()
+                    optimisation_step(t, state, order, batch_index)
+                    flush(state, t.events)
+                self.end_of_epoch(epoch, epoch_start)
+            return self.finished()
+        finally:
+            t.feed.close()
 
     # ---- the steps of fit ------------------------------------------------------------------
     def epoch_order(self, epoch: int) -> torch.Tensor:
