@@ -18,7 +18,10 @@ min(width, height) resized to S x S with Pillow's antialiased bilinear filter (t
 "shorter side to S, centre crop"); JPEGs are DCT-downscaled while decoding when much larger than S.
 ICC profiles are not applied. Files that fail (truncated, empty, not an image, above PIL's
 ``Image.MAX_IMAGE_PIXELS`` - the decompression-bomb guard) are skipped and reported.
-A thread pool decodes in parallel (PIL releases the GIL while decoding and resizing).
+Building the cache, a process pool of every usable CPU decodes straight into the new entry's
+memory-mapped ``images.npy`` (``parallel_decode``; progress and cancel per chunk of files), so an
+ImageNet-size folder is never held in RAM; where the cache cannot be written, a thread pool
+decodes into memory instead (PIL releases the GIL while decoding and resizing).
 Finding the files (layouts, hidden files, symlink loops, folder problems) is ``folder_tree``'s job.
 
 Folder problems are refused with a DataError that names the path and the likely fix: a missing
@@ -121,9 +124,10 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     chosen = [records[i][0] for i in index]
     chosen_labels = None if labels is None else labels[index]
 
-    def build():
+    def build(allocate=None):
+        out = None if allocate is None else allocate(len(chosen))
         images, errors = decode_files([str(root / rel) for rel in chosen], size,
-                                      on_progress=on_progress, cancelled=cancelled)
+                                      on_progress=on_progress, cancelled=cancelled, out=out)
         ok = np.array([e is None for e in errors], dtype=bool)
         skipped = [(rel, err) for rel, err in zip(chosen, errors) if err is not None]
         if not ok.any():
@@ -131,11 +135,15 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
                             f"be read (first: {skipped[0][0]}: {skipped[0][1]})")
         kept_labels = chosen_labels
         if not ok.all():
-            images = np.ascontiguousarray(images[ok])
+            if out is not None:
+                from .parallel_decode import compact_rows
+                images = compact_rows(images, ok)
+            else:
+                images = np.ascontiguousarray(images[ok])
             kept_labels = None if chosen_labels is None else chosen_labels[ok]
         return Decoded(images, kept_labels, list(class_names), skipped)
 
-    return Plan(key=key, label=f"imagefolder-{root.name or 'root'}", build=build)
+    return Plan(key=key, label=f"imagefolder-{root.name or 'root'}", build=build, build_into=build)
 
 
 def class_names(arg: str) -> list[str]:
@@ -188,14 +196,32 @@ def describe(ref) -> str:
 # ---------------------------------------------------------------------------------------------
 # Decoding
 
+class _Poll:
+    """``cancelled()`` seen as an Event (``is_set``), what ``parallel_decode`` polls."""
+
+    def __init__(self, cancelled):
+        self.is_set = cancelled
+
+
 def decode_files(paths: list[str], size: int, *, workers: int | None = None, on_progress=None,
-                 cancelled=None):
+                 cancelled=None, out: np.ndarray | None = None):
     """Decode ``paths`` into uint8 (N, 3, size, size) plus a per-file error (None when decoded).
 
-    Failed files leave zeros in their slot. Uses a thread pool of ``workers`` (default: the CPUs
-    this process may use, at most 8) when there is enough work. ``on_progress(fraction, text)``
-    hears about every chunk of files; ``cancelled()`` is polled per chunk and raises Cancelled."""
+    Failed files leave zeros in their slot. ``out`` given (e.g. the cache entry's memory-mapped
+    ``images.npy``): a process pool of every usable CPU decodes straight into it
+    (``parallel_decode.decode_into``) and ``(out, errors)`` is returned. Otherwise a thread pool
+    of ``workers`` (default: the CPUs this process may use, at most 8) fills a new array when there
+    is enough work. ``on_progress(fraction, text)`` hears about every chunk of files;
+    ``cancelled()`` is polled per chunk and raises Cancelled."""
     n = len(paths)
+    if out is not None:
+        from .parallel_decode import decode_into      # imports this module: import it late
+
+        report = None if on_progress is None else (
+            lambda done, total: on_progress(done / max(total, 1), f"decoding {total:,} images ({done:,} done)…"))
+        errors = decode_into(paths, out, size, workers=workers, on_progress=report,
+                             cancel=None if cancelled is None else _Poll(cancelled))
+        return out, errors
     out = np.zeros((n, 3, size, size), dtype=np.uint8)
     errors: list[str | None] = [None] * n
     max_pixels = Image.MAX_IMAGE_PIXELS

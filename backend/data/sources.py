@@ -16,11 +16,13 @@ The loader modules import only the leaf modules ``types``, ``sampling`` and ``re
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 
 import numpy as np
 import torch
 
+from .. import faults
 from . import cache
 from .registry import SOURCES, check_source, describe_source, known_num_classes, loader, parse_source
 from .sampling import balanced_subset, derive_rng, holdout_split
@@ -69,18 +71,21 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
         data = Decoded(images, labels, list(meta["class_names"]),
                        [tuple(s) for s in meta["skipped"]])
     else:
-        data = plan.build()
-        try:
-            cache.save_entry(root, name, plan.key, data.images, data.labels,
-                             {"class_names": data.class_names, "skipped": data.skipped,
-                              "source": str(cfg.source), "split": split})
-        except OSError as exc:
-            warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
-                 f"the images will be decoded again next time")
-        else:
-            mapped = cache.load_entry(root, name, plan.key, cfg.image_size, mmap=True) if mmap else None
-            if mapped is not None:
-                data.images = mapped[0]        # the decoded copy in RAM is freed
+        meta = {"source": str(cfg.source), "split": split}
+        data = _build_in_cache(plan, root, name, cfg.image_size, meta, mmap, warn) \
+            if plan.build_into is not None else None
+        if data is None:
+            data = plan.build()
+            try:
+                cache.save_entry(root, name, plan.key, data.images, data.labels,
+                                 {"class_names": data.class_names, "skipped": data.skipped, **meta})
+            except OSError as exc:
+                warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
+                     f"the images will be decoded again next time")
+            else:
+                mapped = cache.load_entry(root, name, plan.key, cfg.image_size, mmap=True) if mmap else None
+                if mapped is not None:
+                    data.images = mapped[0]        # the decoded copy in RAM is freed
     if data.skipped:
         message = skipped_message(data.skipped, cfg.source, split)
         if on_skipped is not None:
@@ -91,6 +96,38 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
     return ImageDataset(images=_as_tensor(data.images), labels=labels_t,
                         class_names=list(data.class_names), source=str(cfg.source), split=split,
                         skipped=list(data.skipped))
+
+
+def _build_in_cache(plan: Plan, root, name: str, size: int, meta: dict, mmap: bool, warn) -> Decoded | None:
+    """Decode with ``plan.build_into`` straight into a new cache entry and commit it; the entry
+    read back (mapped when ``mmap``). None, after a warning, when the cache cannot be written
+    (then the caller decodes into memory). Cancelled and DataError propagate (no entry is left)."""
+    try:
+        if faults.disk_full("cache"):
+            raise faults.enospc()
+        tmp = cache.begin_entry(root, name)
+    except OSError as exc:
+        warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
+             f"the images will be decoded again next time")
+        return None
+    from .parallel_decode import open_image_memmap    # imports PIL: only when decoding
+
+    try:
+        data = plan.build_into(lambda n: open_image_memmap(tmp / "images.npy", n, size, reserve=True))
+        n = int(data.images.shape[0])
+        data.images = None                   # unmap before the folder is renamed
+        cache.commit_entry(root, name, tmp, plan.key, data.labels,
+                           {"class_names": data.class_names, "skipped": data.skipped, **meta}, n)
+    except OSError as exc:
+        warn(f"could not write the data cache in {root} ({exc.strerror or exc}); decoding into memory "
+             f"instead, and the images will be decoded again next time")
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    entry = cache.load_entry(root, name, plan.key, size, mmap=mmap)
+    if entry is None:
+        return None
+    return Decoded(entry[0], data.labels, data.class_names, data.skipped)
 
 
 def _as_tensor(images: np.ndarray) -> torch.Tensor:
