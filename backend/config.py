@@ -50,6 +50,12 @@ class DataConfig:
     synthetic_test_size: int = spec(500, "Synthetic source: number of held-out images.", ge=10)
     val_fraction: float = spec(0.1, "Image folders without train/test subfolders: held-out fraction.",
                                ge=0.0, lt=1.0)
+    classes_file: str = spec("", "Image folders: use only the class folders named in this text file (one a line; a "
+                             "bare name is looked up in resources/, e.g. imagenet100_classes.txt, the CMC "
+                             "ImageNet-100 list); '' = every class.")
+    stl10_unlabeled: bool = spec(False, "STL-10: the training split is the 5,000 labelled train images plus the "
+                                 "100,000 unlabelled ones (torchvision 'train+unlabeled', the usual "
+                                 "self-supervised setting); that split is unlabelled, so the online kNN is skipped.")
     download_root: str = spec("", "Where torchvision data sets are downloaded (empty = ~/.cache/sslwb/downloads).")
     cache_dir: str = spec("", "Where decoded uint8 caches live (empty = ~/.cache/sslwb/cache).")
     memory: str = spec("auto", "How training reads the training cache: 'ram' loads it whole (onto the GPU when "

@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import Cancelled, DataError
+from .class_filter import check_present, read_classes_file
 from .folder_tree import FolderTree, check_root, list_subdirs, read_subdirs, scan_tree, tree_problems
 from .sampling import balanced_subset, derive_rng, holdout_split
 from .types import Decoded, Plan
@@ -88,13 +89,18 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     size = int(cfg.image_size)
+    wanted = _wanted(cfg)
+    only = None if wanted is None else set(wanted)
     if "train" in subdirs and test_dir:
         layout = "train/test"
         dirs = {"train": root / subdirs["train"], "test": root / test_dir}
         other = "test" if split == "train" else "train"
-        trees = {split: scan_tree(dirs[split], root), other: scan_tree(dirs[other], root, classes_only=True)}
-        for t in trees.values():
+        trees = {split: scan_tree(dirs[split], root, only=only),
+                 other: scan_tree(dirs[other], root, classes_only=True, only=only)}
+        for name, t in trees.items():
             tree_problems(t, root)
+            if wanted is not None:
+                check_present(wanted, t.classes, dirs[name], cfg.classes_file)
         tree = trees[split]
         class_names = sorted(set(trees["train"].classes) | set(trees["test"].classes))
         records, labels = _flatten(tree, class_names, warn)
@@ -104,8 +110,10 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     else:
         layout = "holdout"
         base = root / subdirs["train"] if list(subdirs) == ["train"] else root
-        tree = scan_tree(base, root)
+        tree = scan_tree(base, root, only=only)
         tree_problems(tree, root)
+        if wanted is not None:
+            check_present(wanted, tree.classes, base, cfg.classes_file)
         class_names = sorted(tree.classes)
         records, labels = _flatten(tree, class_names, warn)
         train_idx, test_idx = holdout_split(labels, len(records), float(cfg.val_fraction),
@@ -118,6 +126,7 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     index = index[balanced_subset(split_labels, index.size, limit, derive_rng(seed, "limit", split))]
     seeded = layout == "holdout" or 0 < limit < len(records)
     key = {"source": "imagefolder", "path": str(root), "layout": layout, "split": split,
+           **({"classes": len(wanted)} if wanted is not None else {}),
            "size": size, "limit": limit, "seed": int(seed) if seeded else None,
            "val_fraction": float(cfg.val_fraction) if layout == "holdout" else None,
            "fingerprint": _fingerprint(records, index, class_names)}
@@ -146,10 +155,20 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     return Plan(key=key, label=f"imagefolder-{root.name or 'root'}", build=build, build_into=build)
 
 
-def class_names(arg: str) -> list[str]:
+def _wanted(cfg) -> list[str] | None:
+    """The classes of ``data.classes_file`` (None: every class folder)."""
+    text = getattr(cfg, "classes_file", "")
+    return read_classes_file(text) if text else None
+
+
+def class_names(arg: str, cfg=None) -> list[str]:
     """The class names ``plan`` labels this folder's images with (sorted; empty when unlabelled),
     from a cheap scan that stops at the first image of every class folder. Raises DataError like
-    ``plan`` when the folder is missing or unreadable."""
+    ``plan`` when the folder is missing or unreadable. ``cfg`` (a DataConfig): its
+    ``classes_file`` keeps only the classes listed (all of which must be there)."""
+    wanted = None if cfg is None else _wanted(cfg)
+    if wanted is not None:
+        wanted_set = set(wanted)
     root = check_root(arg)
     subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
@@ -157,23 +176,28 @@ def class_names(arg: str) -> list[str]:
         folders = [root / subdirs["train"], root / test_dir]
     else:
         folders = [root / subdirs["train"] if list(subdirs) == ["train"] else root]
-    trees = [scan_tree(f, root, classes_only=True) for f in folders]
-    for tree in trees:
+    trees = [scan_tree(f, root, classes_only=True, only=None if wanted is None else wanted_set)
+             for f in folders]
+    for folder, tree in zip(folders, trees):
         tree_problems(tree, root)
+        if wanted is not None:
+            check_present(wanted, tree.classes, folder, cfg.classes_file)
     return sorted(set().union(*(tree.classes for tree in trees)))
 
 
-def num_classes(ref) -> int | None:
-    """The number of class folders (None when unlabelled or the folder cannot be read)."""
+def num_classes(ref, cfg=None) -> int | None:
+    """The number of class folders, those of ``cfg.classes_file`` when set (None when unlabelled
+    or the folder cannot be read)."""
     try:
-        return len(class_names(ref.arg)) or None
+        return len(class_names(ref.arg, cfg)) or None
     except DataError:
         return None
 
 
-def check(ref) -> None:
-    """Raise DataError when the folder is missing, unreadable, empty or has empty class folders."""
-    class_names(ref.arg)
+def check(ref, cfg=None) -> None:
+    """Raise DataError when the folder is missing, unreadable, empty or has empty class folders
+    (or, with ``cfg.classes_file``, lacks a listed class)."""
+    class_names(ref.arg, cfg)
 
 
 def describe(ref) -> str:
