@@ -93,9 +93,10 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
         else:
             warn(message)
     labels_t = None if data.labels is None else torch.from_numpy(np.ascontiguousarray(data.labels))
+    mapped_file = str(data.images.filename) if isinstance(data.images, np.memmap) and data.images.filename else ""
     return ImageDataset(images=_as_tensor(data.images), labels=labels_t,
                         class_names=list(data.class_names), source=str(cfg.source), split=split,
-                        skipped=list(data.skipped))
+                        skipped=list(data.skipped), images_path=mapped_file)
 
 
 def _build_in_cache(plan: Plan, root, name: str, size: int, meta: dict, mmap: bool, warn) -> Decoded | None:

@@ -25,6 +25,7 @@ class ImageDataset:
     source: str
     split: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    images_path: str = ""              # the cache's images.npy when ``images`` maps it (else '')
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -6,12 +6,13 @@ memory modes and a resume is exact whichever mode either half used:
 
 - ``resident``: the whole split is one uint8 tensor on the training device (the GPU when training
   there, else RAM); a step indexes it. This is the ``ram`` mode, and ``auto`` when the cache fits.
-- ``stream``: the cache stays memory-mapped on disk; a background ``BatchPrefetcher`` gathers the
-  rows of the coming batches (the loop tells it the epoch's remaining batches) into fresh tensors,
-  pinned when CUDA is available, and they go to the device with ``non_blocking=True``. At most
-  ``depth + 2`` batches exist at once, so RAM use stays bounded whatever the data set's size
-  (mapped pages read are clean page cache the kernel reclaims). This is ``mmap``, and ``auto``
-  when the cache does not fit.
+- ``stream``: the cache stays on disk; a background ``BatchPrefetcher`` gathers the rows of the
+  coming batches (the loop tells it the epoch's remaining batches) into fresh tensors, pinned
+  when CUDA is available, and they go to the device with ``non_blocking=True``. Rows are read with
+  ``pread`` (``npy_rows.NpyRows``) from the cache's ``images.npy``, so they live only in the OS
+  page cache, never in the process's RSS (a memory map would count every page it touched); at
+  most ``depth + 2`` batches exist at once, so RAM use stays bounded whatever the data set's
+  size. This is ``mmap``, and ``auto`` when the cache does not fit.
 
 ``auto`` rule (``choose_placement``): on a GPU, resident when the cache is at most half the
 device's free memory (the rest is for the model, activations and the augmented views); on the
@@ -30,6 +31,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from ..data.npy_rows import NpyRows
 from ..data.prefetch import DEFAULT_DEPTH, BatchPrefetcher, gather_batch
 
 MEMORY_MODES = ("auto", "ram", "mmap")
@@ -80,7 +82,7 @@ class BatchFeed:
     coming batches (a stream starts gathering them), ``close()`` stops the prefetcher."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, device: torch.device,
-                 placement: str, *, depth: int = DEFAULT_DEPTH):
+                 placement: str, *, depth: int = DEFAULT_DEPTH, images_path: str = ""):
         if placement not in ("resident", "stream"):
             raise ValueError(f"placement must be 'resident' or 'stream', got {placement!r}")
         self.device, self.placement, self.depth = torch.device(device), placement, int(depth)
@@ -88,7 +90,8 @@ class BatchFeed:
             self.images = images.to(self.device)
             self.labels = None if labels is None else labels.to(self.device)
         else:
-            self.images, self.labels = images.numpy(), None if labels is None else labels.numpy()
+            self.images = NpyRows(images_path) if images_path else images.numpy()
+            self.labels = None if labels is None else labels.numpy()
         self.pin = torch.cuda.is_available() and self.device.type == "cuda"
         self._prefetcher: BatchPrefetcher | None = None
         self._expected: deque = deque()
@@ -125,6 +128,12 @@ class BatchFeed:
             self._prefetcher = None
         self._expected.clear()
 
+    def release(self) -> None:
+        """``close()`` and close the cache file a stream reads (end of training)."""
+        self.close()
+        if isinstance(self.images, NpyRows):
+            self.images.close()
+
 
 def loads_mapped(cfg) -> bool:
     """Whether the splits are loaded memory-mapped (every mode but 'ram', which reads them whole)."""
@@ -140,6 +149,6 @@ def make_feed(cfg, train_set, device: torch.device, events) -> BatchFeed:
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     placement, why = choose_placement(cfg.data.memory, cache_bytes, device, local_ranks=local_ranks)
     if placement == "resident" and device.type == "cpu" and loads_mapped(cfg):
-        train_set.images = train_set.images.clone()
+        train_set.images, train_set.images_path = train_set.images.clone(), ""
     events.log(why)
-    return BatchFeed(train_set.images, train_set.labels, device, placement)
+    return BatchFeed(train_set.images, train_set.labels, device, placement, images_path=train_set.images_path)

@@ -52,7 +52,7 @@ class Trainer:
                 self.end_of_epoch(epoch, epoch_start)
             return self.finished()
         finally:
-            t.feed.close()
+            t.feed.release()
 
     # ---- the steps of fit ------------------------------------------------------------------
     def epoch_order(self, epoch: int) -> torch.Tensor:

@@ -87,3 +87,21 @@ def test_stream_feed_yields_the_resident_bytes_in_and_out_of_order():
         assert torch.equal(x, rx) and torch.equal(y, ry) and torch.equal(y, idx)
     stream.close()
     assert torch.equal(stream.batch(batches[0])[0], images[batches[0]])
+
+
+def test_a_stream_reads_rows_from_the_cache_file_not_the_map(tmp_path):
+    """The mapped split knows its images.npy; a stream preads rows from it (never in the RSS)."""
+    from backend.config import DataConfig
+    from backend.data.npy_rows import NpyRows
+    from backend.data.sources import load_dataset
+
+    cfg = DataConfig(synthetic_train_size=40, cache_dir=str(tmp_path))
+    mapped, in_ram = load_dataset(cfg, "train", mmap=True), load_dataset(cfg, "train")
+    assert mapped.images_path.endswith("images.npy") and in_ram.images_path == ""
+    feed = BatchFeed(mapped.images, mapped.labels, "cpu", "stream", images_path=mapped.images_path)
+    assert isinstance(feed.images, NpyRows)
+    idx = torch.tensor([39, 0, 7])
+    feed.plan([idx])
+    x, y = feed.batch(idx)
+    assert torch.equal(x, in_ram.images[idx]) and torch.equal(y, in_ram.labels[idx])
+    feed.release()
