@@ -135,6 +135,35 @@ class BatchFeed:
             self.images.close()
 
 
+class FileRows:
+    """Rows of a cache's ``images.npy`` (optionally the ``subset`` of row indices), read with
+    ``pread`` only when sliced: ``rows[a:b]`` -> a new uint8 tensor; ``shape`` and ``len`` like
+    the tensor. ``extract_features`` and the probe batch read a mapped split through it, so kNN
+    and the probe never fault the memory map's pages into the RSS either."""
+
+    def __init__(self, path: str, subset=None):
+        self._rows = NpyRows(path)
+        n = self._rows.shape[0]
+        self._subset = np.arange(n) if subset is None else np.asarray(subset, dtype=np.int64).reshape(-1)
+        self.shape = (len(self._subset), *self._rows.row_shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if not isinstance(key, slice):
+            raise TypeError("FileRows takes slices; use lazy_rows(dataset, idx) for index arrays")
+        return torch.from_numpy(self._rows[self._subset[key]])
+
+
+def lazy_rows(dataset, idx=None):
+    """The split's images (rows ``idx`` only, when given) for slicing: a ``FileRows`` over the
+    cache file when the split is memory-mapped, else the tensor (indexed)."""
+    if dataset.images_path:
+        return FileRows(dataset.images_path, None if idx is None else torch.as_tensor(idx).cpu().numpy())
+    return dataset.images if idx is None else dataset.images[idx]
+
+
 def loads_mapped(cfg) -> bool:
     """Whether the splits are loaded memory-mapped (every mode but 'ram', which reads them whole)."""
     return cfg.data.memory != "ram"

@@ -11,6 +11,7 @@ from .. import distributed as D
 from ..evaluate import extract_features, knn_top1, subset_indices
 from ..metrics_h5 import MetricsH5Writer
 from ..runs import record_evaluation
+from .feed import lazy_rows
 from .scalars import flush
 from .setup import Training
 from .state import checkpoint_payload, commit_checkpoint
@@ -164,8 +165,8 @@ def evaluate_knn(t: Training) -> tuple[float | None, int]:
         return None, 0
     bank_idx = subset_indices(len(train_set), cfg.eval.knn_train_limit, cfg.runtime.seed + 4)
     kw = dict(device=t.device, autocast_dtype=t.amp_dtype, channels_last=t.channels_last)
-    bank = extract_features(t.method.backbone, train_set.images[bank_idx], t.views.eval_views, **kw)
-    queries = extract_features(t.method.backbone, test_set.images, t.views.eval_views, **kw)
+    bank = extract_features(t.method.backbone, lazy_rows(train_set, bank_idx), t.views.eval_views, **kw)
+    queries = extract_features(t.method.backbone, lazy_rows(test_set), t.views.eval_views, **kw)
     top1 = knn_top1(bank, train_set.labels[bank_idx], queries, test_set.labels,
                     num_classes=max(len(train_set.class_names), 1), k=cfg.eval.knn_k,
                     temperature=cfg.eval.knn_temperature, device=t.device)

@@ -23,7 +23,7 @@ from ..evaluate import subset_indices
 from ..methods import METHODS
 from ..optim import peak_lr
 from ..runs import CHECKPOINT_DIR, read_run_config, write_run_config
-from .feed import loads_mapped, make_feed
+from .feed import lazy_rows, loads_mapped, make_feed
 from .optimizer import configure_optimizer
 from .state import LoopState, resume_checkpoint
 
@@ -106,7 +106,7 @@ def probe_views(train_set: ImageDataset, views: ViewGenerator, cfg: ExperimentCo
         return None  # alignment/uniformity/rank are meaningless on a handful of samples
     idx = subset_indices(len(train_set), n, cfg.runtime.seed + 3)
     gen = torch.Generator().manual_seed(cfg.runtime.seed + 2)
-    images = train_set.images[idx].to(device)
+    images = lazy_rows(train_set, idx)[:].to(device)    # a mapped split: read, not faulted in
     v = views(images, generator=gen)
     if len(v) < 2:
         v = list(v) + list(views(images, generator=gen))
