@@ -196,7 +196,8 @@ def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo,
 
     # data: decoded once into a uint8 cache; data.memory decides whether it is held whole (on the
     # device) or streamed from the memory-mapped cache (feed.py); augmentation happens on the device
-    train_set, test_set = load_data(cfg, events, method_cls.uses_labels, mmap=loads_mapped(cfg))
+    train_set, test_set = D.local_leader_first(
+        lambda: load_data(cfg, events, method_cls.uses_labels, mmap=loads_mapped(cfg)), dist.local_rank)
     on_gpu = device.type == "cuda"
     feed = make_feed(cfg, train_set, device, events)
     train_images = feed.images if feed.placement == "resident" else train_set.images
