@@ -18,10 +18,11 @@ min(width, height) resized to S x S with Pillow's antialiased bilinear filter (t
 "shorter side to S, centre crop"); JPEGs are DCT-downscaled while decoding when much larger than S.
 ICC profiles are not applied. Files that fail (truncated, empty, not an image, above PIL's
 ``Image.MAX_IMAGE_PIXELS`` - the decompression-bomb guard) are skipped and reported.
-Building the cache, a process pool of every usable CPU decodes straight into the new entry's
-memory-mapped ``images.npy`` (``parallel_decode``; progress and cancel per chunk of files), so an
-ImageNet-size folder is never held in RAM; where the cache cannot be written, a thread pool
-decodes into memory instead (PIL releases the GIL while decoding and resizing).
+Building the cache decodes straight into the new entry's memory-mapped ``images.npy``, so an
+ImageNet-size folder is never held in RAM: from ``PROCESS_MIN_FILES`` files on with a process
+pool of every usable CPU (``parallel_decode``), below that with a thread pool (PIL releases the
+GIL while decoding and resizing); progress and cancel per chunk of files either way. Where the
+cache cannot be written, the thread pool decodes into memory instead.
 Finding the files (layouts, hidden files, symlink loops, folder problems) is ``folder_tree``'s job.
 
 Folder problems are refused with a DataError that names the path and the likely fix: a missing
@@ -49,6 +50,7 @@ from .types import Decoded, Plan
 
 ALPHA_BACKGROUND = (255, 255, 255)   # transparent pixels become white
 _CHUNK = 128                          # files per thread-pool task
+PROCESS_MIN_FILES = 10_000            # cache builds this large decode in a process pool
 
 
 def _flatten(tree: FolderTree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
@@ -232,13 +234,14 @@ def decode_files(paths: list[str], size: int, *, workers: int | None = None, on_
     """Decode ``paths`` into uint8 (N, 3, size, size) plus a per-file error (None when decoded).
 
     Failed files leave zeros in their slot. ``out`` given (e.g. the cache entry's memory-mapped
-    ``images.npy``): a process pool of every usable CPU decodes straight into it
-    (``parallel_decode.decode_into``) and ``(out, errors)`` is returned. Otherwise a thread pool
-    of ``workers`` (default: the CPUs this process may use, at most 8) fills a new array when there
-    is enough work. ``on_progress(fraction, text)`` hears about every chunk of files;
+    ``images.npy``) is filled and returned; from ``PROCESS_MIN_FILES`` files on, a process pool of
+    every usable CPU decodes straight into it (``parallel_decode.decode_into``: no GIL, scales
+    with cores; its start-up, about a second here, is then negligible). Otherwise a thread pool of
+    ``workers`` (default: the CPUs this process may use, at most 8) fills ``out`` or a new array
+    when there is enough work (faster for small folders: measured in benchmarks/data_scale.py). ``on_progress(fraction, text)`` hears about every chunk of files;
     ``cancelled()`` is polled per chunk and raises Cancelled."""
     n = len(paths)
-    if out is not None:
+    if out is not None and n >= PROCESS_MIN_FILES and (workers is None or workers > 1):
         from .parallel_decode import decode_into      # imports this module: import it late
 
         report = None if on_progress is None else (
@@ -246,7 +249,8 @@ def decode_files(paths: list[str], size: int, *, workers: int | None = None, on_
         errors = decode_into(paths, out, size, workers=workers, on_progress=report,
                              cancel=None if cancelled is None else _Poll(cancelled))
         return out, errors
-    out = np.zeros((n, 3, size, size), dtype=np.uint8)
+    if out is None:
+        out = np.zeros((n, 3, size, size), dtype=np.uint8)
     errors: list[str | None] = [None] * n
     max_pixels = Image.MAX_IMAGE_PIXELS
     done = [0]

@@ -258,11 +258,17 @@ def _mapped_file(address: int) -> str:
     return ""
 
 
-def test_cache_build_decodes_an_imagenet_folder_in_parallel_into_the_mapped_entry(tmp_path):
+@pytest.mark.parametrize("pool", ["processes", "threads"])
+def test_cache_build_decodes_an_imagenet_folder_in_parallel_into_the_mapped_entry(tmp_path, monkeypatch, pool):
     from backend.config import DataConfig
+    from backend.data import imagefolder, parallel_decode
     from backend.data.imagefolder import decode_image
     from backend.data.sources import load_dataset
 
+    calls = []
+    real = parallel_decode.decode_into
+    monkeypatch.setattr(parallel_decode, "decode_into", lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(imagefolder, "PROCESS_MIN_FILES", 50 if pool == "processes" else 10**9)
     _imagenet_layout(tmp_path / "imnet")
     cfg = DataConfig(source=f"imagefolder:{tmp_path / 'imnet'}", image_size=16, cache_dir=str(tmp_path / "cache"))
     seen = []
@@ -275,6 +281,7 @@ def test_cache_build_decodes_an_imagenet_folder_in_parallel_into_the_mapped_entr
     np.testing.assert_array_equal(ds.images.numpy(), expected)      # shorter side to 16, centre crop
     assert ds.labels.tolist() == [0] * 36 + [1] * 36
     assert seen[-1] == 1.0 and seen == sorted(seen)
+    assert len(calls) == (1 if pool == "processes" else 0)           # the train split only (72 files)
     (entry,) = (tmp_path / "cache").iterdir()
     assert sorted(p.name for p in entry.iterdir()) == ["images.npy", "labels.npy", "meta.json"]
     again = load_dataset(cfg, "train")                                # read from the cache, in RAM
