@@ -14,7 +14,7 @@ process after imports), the part of it due to the data (minus the same training 
 cache) against ``--train-budget-mb``, and img/s of steps 2..N.
 (ii) ``--decode-files`` files of an image folder (default: the CIFAR-10 copy under
 ../shared/data) decoded at ``--decode-size`` px by ``parallel_decode.decode_into`` with all cores
-into a memory-mapped file vs one process, and today's thread pool (``imagefolder.decode_files``)
+into a memory-mapped file vs one process, and the thread pool (``imagefolder.decode_files``, used below 10,000 files)
 for reference (same pixels checked), img/s.
 
     python benchmarks/data_scale.py                 # ~1-2 minutes on 2 cores
@@ -247,7 +247,7 @@ def decode_table(folder: Path | None, count: int, size: int, tmp: str | None) ->
     results = {}
     work = Path(tempfile.mkdtemp(prefix="sslwb-bench-decode-", dir=tmp))
     try:
-        runs = (("1 process", 1), (f"{usable_cpus()} processes", None), ("threads (today)", "threads"))
+        runs = (("1 process", 1), (f"{usable_cpus()} processes", None), ("threads", "threads"))
         for label, workers in runs:
             t0 = time.perf_counter()
             if workers == "threads":
