@@ -18,7 +18,7 @@ into a memory-mapped file vs one process, and the thread pool (``imagefolder.dec
 for reference (same pixels checked), img/s.
 
     python benchmarks/data_scale.py                 # ~1-2 minutes on 2 cores
-    python benchmarks/data_scale.py --quick         # 0.6 GB cache, 2000 files
+    python benchmarks/data_scale.py --quick         # 0.4 GB, 1000 files, 512 MiB training cache
     python benchmarks/data_scale.py --cache-gb 8 --decode-files 20000 --folder /data/imagenet/train
 
 The temp cache is removed at the end (also on errors); ``--tmp`` picks its folder.
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
     parser.add_argument("--decode-size", type=int, default=32)
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--tmp", default=None, help="folder for the temp cache (default: the system temp)")
-    parser.add_argument("--quick", action="store_true", help="0.6 GB cache, 2000 files")
+    parser.add_argument("--quick", action="store_true", help="0.4 GB cache, 1000 files, 512 MiB training cache")
     parser.add_argument("--train-mb", type=float, default=1024, help="cache size of the training table (iii)")
     parser.add_argument("--train-budget-mb", type=int, default=256)
     parser.add_argument("--train-steps", type=int, default=8)
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
         print(json.dumps(train_child(memory, root, int(n), int(steps))))
         return 0
     if args.quick:
-        args.cache_gb, args.decode_files, args.train_mb, args.train_steps = 0.6, 2000, 768, 5
+        args.cache_gb, args.decode_files, args.train_mb, args.train_steps = 0.4, 1000, 512, 5
     if args.only in (None, "gather"):
         memory_table(args.cache_gb, args.budget_mb, args.tmp)
     if args.only in (None, "decode"):
