@@ -36,7 +36,8 @@ BACKBONES = ("tiny_cnn", "resnet18", "resnet34", "resnet50", "vit_tiny", "vit_sm
 OPTIMIZERS = ("sgd", "lars", "adamw")
 GRAD_CLIP_MODES = ("global", "per_parameter")
 WD_POLICY_CHOICES = ("exclude_norm_bias", "all")  # backend.optim.WD_POLICIES (torch-free copy)
-LARS_TRUST_CHOICES = ("simclr", "solo")  # backend.optim.LARS_TRUST_FORMS
+LARS_TRUST_CHOICES = ("simclr", "solo")
+MEMORY_MODES = ("auto", "ram", "mmap")  # backend.training.feed (torch-free copy)  # backend.optim.LARS_TRUST_FORMS
 
 
 @dataclass
@@ -49,8 +50,20 @@ class DataConfig:
     synthetic_test_size: int = spec(500, "Synthetic source: number of held-out images.", ge=10)
     val_fraction: float = spec(0.1, "Image folders without train/test subfolders: held-out fraction.",
                                ge=0.0, lt=1.0)
+    classes_file: str = spec("", "Image folders: use only the class folders named in this text file (one a line; a "
+                             "bare name is looked up in resources/, e.g. imagenet100_classes.txt, the CMC "
+                             "ImageNet-100 list); '' = every class.")
+    stl10_unlabeled: bool = spec(False, "STL-10: the training split is the 5,000 labelled train images plus the "
+                                 "100,000 unlabelled ones (torchvision 'train+unlabeled', the usual "
+                                 "self-supervised setting); that split is unlabelled, so the online kNN is skipped.")
     download_root: str = spec("", "Where torchvision data sets are downloaded (empty = ~/.cache/sslwb/downloads).")
     cache_dir: str = spec("", "Where decoded uint8 caches live (empty = ~/.cache/sslwb/cache).")
+    memory: str = spec("auto", "How training reads the training cache: 'ram' loads it whole (onto the GPU when "
+                       "training there); 'mmap' memory-maps it and a background thread gathers each batch "
+                       "(pinned, sent without blocking), so RAM stays bounded whatever the data set's size; "
+                       "'auto' keeps it whole when it fits (GPU: half its free memory; CPU: half the available "
+                       "RAM shared by this node's ranks) and maps it otherwise. Same batches either way.",
+                       choices=MEMORY_MODES)
 
 
 @dataclass

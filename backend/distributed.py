@@ -123,6 +123,27 @@ def barrier() -> None:
         dist.barrier()
 
 
+def local_leader_first(work, local_rank: int, *, hours: float = 12.0):
+    """``work()`` on every rank, local rank 0 of each node first, the others after it finished:
+    the first run's data cache is decoded once per node (with every CPU) instead of once per rank,
+    and the rest read it. The wait is a gloo barrier of its own with a long timeout (decoding
+    ImageNet takes longer than the default collective timeout); in one process just ``work()``."""
+    if not is_enabled():
+        return work()
+    from datetime import timedelta
+
+    group = dist.new_group(backend="gloo", timeout=timedelta(hours=hours))
+    try:
+        if local_rank != 0:
+            dist.barrier(group=group)
+        result = work()
+        if local_rank == 0:
+            dist.barrier(group=group)
+        return result
+    finally:
+        dist.destroy_process_group(group)
+
+
 def cleanup() -> None:
     """Leave the process group."""
     if dist.is_available() and dist.is_initialized():

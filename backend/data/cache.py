@@ -91,21 +91,40 @@ def save_entry(root, name: str, key: dict, images: np.ndarray, labels: np.ndarra
     """Write an entry atomically (temp folder + rename); raises OSError when the disk refuses.
 
     If another process finished the same entry first, its copy is kept and ours dropped."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    _sweep_stale_temps(root)
-    final = root / name
-    tmp = root / f"{_TMP_PREFIX}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = begin_entry(root, name)
     try:
-        tmp.mkdir()
         if faults.disk_full("cache"):
             (tmp / "images.npy").write_bytes(b"\x93NUMPY" + b"\0" * 64)
             raise faults.enospc()
         np.save(tmp / "images.npy", np.ascontiguousarray(images, dtype=np.uint8), allow_pickle=False)
+        return commit_entry(root, name, tmp, key, labels, meta, int(images.shape[0]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def begin_entry(root, name: str) -> Path:
+    """A new temp folder for entry ``name`` (stale temps swept): the caller writes ``images.npy``
+    into it - e.g. decoded in place through ``parallel_decode.open_image_memmap``, so a data set
+    larger than RAM is never held whole - then calls ``commit_entry`` (or removes the folder)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_temps(root)
+    tmp = root / f"{_TMP_PREFIX}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def commit_entry(root, name: str, tmp: Path, key: dict, labels: np.ndarray | None, meta: dict,
+                 n: int) -> Path:
+    """Finish the temp folder ``tmp`` (its ``images.npy`` holds ``n`` rows): write labels and
+    meta.json, then rename it into place. A concurrent writer's finished copy wins; ``tmp`` is
+    removed in every case."""
+    final = Path(root) / name
+    try:
         if labels is not None:
             np.save(tmp / "labels.npy", np.ascontiguousarray(labels, dtype=np.int64), allow_pickle=False)
         full_meta = {**_jsonable(meta), "format": FORMAT_VERSION, "key": _jsonable(key),
-                     "n": int(images.shape[0]), "labelled": labels is not None,
+                     "n": int(n), "labelled": labels is not None,
                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1), encoding="utf-8")
         try:
@@ -116,6 +135,14 @@ def save_entry(root, name: str, key: dict, images: np.ndarray, labels: np.ndarra
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def entry_bytes(root, name: str) -> int:
+    """Size in bytes of an entry's ``images.npy`` (0 when there is none)."""
+    try:
+        return (Path(root) / name / "images.npy").stat().st_size
+    except OSError:
+        return 0
 
 
 def _sweep_stale_temps(root: Path) -> None:

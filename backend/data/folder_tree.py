@@ -70,10 +70,11 @@ def _walk_images(folder: str, rel_prefix: str, *, any_only: bool = False,
     return found
 
 
-def scan_tree(folder: Path, rel_to: Path, *, classes_only: bool = False) -> FolderTree:
+def scan_tree(folder: Path, rel_to: Path, *, classes_only: bool = False, only=None) -> FolderTree:
     """Scan one split folder; paths are recorded relative to ``rel_to`` (the source root).
 
-    ``classes_only``: just find which class folders hold images (no file lists, no stats)."""
+    ``classes_only``: just find which class folders hold images (no file lists, no stats).
+    ``only``: a set of class folder names; other subfolders and loose files are not looked at."""
     tree = FolderTree(folder)
     prefix = os.path.relpath(folder, rel_to).replace(os.sep, "/")
     prefix = "" if prefix == "." else prefix + "/"
@@ -85,6 +86,8 @@ def scan_tree(folder: Path, rel_to: Path, *, classes_only: bool = False) -> Fold
                         f"access (chmod -R u+rX '{folder}') or copy the images to a folder you own") from None
     for e in entries:
         if e.name.startswith("."):
+            continue
+        if only is not None and e.name not in only:
             continue
         if e.is_symlink() and _link_loops(e.path, folder):
             tree.loops.append(prefix + e.name)

@@ -18,7 +18,11 @@ min(width, height) resized to S x S with Pillow's antialiased bilinear filter (t
 "shorter side to S, centre crop"); JPEGs are DCT-downscaled while decoding when much larger than S.
 ICC profiles are not applied. Files that fail (truncated, empty, not an image, above PIL's
 ``Image.MAX_IMAGE_PIXELS`` - the decompression-bomb guard) are skipped and reported.
-A thread pool decodes in parallel (PIL releases the GIL while decoding and resizing).
+Building the cache decodes straight into the new entry's memory-mapped ``images.npy``, so an
+ImageNet-size folder is never held in RAM: from ``PROCESS_MIN_FILES`` files on with a process
+pool of every usable CPU (``parallel_decode``), below that with a thread pool (PIL releases the
+GIL while decoding and resizing); progress and cancel per chunk of files either way. Where the
+cache cannot be written, the thread pool decodes into memory instead.
 Finding the files (layouts, hidden files, symlink loops, folder problems) is ``folder_tree``'s job.
 
 Folder problems are refused with a DataError that names the path and the likely fix: a missing
@@ -39,12 +43,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import Cancelled, DataError
+from .class_filter import check_present, read_classes_file
 from .folder_tree import FolderTree, check_root, list_subdirs, read_subdirs, scan_tree, tree_problems
 from .sampling import balanced_subset, derive_rng, holdout_split
 from .types import Decoded, Plan
 
 ALPHA_BACKGROUND = (255, 255, 255)   # transparent pixels become white
 _CHUNK = 128                          # files per thread-pool task
+PROCESS_MIN_FILES = 10_000            # cache builds this large decode in a process pool
 
 
 def _flatten(tree: FolderTree, class_names: list[str], warn) -> tuple[list, np.ndarray | None]:
@@ -85,13 +91,18 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
     size = int(cfg.image_size)
+    wanted = _wanted(cfg)
+    only = None if wanted is None else set(wanted)
     if "train" in subdirs and test_dir:
         layout = "train/test"
         dirs = {"train": root / subdirs["train"], "test": root / test_dir}
         other = "test" if split == "train" else "train"
-        trees = {split: scan_tree(dirs[split], root), other: scan_tree(dirs[other], root, classes_only=True)}
-        for t in trees.values():
+        trees = {split: scan_tree(dirs[split], root, only=only),
+                 other: scan_tree(dirs[other], root, classes_only=True, only=only)}
+        for name, t in trees.items():
             tree_problems(t, root)
+            if wanted is not None:
+                check_present(wanted, t.classes, dirs[name], cfg.classes_file)
         tree = trees[split]
         class_names = sorted(set(trees["train"].classes) | set(trees["test"].classes))
         records, labels = _flatten(tree, class_names, warn)
@@ -101,8 +112,10 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     else:
         layout = "holdout"
         base = root / subdirs["train"] if list(subdirs) == ["train"] else root
-        tree = scan_tree(base, root)
+        tree = scan_tree(base, root, only=only)
         tree_problems(tree, root)
+        if wanted is not None:
+            check_present(wanted, tree.classes, base, cfg.classes_file)
         class_names = sorted(tree.classes)
         records, labels = _flatten(tree, class_names, warn)
         train_idx, test_idx = holdout_split(labels, len(records), float(cfg.val_fraction),
@@ -115,15 +128,17 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
     index = index[balanced_subset(split_labels, index.size, limit, derive_rng(seed, "limit", split))]
     seeded = layout == "holdout" or 0 < limit < len(records)
     key = {"source": "imagefolder", "path": str(root), "layout": layout, "split": split,
+           **({"classes": len(wanted)} if wanted is not None else {}),
            "size": size, "limit": limit, "seed": int(seed) if seeded else None,
            "val_fraction": float(cfg.val_fraction) if layout == "holdout" else None,
            "fingerprint": _fingerprint(records, index, class_names)}
     chosen = [records[i][0] for i in index]
     chosen_labels = None if labels is None else labels[index]
 
-    def build():
+    def build(allocate=None):
+        out = None if allocate is None else allocate(len(chosen))
         images, errors = decode_files([str(root / rel) for rel in chosen], size,
-                                      on_progress=on_progress, cancelled=cancelled)
+                                      on_progress=on_progress, cancelled=cancelled, out=out)
         ok = np.array([e is None for e in errors], dtype=bool)
         skipped = [(rel, err) for rel, err in zip(chosen, errors) if err is not None]
         if not ok.any():
@@ -131,17 +146,31 @@ def plan(cfg, ref, split: str, seed: int, limit: int, *, warn, on_progress=None,
                             f"be read (first: {skipped[0][0]}: {skipped[0][1]})")
         kept_labels = chosen_labels
         if not ok.all():
-            images = np.ascontiguousarray(images[ok])
+            if out is not None:
+                from .parallel_decode import compact_rows
+                images = compact_rows(images, ok)
+            else:
+                images = np.ascontiguousarray(images[ok])
             kept_labels = None if chosen_labels is None else chosen_labels[ok]
         return Decoded(images, kept_labels, list(class_names), skipped)
 
-    return Plan(key=key, label=f"imagefolder-{root.name or 'root'}", build=build)
+    return Plan(key=key, label=f"imagefolder-{root.name or 'root'}", build=build, build_into=build)
 
 
-def class_names(arg: str) -> list[str]:
+def _wanted(cfg) -> list[str] | None:
+    """The classes of ``data.classes_file`` (None: every class folder)."""
+    text = getattr(cfg, "classes_file", "")
+    return read_classes_file(text) if text else None
+
+
+def class_names(arg: str, cfg=None) -> list[str]:
     """The class names ``plan`` labels this folder's images with (sorted; empty when unlabelled),
     from a cheap scan that stops at the first image of every class folder. Raises DataError like
-    ``plan`` when the folder is missing or unreadable."""
+    ``plan`` when the folder is missing or unreadable. ``cfg`` (a DataConfig): its
+    ``classes_file`` keeps only the classes listed (all of which must be there)."""
+    wanted = None if cfg is None else _wanted(cfg)
+    if wanted is not None:
+        wanted_set = set(wanted)
     root = check_root(arg)
     subdirs = read_subdirs(root)
     test_dir = subdirs.get("test") or subdirs.get("val")
@@ -149,23 +178,28 @@ def class_names(arg: str) -> list[str]:
         folders = [root / subdirs["train"], root / test_dir]
     else:
         folders = [root / subdirs["train"] if list(subdirs) == ["train"] else root]
-    trees = [scan_tree(f, root, classes_only=True) for f in folders]
-    for tree in trees:
+    trees = [scan_tree(f, root, classes_only=True, only=None if wanted is None else wanted_set)
+             for f in folders]
+    for folder, tree in zip(folders, trees):
         tree_problems(tree, root)
+        if wanted is not None:
+            check_present(wanted, tree.classes, folder, cfg.classes_file)
     return sorted(set().union(*(tree.classes for tree in trees)))
 
 
-def num_classes(ref) -> int | None:
-    """The number of class folders (None when unlabelled or the folder cannot be read)."""
+def num_classes(ref, cfg=None) -> int | None:
+    """The number of class folders, those of ``cfg.classes_file`` when set (None when unlabelled
+    or the folder cannot be read)."""
     try:
-        return len(class_names(ref.arg)) or None
+        return len(class_names(ref.arg, cfg)) or None
     except DataError:
         return None
 
 
-def check(ref) -> None:
-    """Raise DataError when the folder is missing, unreadable, empty or has empty class folders."""
-    class_names(ref.arg)
+def check(ref, cfg=None) -> None:
+    """Raise DataError when the folder is missing, unreadable, empty or has empty class folders
+    (or, with ``cfg.classes_file``, lacks a listed class)."""
+    class_names(ref.arg, cfg)
 
 
 def describe(ref) -> str:
@@ -188,15 +222,35 @@ def describe(ref) -> str:
 # ---------------------------------------------------------------------------------------------
 # Decoding
 
+class _Poll:
+    """``cancelled()`` seen as an Event (``is_set``), what ``parallel_decode`` polls."""
+
+    def __init__(self, cancelled):
+        self.is_set = cancelled
+
+
 def decode_files(paths: list[str], size: int, *, workers: int | None = None, on_progress=None,
-                 cancelled=None):
+                 cancelled=None, out: np.ndarray | None = None):
     """Decode ``paths`` into uint8 (N, 3, size, size) plus a per-file error (None when decoded).
 
-    Failed files leave zeros in their slot. Uses a thread pool of ``workers`` (default: the CPUs
-    this process may use, at most 8) when there is enough work. ``on_progress(fraction, text)``
-    hears about every chunk of files; ``cancelled()`` is polled per chunk and raises Cancelled."""
+    Failed files leave zeros in their slot. ``out`` given (e.g. the cache entry's memory-mapped
+    ``images.npy``) is filled and returned; from ``PROCESS_MIN_FILES`` files on, a process pool of
+    every usable CPU decodes straight into it (``parallel_decode.decode_into``: no GIL, scales
+    with cores; its start-up, about a second here, is then negligible). Otherwise a thread pool of
+    ``workers`` (default: the CPUs this process may use, at most 8) fills ``out`` or a new array
+    when there is enough work (faster for small folders: measured in benchmarks/data_scale.py). ``on_progress(fraction, text)`` hears about every chunk of files;
+    ``cancelled()`` is polled per chunk and raises Cancelled."""
     n = len(paths)
-    out = np.zeros((n, 3, size, size), dtype=np.uint8)
+    if out is not None and n >= PROCESS_MIN_FILES and (workers is None or workers > 1):
+        from .parallel_decode import decode_into      # imports this module: import it late
+
+        report = None if on_progress is None else (
+            lambda done, total: on_progress(done / max(total, 1), f"decoding {total:,} images ({done:,} done)…"))
+        errors = decode_into(paths, out, size, workers=workers, on_progress=report,
+                             cancel=None if cancelled is None else _Poll(cancelled))
+        return out, errors
+    if out is None:
+        out = np.zeros((n, 3, size, size), dtype=np.uint8)
     errors: list[str | None] = [None] * n
     max_pixels = Image.MAX_IMAGE_PIXELS
     done = [0]

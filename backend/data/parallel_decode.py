@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
+import os
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -39,11 +40,36 @@ DEFAULT_CHUNK = 64
 _QUEUED_PER_WORKER = 4
 
 
-def open_image_memmap(path, n: int, size: int) -> np.memmap:
+def open_image_memmap(path, n: int, size: int, *, reserve: bool = False) -> np.memmap:
     """Create a writable ``.npy`` file holding uint8 (n, 3, size, size) zeros, memory-mapped.
 
-    ``np.load(path, mmap_mode="r")`` reads it back (the cache's ``images.npy`` format)."""
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(int(n), 3, int(size), int(size)))
+    ``np.load(path, mmap_mode="r")`` reads it back (the cache's ``images.npy`` format).
+    ``reserve``: allocate the file's blocks now (``posix_fallocate``), so a disk too small fails
+    here with OSError (ENOSPC) instead of killing the process with SIGBUS when a page is written."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(int(n), 3, int(size), int(size)))
+    if reserve and hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.path.getsize(path))
+        finally:
+            os.close(fd)
+    return out
+
+
+def compact_rows(images: np.memmap, keep: np.ndarray, *, chunk: int = 1024) -> np.memmap:
+    """Drop the rows of a file-backed ``.npy`` memory map where ``keep`` is False: the kept rows
+    are copied (in chunks, never the whole array in RAM) into a new file that replaces the old
+    one under the same name; returns it mapped read-only."""
+    path = str(images.filename)
+    kept = np.flatnonzero(np.asarray(keep, dtype=bool))
+    tmp = path + ".compact"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(kept.size, *images.shape[1:]))
+    for start in range(0, kept.size, chunk):
+        out[start:start + chunk] = images[kept[start:start + chunk]]
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def _decode_rows(paths, size: int, max_pixels, target) -> list:

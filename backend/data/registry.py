@@ -3,7 +3,7 @@ and the GUI's source picker all read ``SOURCES``.
 
 Each ``SourceSpec`` names its loader module lazily. A loader module provides
 ``plan(cfg, ref, split, seed, limit, *, warn, on_progress, cancelled) -> Plan``,
-``describe(ref) -> str`` and ``num_classes(ref) -> int | None``, and may provide ``check(ref)``
+``describe(ref) -> str`` and ``num_classes(ref, cfg=None) -> int | None``, and may provide ``check(ref, cfg=None)``
 (raises DataError when the source cannot be read). Loader modules import torch only inside the
 functions that need it, so checking and describing a source stays torch-free. Adding a source
 means: one loader module and one entry here.
@@ -23,16 +23,16 @@ SOURCES: tuple[SourceSpec, ...] = (
                reads=("data.synthetic_train_size", "data.synthetic_test_size")),
     SourceSpec("imagefolder", "Image folder…",
                "A folder of images: one sub-folder per class (or unlabelled), or train/ and test/.",
-               loader="imagefolder", takes_path=True, reads=("data.val_fraction",)),
+               loader="imagefolder", takes_path=True, reads=("data.val_fraction", "data.classes_file")),
     SourceSpec("cifar10", "CIFAR-10", "50,000 train / 10,000 test photos, 10 classes, 32 px.",
                loader="torchvision_sets", downloads=True, num_classes=10,
                reads=("data.download_root",)),
     SourceSpec("cifar100", "CIFAR-100", "50,000 train / 10,000 test photos, 100 classes, 32 px.",
                loader="torchvision_sets", downloads=True, num_classes=100,
                reads=("data.download_root",)),
-    SourceSpec("stl10", "STL-10", "5,000 labelled train / 8,000 test photos, 10 classes, 96 px.",
+    SourceSpec("stl10", "STL-10", "5,000 labelled train (+100,000 unlabelled) / 8,000 test photos, 10 classes, 96 px.",
                loader="torchvision_sets", downloads=True, num_classes=10,
-               reads=("data.download_root",)),
+               reads=("data.download_root", "data.stl10_unlabeled")),
 )
 
 
@@ -99,8 +99,9 @@ def known_num_classes(cfg) -> int | None:
     """Number of classes of ``cfg.source`` (a DataConfig or ExperimentConfig) without decoding an
     image: fixed for the synthetic and torchvision sources, the class folders of an image folder;
     None when unlabelled or the folder cannot be read."""
-    ref = parse_source(getattr(cfg, "data", cfg).source)
-    return loader(ref).num_classes(ref)
+    data = getattr(cfg, "data", cfg)
+    ref = parse_source(data.source)
+    return loader(ref).num_classes(ref, data)
 
 
 def check_source(spec) -> str | None:
@@ -108,12 +109,13 @@ def check_source(spec) -> str | None:
     looks usable, else the DataError sentence (path, problem, likely fix). For image folders it
     lists the top level and stops at the first image of every class folder (no decoding); the
     torchvision sources and synthetic data are not checked here (they download or generate)."""
-    spec = getattr(getattr(spec, "data", spec), "source", spec)
+    data = getattr(spec, "data", spec)
+    spec = getattr(data, "source", spec)
     try:
         ref = parse_source(spec)
         check = getattr(loader(ref), "check", None)
         if check is not None:
-            check(ref)
+            check(ref, data if hasattr(data, "classes_file") else None)
     except DataError as exc:
         return str(exc)
     return None

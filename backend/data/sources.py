@@ -16,10 +16,13 @@ The loader modules import only the leaf modules ``types``, ``sampling`` and ``re
 from __future__ import annotations
 
 import logging
+import shutil
+import warnings
 
 import numpy as np
 import torch
 
+from .. import faults
 from . import cache
 from .registry import SOURCES, check_source, describe_source, known_num_classes, loader, parse_source
 from .sampling import balanced_subset, derive_rng, holdout_split
@@ -36,7 +39,7 @@ log = logging.getLogger("backend.data")
 
 
 def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=None,
-                 on_progress=None, cancelled=None) -> ImageDataset:
+                 on_progress=None, cancelled=None, mmap: bool = False) -> ImageDataset:
     """Load split 'train' or 'test' of ``cfg.source`` (a DataConfig) as uint8 tensors.
 
     Decodes on the first call and reads the on-disk cache afterwards. ``seed`` fixes synthetic
@@ -47,7 +50,10 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
     (relative path, reason) pair (the sentence names only the first few). Image folders report
     decoding progress to ``on_progress(fraction, text)`` and stop with ``backend.errors.Cancelled``
     once ``cancelled()`` returns True. Raises DataError naming the path or source when the data
-    is missing, empty, unreadable or cannot be downloaded."""
+    is missing, empty, unreadable or cannot be downloaded. ``mmap=True``: the images are the
+    cache's ``images.npy`` memory-mapped read-only (a CPU tensor over the map, nothing read until
+    touched; data larger than RAM), also right after a cache miss (the decoded copy is dropped);
+    the default reads them into memory."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     cfg = getattr(cfg, "data", cfg)          # an ExperimentConfig works too
@@ -59,20 +65,27 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
 
     root = cache.cache_root(cfg)
     name = cache.entry_name(plan.label, split, cfg.image_size, plan.key)
-    entry = cache.load_entry(root, name, plan.key, cfg.image_size)
+    entry = cache.load_entry(root, name, plan.key, cfg.image_size, mmap=mmap)
     if entry is not None:
         images, labels, meta = entry
         data = Decoded(images, labels, list(meta["class_names"]),
                        [tuple(s) for s in meta["skipped"]])
     else:
-        data = plan.build()
-        try:
-            cache.save_entry(root, name, plan.key, data.images, data.labels,
-                             {"class_names": data.class_names, "skipped": data.skipped,
-                              "source": str(cfg.source), "split": split})
-        except OSError as exc:
-            warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
-                 f"the images will be decoded again next time")
+        meta = {"source": str(cfg.source), "split": split}
+        data = _build_in_cache(plan, root, name, cfg.image_size, meta, mmap, warn) \
+            if plan.build_into is not None else None
+        if data is None:
+            data = plan.build()
+            try:
+                cache.save_entry(root, name, plan.key, data.images, data.labels,
+                                 {"class_names": data.class_names, "skipped": data.skipped, **meta})
+            except OSError as exc:
+                warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
+                     f"the images will be decoded again next time")
+            else:
+                mapped = cache.load_entry(root, name, plan.key, cfg.image_size, mmap=True) if mmap else None
+                if mapped is not None:
+                    data.images = mapped[0]        # the decoded copy in RAM is freed
     if data.skipped:
         message = skipped_message(data.skipped, cfg.source, split)
         if on_skipped is not None:
@@ -80,9 +93,51 @@ def load_dataset(cfg, split: str, *, seed: int = 0, on_warning=None, on_skipped=
         else:
             warn(message)
     labels_t = None if data.labels is None else torch.from_numpy(np.ascontiguousarray(data.labels))
-    return ImageDataset(images=torch.from_numpy(np.ascontiguousarray(data.images)), labels=labels_t,
+    mapped_file = str(data.images.filename) if isinstance(data.images, np.memmap) and data.images.filename else ""
+    return ImageDataset(images=_as_tensor(data.images), labels=labels_t,
                         class_names=list(data.class_names), source=str(cfg.source), split=split,
-                        skipped=list(data.skipped))
+                        skipped=list(data.skipped), images_path=mapped_file)
+
+
+def _build_in_cache(plan: Plan, root, name: str, size: int, meta: dict, mmap: bool, warn) -> Decoded | None:
+    """Decode with ``plan.build_into`` straight into a new cache entry and commit it; the entry
+    read back (mapped when ``mmap``). None, after a warning, when the cache cannot be written
+    (then the caller decodes into memory). Cancelled and DataError propagate (no entry is left)."""
+    try:
+        if faults.disk_full("cache"):
+            raise faults.enospc()
+        tmp = cache.begin_entry(root, name)
+    except OSError as exc:
+        warn(f"could not write the data cache in {root} ({exc.strerror or exc}); "
+             f"the images will be decoded again next time")
+        return None
+    from .parallel_decode import open_image_memmap    # imports PIL: only when decoding
+
+    try:
+        data = plan.build_into(lambda n: open_image_memmap(tmp / "images.npy", n, size, reserve=True))
+        n = int(data.images.shape[0])
+        data.images = None                   # unmap before the folder is renamed
+        cache.commit_entry(root, name, tmp, plan.key, data.labels,
+                           {"class_names": data.class_names, "skipped": data.skipped, **meta}, n)
+    except OSError as exc:
+        warn(f"could not write the data cache in {root} ({exc.strerror or exc}); decoding into memory "
+             f"instead, and the images will be decoded again next time")
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    entry = cache.load_entry(root, name, plan.key, size, mmap=mmap)
+    if entry is None:
+        return None
+    return Decoded(entry[0], data.labels, data.class_names, data.skipped)
+
+
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    """A uint8 tensor sharing the array's memory (a read-only memory map too: never written)."""
+    if isinstance(images, np.memmap) and not images.flags.writeable:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # "non-writable array": we only read it
+            return torch.from_numpy(images)
+    return torch.from_numpy(np.ascontiguousarray(images))
 
 
 def skipped_message(skipped: list, source: str, split: str = "") -> str:

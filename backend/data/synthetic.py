@@ -50,7 +50,7 @@ def describe(ref) -> str:
             "colours (generated, no files needed)")
 
 
-def num_classes(ref) -> int:
+def num_classes(ref, cfg=None) -> int:
     """The number of shape classes."""
     return len(CLASS_NAMES)
 

@@ -5,8 +5,9 @@ them and downloads what is missing. Without a network that fails and we raise a 
 points at the ``imagefolder:<path>`` alternative. torchvision's progress prints are sent to
 stderr, because the trainer's stdout carries JSON events.
 
-STL-10: the train split is the 5,000 labelled ``train`` images, not ``train+unlabeled`` (100k
-images, 2.8 GB as uint8 at 96 px, which torchvision loads whole into memory); test is ``test``.
+STL-10: the train split is the 5,000 labelled ``train`` images; with ``data.stl10_unlabeled`` it is
+``train+unlabeled`` (105,000 images, unlabelled: 2.9 GB as uint8 at 96 px, which torchvision reads
+whole into memory once, when the cache is built; training then maps the cache); test is ``test``.
 Images are resized (antialiased bilinear) when ``data.image_size`` differs from the native size.
 """
 
@@ -42,7 +43,7 @@ def describe(ref) -> str:
     return f"{_INFO[ref.kind]} (torchvision download)"
 
 
-def num_classes(ref) -> int:
+def num_classes(ref, cfg=None) -> int:
     """The fixed class count of a torchvision source."""
     return source_spec(ref.kind).num_classes
 
@@ -51,18 +52,22 @@ def plan(cfg, ref, split: str, seed: int, limit: int, **_hooks) -> Plan:
     """Key the cache on (name, split, size, limit); download and convert only on a miss."""
     name = ref.kind
     size = int(cfg.image_size)
+    unlabeled = name == "stl10" and split == "train" and bool(getattr(cfg, "stl10_unlabeled", False))
     key = {"source": name, "split": split, "size": size, "limit": limit,
-           "seed": int(seed) if limit > 0 else None}
+           "seed": int(seed) if limit > 0 else None, **({"unlabeled": True} if unlabeled else {})}
 
     def build():
-        images, labels, classes = _open(name, download_root(cfg), split)
-        index = balanced_subset(labels, len(labels), limit, derive_rng(seed, "limit", split))
-        images, labels = images[index], labels[index]
+        images, labels, classes = _open(name, download_root(cfg), "train+unlabeled" if unlabeled else split)
+        if unlabeled:
+            labels, classes = None, []           # 100,000 of the 105,000 have no label (-1)
+        index = balanced_subset(labels, len(images), limit, derive_rng(seed, "limit", split))
+        images = images[index]
         if images.shape[-1] != size:
             images = resize_uint8(images, size)
-        return Decoded(np.ascontiguousarray(images), labels.astype(np.int64), list(classes))
+        return Decoded(np.ascontiguousarray(images), None if labels is None else labels[index].astype(np.int64),
+                       list(classes))
 
-    return Plan(key=key, label=name, build=build)
+    return Plan(key=key, label=name + ("-unlabeled" if unlabeled else ""), build=build)
 
 
 def _open(name: str, root: Path, split: str):

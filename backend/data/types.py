@@ -25,6 +25,7 @@ class ImageDataset:
     source: str
     split: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    images_path: str = ""              # the cache's images.npy when ``images`` maps it (else '')
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -62,6 +63,11 @@ class Plan:
     key: dict                          # JSON-serialisable; every input the pixels depend on
     label: str                         # readable prefix of the cache entry's folder name
     build: Callable[[], Decoded]
+    # Optional: decode straight into the cache. Called with ``allocate(n)`` (a writable uint8
+    # (n, 3, S, S) memory map of the new entry's images.npy); returns a Decoded whose images are
+    # that map (or the compacted map when files were skipped). A data set larger than RAM is
+    # never held whole. ``load_dataset`` falls back to ``build`` when the cache cannot be written.
+    build_into: Callable | None = None
 
 
 @dataclass(frozen=True)

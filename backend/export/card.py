@@ -80,6 +80,7 @@ def model_card(run_dir, cfg, meta: dict, checkpoint: Path, state_info: dict, fil
         "deprecated": {fmt: {"file": info["file"], "notes": info["deprecated"]}
                        for fmt, info in files.items() if info.get("deprecated")},
         "skipped": skipped,
+        "rebuild": rebuild_recipe(meta),
         "verification": {"probe": probe, "max_abs_diff_allowed": atol,
                          "how": "each file was reloaded from disk and its features compared with the "
                                 "in-memory encoder's before it was given its final name"},
@@ -91,6 +92,9 @@ def build_snippet(meta: dict) -> tuple[str, str]:
     """(Python that builds ``model``, the backbone, without SSL Workbench; the prefix of its keys
     in the safetensors file)."""
     name, size = meta["backbone"], meta["image_size"]
+    from ..models.external import external_build_snippet, is_external
+    if is_external(name):               # torchvision:<model> / timm:<model>: rebuilt from the name
+        return external_build_snippet(name, size)
     if name.startswith("resnet"):
         stem = ("model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)  # CIFAR stem\n"
                 "model.maxpool = torch.nn.Identity()\n") if size <= 64 else ""
@@ -107,6 +111,16 @@ def build_snippet(meta: dict) -> tuple[str, str]:
     return ("# tiny_cnn: copy class TinyCNN from backend/models/backbones.py (4 conv3x3-BN-ReLU stages,\n"
             "# widths 32-64-128-256, strides 2-2-2-1, global average pooling), then:\n"
             "model = TinyCNN()\n"), "backbone."
+
+
+def rebuild_recipe(meta: dict) -> dict:
+    """How to rebuild the backbone without SSL Workbench: the Python that builds ``model`` and the
+    prefix its keys carry in ``encoder.safetensors`` (strip it, then ``model.load_state_dict``)."""
+    code, prefix = build_snippet(meta)
+    return {"code": code, "state_dict_prefix": prefix,
+            "load": f"model.load_state_dict({{k[{len(prefix)}:]: v for k, v in "
+                    f"safetensors.torch.load_file('{FILE_NAMES['safetensors']}').items() "
+                    f"if k.startswith('{prefix}')}})"}
 
 
 def readme(meta: dict, files: dict, card: dict) -> str:

@@ -53,7 +53,9 @@ class FineTune(Supervised):
         events.log(f"fine-tuning on {len(index)} of {len(train_set)} labelled training images "
                    f"(class-balanced {fraction:g} subset, seed {cfg.method.subset_seed})",
                    label_fraction=fraction, subset_size=len(index))
-        return dataclasses.replace(train_set, images=train_set.images[index], labels=train_set.labels[index])
+        # the subset is held in memory (it is small): it no longer maps the cache file's rows
+        return dataclasses.replace(train_set, images=train_set.images[index], labels=train_set.labels[index],
+                                   images_path="")
 
     def classification_loss(self, logits, targets):
         """Cross entropy with the recipe's label smoothing (the rest of the step is Supervised's)."""

@@ -11,10 +11,11 @@ from .. import distributed as D
 from ..evaluate import extract_features, knn_top1, subset_indices
 from ..metrics_h5 import MetricsH5Writer
 from ..runs import record_evaluation
+from .feed import lazy_rows
 from .scalars import flush
 from .setup import Training
 from .state import checkpoint_payload, commit_checkpoint
-from .step import optimisation_step, sync_device
+from .step import optimisation_step, rank_indices, sync_device
 from .tensorboard import open_tensorboard
 
 
@@ -36,19 +37,25 @@ class Trainer:
                         f"batch {t.cfg.optim.batch_size})", total_steps=t.total_steps,
                         steps_per_epoch=t.steps_per_epoch, epochs=t.cfg.schedule.epochs)
         t.method.train()
-        while state.step < t.total_steps:
-            # Epoch time is training time: what the run spends paused is taken out.
-            epoch, epoch_start = state.epoch, time.perf_counter() - t.control.paused_seconds
-            order = self.epoch_order(epoch)
-            for batch_index in range(state.step - epoch * t.steps_per_epoch, t.steps_per_epoch):
-                if state.step >= t.total_steps:
-                    break
-                if self.handle_requests():
-                    return self.stopped()
-                optimisation_step(t, state, order, batch_index)
-                flush(state, t.events)
-            self.end_of_epoch(epoch, epoch_start)
-        return self.finished()
+        try:
+            while state.step < t.total_steps:
+                # Epoch time is training time: what the run spends paused is taken out.
+                epoch, epoch_start = state.epoch, time.perf_counter() - t.control.paused_seconds
+                order = self.epoch_order(epoch)
+                first = state.step - epoch * t.steps_per_epoch
+                last = min(t.steps_per_epoch, first + t.total_steps - state.step)
+                t.feed.plan([rank_indices(t, order, b) for b in range(first, last)])  # a stream prefetches them
+                for batch_index in range(first, t.steps_per_epoch):
+                    if state.step >= t.total_steps:
+                        break
+                    if self.handle_requests():
+                        return self.stopped()
+                    optimisation_step(t, state, order, batch_index)
+                    flush(state, t.events)
+                self.end_of_epoch(epoch, epoch_start)
+            return self.finished()
+        finally:
+            t.feed.release()
 
     # ---- the steps of fit ------------------------------------------------------------------
     def epoch_order(self, epoch: int) -> torch.Tensor:
@@ -195,8 +202,8 @@ def evaluate_knn(t: Training) -> tuple[float | None, int]:
     bank_idx = subset_indices(len(train_set), cfg.eval.knn_train_limit, cfg.runtime.seed + 4)
     kw = dict(device=t.device, autocast_dtype=t.amp_dtype, channels_last=t.channels_last)
     encoder = t.method.feature_encoder()   # the backbone behind the method's input adapter, if any
-    bank = extract_features(encoder, train_set.images[bank_idx], t.views.eval_views, **kw)
-    queries = extract_features(encoder, test_set.images, t.views.eval_views, **kw)
+    bank = extract_features(encoder, lazy_rows(train_set, bank_idx), t.views.eval_views, **kw)
+    queries = extract_features(encoder, lazy_rows(test_set), t.views.eval_views, **kw)
     top1 = knn_top1(bank, train_set.labels[bank_idx], queries, test_set.labels,
                     num_classes=max(len(train_set.class_names), 1), k=cfg.eval.knn_k,
                     temperature=cfg.eval.knn_temperature, device=t.device)

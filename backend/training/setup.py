@@ -23,6 +23,7 @@ from ..evaluate import subset_indices
 from ..methods import METHODS
 from ..optim import peak_lr
 from ..runs import CHECKPOINT_DIR, read_run_config, write_run_config
+from .feed import lazy_rows, loads_mapped, make_feed
 from .optimizer import configure_optimizer
 from .state import LoopState, resume_checkpoint
 
@@ -56,6 +57,7 @@ class Training:
     collapse: CollapseMonitor | None
     state: LoopState
     started: float
+    feed: object = None              # feed.BatchFeed: this rank's batches (data.memory decides how)
 
     @property
     def world(self) -> int:
@@ -73,15 +75,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_data(cfg: ExperimentConfig, events, needs_labels: bool):
-    """The train and held-out splits (decoded once), with warnings for skipped files."""
+def load_data(cfg: ExperimentConfig, events, needs_labels: bool, *, mmap: bool = False):
+    """The train and held-out splits (decoded once), with warnings for skipped files;
+    ``mmap``: memory-mapped from the cache instead of read into RAM."""
     warn = lambda message: events.log(message, level="warning")  # noqa: E731
     # Skipped files: the sentence names the first few; the event lists every file and its reason.
     report = lambda message, files: events.log(message, level="warning", skipped=files)  # noqa: E731
     events.status("loading_data", f"loading {cfg.data.source} (train and held-out splits)")
     t0 = time.perf_counter()
-    train_set = load_dataset(cfg.data, "train", seed=cfg.runtime.seed, on_warning=warn, on_skipped=report)
-    test_set = load_dataset(cfg.data, "test", seed=cfg.runtime.seed, on_warning=warn, on_skipped=report)
+    train_set = load_dataset(cfg.data, "train", seed=cfg.runtime.seed, on_warning=warn, on_skipped=report, mmap=mmap)
+    test_set = load_dataset(cfg.data, "test", seed=cfg.runtime.seed, on_warning=warn, on_skipped=report, mmap=mmap)
     events.log(f"data ready in {time.perf_counter() - t0:.1f}s: {len(train_set)} training and "
                f"{len(test_set)} held-out images at {cfg.data.image_size}px")
     if len(train_set) < cfg.optim.batch_size:
@@ -103,7 +106,7 @@ def probe_views(train_set: ImageDataset, views: ViewGenerator, cfg: ExperimentCo
         return None  # alignment/uniformity/rank are meaningless on a handful of samples
     idx = subset_indices(len(train_set), n, cfg.runtime.seed + 3)
     gen = torch.Generator().manual_seed(cfg.runtime.seed + 2)
-    images = train_set.images[idx].to(device)
+    images = lazy_rows(train_set, idx)[:].to(device)    # a mapped split: read, not faulted in
     v = views(images, generator=gen)
     if len(v) < 2:
         v = list(v) + list(views(images, generator=gen))
@@ -191,13 +194,16 @@ def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo,
     seed_everything(cfg.runtime.seed)
     method_cls = METHODS[cfg.method.name]
 
-    # data: decoded once into a uint8 cache; augmentation happens on the device
-    train_set, test_set = load_data(cfg, events, method_cls.uses_labels)
+    # data: decoded once into a uint8 cache; data.memory decides whether it is held whole (on the
+    # device) or streamed from the memory-mapped cache (feed.py); augmentation happens on the device
+    train_set, test_set = D.local_leader_first(
+        lambda: load_data(cfg, events, method_cls.uses_labels, mmap=loads_mapped(cfg)), dist.local_rank)
     if hasattr(method_cls, "training_subset"):  # fine-tuning on a label fraction
         train_set = method_cls.training_subset(cfg, train_set, events)
     on_gpu = device.type == "cuda"
-    train_images = train_set.images.to(device) if on_gpu else train_set.images
-    train_labels = train_set.labels.to(device) if (train_set.labels is not None and on_gpu) else train_set.labels
+    feed = make_feed(cfg, train_set, device, events)
+    train_images = feed.images if feed.placement == "resident" else train_set.images
+    train_labels = feed.labels if feed.placement == "resident" else train_set.labels
     views = ViewGenerator(cfg.augment, cfg.data.image_size)
     aug_gen = torch.Generator().manual_seed(cfg.runtime.seed + 1 + 1000 * dist.rank)
 
@@ -237,4 +243,4 @@ def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo,
         events.log("probe batch smaller than 16 images: representation metrics are skipped", level="warning")
     return Training(run_dir, cfg, events, control, dist, device, train_set, test_set, train_images, train_labels,
                     views, aug_gen, method, step_fn, optimizer, amp_dtype, channels_last, steps_per_epoch,
-                    total_steps, warmup_steps, peak_lr(cfg), probe, collapse, state, started)
+                    total_steps, warmup_steps, peak_lr(cfg), probe, collapse, state, started, feed)

@@ -40,9 +40,10 @@ def forward_backward(t: Training, idx: torch.Tensor, progress: float):
     Contrastive negatives stay within a micro-batch."""
     accum = t.cfg.optim.grad_accum_steps
     loss_sum, out = 0.0, None
-    for micro in idx.chunk(accum):
-        images = t.train_images[micro.to(t.train_images.device)].to(t.device, non_blocking=True)
-        labels = t.train_labels[micro.to(t.train_labels.device)].to(t.device) if t.train_labels is not None else None
+    all_images, all_labels = t.feed.batch(idx)   # the same rows whichever data.memory (feed.py)
+    for i, micro in enumerate(idx.chunk(accum)):
+        images = all_images.chunk(accum)[i]
+        labels = all_labels.chunk(accum)[i] if all_labels is not None else None
         batch_views = t.views(images, generator=t.aug_gen)
         if getattr(t.method, "uses_indices", False):  # memory banks update the batch's own rows
             t.method.set_batch_indices(micro)

@@ -230,3 +230,70 @@ def test_npy_rows_reads_what_np_load_reads(tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(ValueError, match="truncated"):
         NpyRows(path)
+
+
+# ---- the cache build decodes in parallel, straight into the memory-mapped entry ----------------
+
+def _imagenet_layout(root, per_class=36):
+    """train/ and val/ with class folders of JPEGs of assorted sizes, and one broken train file."""
+    rng = np.random.default_rng(2)
+    sizes = [(37, 53), (64, 17), (101, 99), (20, 20), (15, 70), (333, 41)]
+    for split, count in (("train", per_class), ("val", 2)):
+        for cls in ("n01440764", "n01443537"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                w, h = sizes[i % len(sizes)]
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i:03d}.JPEG")
+    (root / "train" / "n01443537" / "zz_broken.JPEG").write_bytes(b"not a jpeg")
+
+
+def _mapped_file(address: int) -> str:
+    """The file mapped at ``address`` in this process ('' when none), from /proc/self/maps."""
+    for line in open("/proc/self/maps"):
+        parts = line.split()
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        if lo <= address < hi:
+            return parts[5] if len(parts) > 5 else ""
+    return ""
+
+
+@pytest.mark.parametrize("pool", ["processes", "threads"])
+def test_cache_build_decodes_an_imagenet_folder_in_parallel_into_the_mapped_entry(tmp_path, monkeypatch, pool):
+    from backend.config import DataConfig
+    from backend.data import imagefolder, parallel_decode
+    from backend.data.imagefolder import decode_image
+    from backend.data.sources import load_dataset
+
+    calls = []
+    real = parallel_decode.decode_into
+    monkeypatch.setattr(parallel_decode, "decode_into", lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(imagefolder, "PROCESS_MIN_FILES", 50 if pool == "processes" else 10**9)
+    _imagenet_layout(tmp_path / "imnet")
+    cfg = DataConfig(source=f"imagefolder:{tmp_path / 'imnet'}", image_size=16, cache_dir=str(tmp_path / "cache"))
+    seen = []
+    ds = load_dataset(cfg, "train", on_progress=lambda f, text: seen.append(f), mmap=True)
+    assert len(ds) == 72 and ds.class_names == ["n01440764", "n01443537"]
+    assert ds.skipped == [("train/n01443537/zz_broken.JPEG", "not a readable image")]
+    assert _mapped_file(ds.images.data_ptr()).endswith("images.npy")  # the tensor is the mapped entry
+    files = sorted((tmp_path / "imnet" / "train").glob("*/[0-9]*.JPEG"))
+    expected = np.stack([decode_image(p, 16).transpose(2, 0, 1) for p in files])
+    np.testing.assert_array_equal(ds.images.numpy(), expected)      # shorter side to 16, centre crop
+    assert ds.labels.tolist() == [0] * 36 + [1] * 36
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    assert len(calls) == (1 if pool == "processes" else 0)           # the train split only (72 files)
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["images.npy", "labels.npy", "meta.json"]
+    again = load_dataset(cfg, "train")                                # read from the cache, in RAM
+    assert torch.equal(again.images, ds.images) and len(load_dataset(cfg, "test")) == 4
+
+
+def test_cancelled_cache_build_leaves_no_entry(tmp_path):
+    from backend.config import DataConfig
+    from backend.data.sources import load_dataset
+
+    _imagenet_layout(tmp_path / "imnet", per_class=40)
+    cfg = DataConfig(source=f"imagefolder:{tmp_path / 'imnet'}", image_size=16, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(Cancelled):
+        load_dataset(cfg, "train", cancelled=lambda: True)
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -373,3 +373,39 @@ def test_exported_pt2_as_a_checkpoint_is_named_as_such(exported):
     from backend.checkpoint import load_checkpoint
     with pytest.raises(CheckpointError, match=r"exported model \(torch\.export \.pt2\)"):
         load_checkpoint(exported[1][0].parent / "encoder.pt2")
+
+
+def test_external_backbone_card_says_how_to_rebuild_it(tmp_path):
+    """A torchvision:<model> export: the card and README rebuild the backbone from torchvision by
+    name (not the built-in recipe), and that code loads encoder.safetensors and reproduces it."""
+    from backend.checkpoint import save_checkpoint
+    from backend.methods import METHODS
+    from backend.runs import checkpoint_path, read_run_config
+
+    from .trainer_helpers import make_run
+
+    run = make_run(tmp_path, model={"backbone": "torchvision:mobilenet_v3_small", "projector_hidden_dim": 32,
+                                    "projector_out_dim": 16})
+    cfg = read_run_config(run)
+    torch.manual_seed(0)
+    save_checkpoint({"model": METHODS[cfg.method.name](cfg).state_dict(), "epoch": 0, "step": 0,
+                     "config": cfg.to_dict()}, checkpoint_path(run))
+    out = tmp_path / "out"
+    export_encoder(run, out, formats=("safetensors",))
+    card = json.loads((out / "model_card.json").read_text())
+    rebuild = card["rebuild"]
+    assert "torchvision.models.get_model('mobilenet_v3_small'" in rebuild["code"]
+    assert rebuild["state_dict_prefix"] == "backbone." and "load_state_dict" in rebuild["load"]
+    readme = (out / "README.md").read_text()
+    recipe = readme.split("## safetensors")[1].split("```python")[1].split("```")[0]
+    assert "get_model('mobilenet_v3_small'" in recipe and "TinyCNN" not in recipe
+    images = probe_batch(32)
+    scope = {"images": images}
+    cwd = os.getcwd()
+    os.chdir(out)
+    try:
+        exec(recipe, scope)  # noqa: S102 - our own generated snippet, run as a user would
+    finally:
+        os.chdir(cwd)
+    with torch.no_grad():
+        assert (scope["features"] - load_encoder(out)(images)).abs().max() <= 1e-4

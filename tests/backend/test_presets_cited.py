@@ -39,6 +39,14 @@ SOLO_ASYMMETRIC = {"augment.crop_scale": [0.08, 1.0], "augment.jitter_prob": 0.8
                    "augment.grayscale_prob": 0.2, "view1.blur_prob": 0.0, "view2.blur_prob": 0.0,
                    "view1.solarize_prob": 0.0, "view2.solarize_prob": 0.2}
 
+# solo-learn scripts/pretrain/imagenet-100/augmentations/symmetric.yaml (two 224 px crops; our size below).
+SOLO_IN100_AUG = {"augment.crop_scale": [0.08, 1.0], "augment.jitter_prob": 0.8, "augment.brightness": 0.8,
+                  "augment.contrast": 0.8, "augment.saturation": 0.8, "augment.hue": 0.2,
+                  "augment.grayscale_prob": 0.2, "augment.blur_prob": 0.5, "augment.solarize_prob": 0.0,
+                  "augment.hflip_prob": 0.5}
+
+SOLO_LARS_ANY_SIZE = {k: v for k, v in SOLO_LARS.items() if k != "data.image_size"}
+
 CITED = {
     # lightly cifar10_benchmark.py SimCLRModel: SimCLRProjectionHead(512, 512, 128), NTXentLoss() (T 0.5).
     "simclr": (LIGHTLY, {**LIGHTLY_OPTIM, **LIGHTLY_SIMCLR_AUG, "model.projector_hidden_dim": 512,
@@ -135,6 +143,20 @@ CITED = {
                       "model.projector_out_dim": 128, "method.temperature": 0.1}),
     "dclw": (LIGHTLY, {**LIGHTLY_OPTIM, **LIGHTLY_SIMCLR_AUG, "model.projector_hidden_dim": 512,
                        "model.projector_out_dim": 128, "method.temperature": 0.1}),
+    # solo-learn scripts/pretrain/imagenet-100/simclr.yaml (lr 0.3 at batch 128 x 2 devices, scaled by
+    # batch/256 in solo/args/pretrain.py; wd 1e-4; proj 4096 -> 512; T 0.2; 400 epochs) +
+    # augmentations/symmetric.yaml; ImageNet mean/std (solo/data/pretrain_dataloader.py MEANS_N_STD).
+    "imagenet100": (SOLO, {**SOLO_LARS_ANY_SIZE, **SOLO_IN100_AUG, "optim.lr": 0.3,
+                           "optim.weight_decay": 1e-4, "schedule.epochs": 400,
+                           "model.projector_hidden_dim": 4096, "model.projector_out_dim": 512,
+                           "method.temperature": 0.2, "augment.mean": [0.485, 0.456, 0.406],
+                           "augment.std": [0.229, 0.224, 0.225]}),
+    # solo/data/pretrain_dataloader.py: STL10(split="train+unlabeled"), MEANS_N_STD["stl10"]; the
+    # ImageNet-100 SimCLR recipe above (solo-learn has no STL-10 script).
+    "stl10": (SOLO, {**SOLO_LARS_ANY_SIZE, **SOLO_IN100_AUG, "data.stl10_unlabeled": True,
+                     "optim.lr": 0.3, "optim.weight_decay": 1e-4, "model.projector_hidden_dim": 4096,
+                     "model.projector_out_dim": 512, "method.temperature": 0.2,
+                     "augment.mean": [0.4914, 0.4823, 0.4466], "augment.std": [0.247, 0.243, 0.261]}),
 }
 
 # Fields knowingly set differently from the cited source: path -> (preset value, reason).
@@ -152,6 +174,10 @@ ADAPTED = {
     "vicreg": {"schedule.epochs": (200, "CPU/single-GPU budget (solo: 1000)")},
     "swav": {"schedule.epochs": (200, "CPU/single-GPU budget (solo: 1000)"),
              "method.freeze_prototypes_steps": (390, "solo freezes 2 epochs; counted in steps = 2 x 195 at batch 256")},
+    "imagenet100": {"data.image_size": (128, "cache and crops at 128 px: 6.2 GB of uint8 for the 126,689 train "
+                                             "images (solo: 224 px crops of the full JPEGs; 19 GB cached)")},
+    "stl10": {"schedule.epochs": (200, "single-GPU budget (solo ImageNet-100: 400)"),
+              "data.image_size": (96, "STL-10's native size (the ImageNet-100 recipe crops 224)")},
     "nnclr": {"method.temperature": (0.2, "the paper's eq. 1 with solo-learn's cifar/nnclr.yaml temperature "
                                           "(lightly: NTXentLoss 0.5)")},
 }

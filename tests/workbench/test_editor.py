@@ -118,6 +118,9 @@ def test_source_picker_image_folder(editor, tmp_path):
     assert editor.launch_button.isEnabled()
     assert editor.form.editors["data.synthetic_train_size"].isHidden()
     assert not editor.form.editors["data.val_fraction"].isHidden()
+    assert not editor.form.editors["data.classes_file"].isHidden()      # image folders only
+    assert editor.form.editors["data.stl10_unlabeled"].isHidden()       # STL-10 only
+    assert not editor.form.editors["data.memory"].isHidden()            # every source
 
 
 def test_save_and_load_config_files(editor, tmp_path):
