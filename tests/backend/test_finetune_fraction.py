@@ -1,6 +1,8 @@
 """Fine-tuning on 1 % / 10 % of the labels: the class-balanced subset the engine trains on, and
 the fraction recorded with the result."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +49,8 @@ def test_the_engine_trains_on_the_class_balanced_subset(fraction, per_class):
     again = METHODS["finetune"].training_subset(cfg, train, _Events())
     assert torch.equal(again.images, subset.images)  # a seed names the subset
     assert events.logs[0][1] == {"label_fraction": fraction, "subset_size": 10 * per_class}
+    mapped = dataclasses.replace(train, images_path="/cache/images.npy")  # data.memory streams this file's rows
+    assert METHODS["finetune"].training_subset(cfg, mapped, _Events()).images_path == ""  # the subset is held
     whole = cfg.updated({"method": {"label_fraction": 1.0}})
     assert METHODS["finetune"].training_subset(whole, train, _Events()) is train
     too_big = cfg.updated({"optim": {"batch_size": 64}}) if fraction == 0.01 else None
