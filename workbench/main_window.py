@@ -24,6 +24,7 @@ from .run_panel import ComparePanel, RunPanel
 from .runs_browser import RunsBrowser
 from .window_session import (PAUSED_CHECKPOINT_NOTE, WELCOME, ask_close, clamp_to_screen, live_summary,
                              restore_editor_config)
+from .window_queue import install_queue
 from .window_tools import RunToolsMixin
 
 class MainWindow(RunToolsMixin, QMainWindow):
@@ -186,6 +187,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         view_menu = bar.addMenu("&View")
         for dock in (self.editor_dock, self.preview_dock, self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
+        install_queue(self, run_menu, view_menu)  # the Queue dock, Add to queue, Sweep…, Sweeps tab
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.docs_action)
         help_menu.addAction(self.about_action)
@@ -228,6 +230,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         self.manager.workspace = path
         settings.set_workspace(path)
         self.browser.set_workspace(path)
+        self.queue.set_workspace(path)
         self._show_workspace()
 
     def _show_workspace(self) -> None:
@@ -389,6 +392,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         self.browser.timer.stop()
         for inspect_window in list(self.inspect_windows.values()):
             inspect_window.close()
+        self.queue.runner.shutdown()  # before the trainers stop: they stay queued for next time
         self.manager.shutdown()
         workers.wait_all(5.0)
         super().closeEvent(event)
