@@ -144,6 +144,10 @@ class QueueRunner(QObject):
             return
         self._polling = True
         try:
+            if not self.queue.path.exists():  # no queue in this workspace yet (and no lock file made)
+                self.entries = []
+                self.entriesChanged.emit([])
+                return
             self.queue.reconcile(own_pids=self._own_pids())
             if self.autostart and not self._closing:
                 while self._start_next():
