@@ -104,8 +104,10 @@ class QueueView(QWidget):
         way a finished trainer ended (finished, stopped, error, crashed)."""
         run = self.runner.manager.state(entry.run_dir)
         if entry.state == "started" and run is not None and run.live:
+            if not run.step:
+                return run.state
             total = f"/{run.total_steps}" if run.total_steps else ""
-            return f"{run.state} {run.step}{total}"
+            return f"{run.state} · step {run.step}{total}"
         if entry.state in ("done", "failed") and run is not None and run.state not in ("", entry.state):
             return f"{entry.state} ({run.state})"
         if entry.state == "failed" and entry.exit_code is not None:

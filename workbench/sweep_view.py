@@ -66,7 +66,9 @@ class SweepView(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(self.plot)
-        split.setSizes([520, 560])
+        split.setStretchFactor(0, 11)
+        split.setStretchFactor(1, 9)
+        split.setSizes([600, 480])
         box.addWidget(split, 1)
 
         self.sweep_combo.currentIndexChanged.connect(self._picked)
