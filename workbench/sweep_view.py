@@ -117,7 +117,7 @@ class SweepView(QWidget):
         self.sweep = next((s for s in self.sweeps if s.id == sweep_id), None)
         self.refresh(force=True)
 
-    def metric(self) -> str:
+    def metric_key(self) -> str:
         """The metric the picture colours by: knn or linear_probe."""
         return self.metric_combo.currentData()
 
@@ -152,7 +152,7 @@ class SweepView(QWidget):
             return
         self.rows = rows
         self._fill_table()
-        mode = self.plot.show_rows(rows, self.sweep.fields, self.metric())
+        mode = self.plot.show_rows(rows, self.sweep.fields, self.metric_key())
         done = sum(r.state == "finished" for r in rows)
         note = "" if mode != "none" else "  (a picture needs one or two fields; the table lists them all)"
         self.status.setText(f"{done} of {len(rows)} runs finished{note}")
