@@ -80,6 +80,8 @@ def test_sweeps_tab_heatmap_of_a_finished_grid(qtbot, workspace):
     finish(dlg.run_dirs[5], 0.9)
     view.refresh(force=True)  # the files changed: re-read
     assert np.isfinite(view.plot.matrix).all() and view.cell_text(5, "state") == "finished"
+    view.resize(900, 500)
+    assert view.grab().width() == 900  # paints (a method shadowing a Qt virtual once crashed grab())
 
 
 def test_queue_dock_refuses_removing_a_training_run(window, workspace):
@@ -95,3 +97,4 @@ def test_queue_dock_refuses_removing_a_training_run(window, workspace):
     view.message.connect(messages.append)
     view._remove()
     assert "is training" in messages[0] and queue.get(run_dir) is not None
+    assert view.grab().width() > 0
