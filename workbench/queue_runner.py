@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from backend.config import ExperimentConfig
 from backend.errors import WorkbenchError
 from backend.run_queue import RunQueue, assign_device, device_slots
-from backend.runs import checkpoint_path, create_run
+from backend.runs import checkpoint_path, create_run, read_run_config
 
 from . import settings
 from .run_manager import RunManager, run_key
@@ -54,6 +54,7 @@ class QueueRunner(QObject):
         self.error = ""
         self._ours: dict[str, object] = {}  # run key -> the controller of a run this runner started
         self._gpus: list[str] | None = None
+        self._devices: dict[str, str] = {}  # run key -> runtime.device of a hand-launched run
         self._closing = False
         self._polling = False
         self.timer = QTimer(self)
@@ -167,12 +168,35 @@ class QueueRunner(QObject):
         self.entries = entries
         self.entriesChanged.emit(entries)
 
+    def _hand_launched_devices(self, slots) -> list[str]:
+        """Devices of runs training in this window that the queue did not start (Launch, Resume):
+        they hold a slot too."""
+        in_queue = {run_key(e.run_dir) for e in self.queue.entries() if e.state == "started"}
+        devices = []
+        for key, state in self.manager.live_states().items():
+            if key in in_queue or key in self._ours:
+                continue
+            if key not in self._devices:
+                try:
+                    self._devices[key] = read_run_config(state.run_dir).runtime.device
+                except WorkbenchError:
+                    self._devices[key] = "cpu"
+            device = self._devices[key]
+            if device in ("auto", "cuda"):
+                device = next((s for s in slots if s.startswith("cuda")), "cpu")
+            devices.append(device)
+        return devices
+
     def _start_next(self) -> bool:
         queued = [e for e in self.queue.entries() if e.state == "queued"]
         if not queued:
             return False
         slots = self.slots()
-        pick = self.queue.next_startable(self.queue.free_slots(slots), any(s.startswith("cuda") for s in slots))
+        free = self.queue.free_slots(slots)
+        for device in self._hand_launched_devices(slots):
+            if device in free:
+                free.remove(device)
+        pick = self.queue.next_startable(free, any(s.startswith("cuda") for s in slots))
         if pick is None:
             return False
         entry, device = pick

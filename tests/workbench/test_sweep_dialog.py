@@ -98,3 +98,19 @@ def test_queue_dock_refuses_removing_a_training_run(window, workspace):
     view._remove()
     assert "is training" in messages[0] and queue.get(run_dir) is not None
     assert view.grab().width() > 0
+
+
+def test_a_run_launched_by_hand_holds_a_cpu_slot(window, workspace):
+    from backend.runs import create_run
+
+    runner = window.queue.runner
+    hand = create_run(workspace, ExperimentConfig.from_dict(quick_small(runtime={"device": "cpu"})))
+    state = window.manager._add(hand)
+    state.live = True  # as if Launch had started its trainer
+    started = []
+    runner.runStarted.connect(started.append)
+    queued = runner.add(ExperimentConfig.from_dict(quick_small()), "cpu")
+    assert started == [] and RunQueue(workspace).get(queued).state == "queued"  # the one CPU slot is taken
+    assert runner._hand_launched_devices(runner.slots()) == ["cpu"]
+    runner.set_autostart(False)
+    state.live = False
