@@ -4,6 +4,7 @@ random sweeps), refreshed as the runs train and finish."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -25,13 +26,16 @@ def _score(value) -> str:
 
 
 class SweepView(QWidget):
-    """``show_sweep(id)`` shows one sweep; ``openRequested(str)`` asks for a run's tab (double click)."""
+    """``show_sweep(id)`` shows one sweep; ``openRequested(str)`` asks for a run's tab (double click).
+    ``manager``: the window's run manager, whose live runs show their live state (their files alone
+    cannot tell a training run from an interrupted one)."""
 
     openRequested = Signal(str)
 
-    def __init__(self, workspace, parent=None):
+    def __init__(self, workspace, manager=None, parent=None):
         super().__init__(parent)
         self.workspace = Path(workspace)
+        self.manager = manager
         self.sweeps: list[SweepInfo] = []
         self.sweep: SweepInfo | None = None
         self.rows = []
@@ -128,6 +132,9 @@ class SweepView(QWidget):
         if cached is None or cached[0] != stamp:
             cached = (stamp, sweep_row(run_dir))
             self._cache[str(run_dir)] = cached
+        live = self.manager.state(run_dir) if self.manager is not None else None
+        if live is not None and live.live and live.state:
+            return replace(cached[1], state=live.state)
         return cached[1]
 
     def refresh(self, force: bool = False) -> None:

@@ -84,7 +84,7 @@ class QueueTools(QObject):
         """Open (or bring to the front) the Sweeps tab, showing ``sweep_id`` when given."""
         window = self.window
         if self.sweep_view is None or window.tabs.indexOf(self.sweep_view) < 0:
-            self.sweep_view = SweepView(self.runner.queue.workspace)
+            self.sweep_view = SweepView(self.runner.queue.workspace, window.manager)
             self.sweep_view.destroyed.connect(self._sweep_view_gone)
             self.sweep_view.openRequested.connect(window.open_run)
             window._add_tab(self.sweep_view, "Sweeps", "The workspace's sweeps")

@@ -52,7 +52,11 @@ def main(out: Path) -> None:
     def states():
         return [e.state for e in runner.queue.entries()]
 
-    wait(app, lambda: states().count("done") >= 1 and "started" in states(), 900)
+    def second_training():
+        live = [s for s in win.manager.live_runs() if s.step >= 2]
+        return states().count("done") >= 1 and bool(live)
+
+    wait(app, second_training, 900)
     win.tabs.setCurrentWidget(view)
     view.refresh(force=True)
     settle(app, 2.0)

@@ -106,6 +106,10 @@ def test_a_2x2_sweep_from_the_editor_runs_through_the_queue(window, qtbot):
     assert view.table.rowCount() == 4 and view.plot.mode == "heatmap"
     assert view.plot.matrix.shape == (2, 2) and np.isnan(view.plot.matrix).all()  # blank until a run ends
 
+    first = window.manager.state(sweep.run_dirs[0])
+    qtbot.waitUntil(lambda: first is not None and first.live and first.step >= 1, timeout=TIMEOUT_MS)
+    view.refresh(force=True)
+    assert view.cell_text(0, "state") == first.state  # training, from the live run (not "interrupted")
     qtbot.waitUntil(lambda: set(states(runner).values()) == {"done"}, timeout=4 * TIMEOUT_MS)
     view.refresh(force=True)
     assert view.table.rowCount() == 4
