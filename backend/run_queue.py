@@ -126,6 +126,29 @@ class RunQueue:
         return self._update(run_dir, state="done" if exit_code == 0 else "failed",
                             finished=round(time.time(), 3), exit_code=int(exit_code))
 
+    def move(self, run_dir, offset: int) -> int:
+        """Move a queued run ``offset`` places among the queued entries (negative: sooner; the
+        oldest queued entry starts first; done and started entries keep their places). Returns its
+        new position among the queued entries."""
+        key = str(Path(run_dir).resolve())
+        with self._locked():
+            entries = self._read()
+            slots = [i for i, e in enumerate(entries) if e.state == "queued"]
+            queued = [entries[i] for i in slots]
+            at = next((n for n, e in enumerate(queued) if e.run_dir == key), None)
+            if at is None:
+                raise ConfigError(f"run {run_dir} is not queued in {self.path} (only queued runs move)")
+            new = max(0, min(len(queued) - 1, at + int(offset)))
+            queued.insert(new, queued.pop(at))
+            for i, entry in zip(slots, queued):
+                entries[i] = entry
+            self._write(entries)
+            return new
+
+    def free_slots(self, slots: list[str]) -> list[str]:
+        """``slots`` (see :func:`device_slots`) less the devices that started entries hold."""
+        return _free(slots, self.busy_devices())
+
     def remove(self, run_dir, missing_ok: bool = False) -> None:
         """Drop a run from the queue (a started one too: its trainer is not stopped)."""
         key = str(Path(run_dir).resolve())
@@ -215,7 +238,7 @@ def _free(slots: list[str], busy: list[str]) -> list[str]:
     return free
 
 
-def _set_device(run_dir: Path, device: str) -> None:
+def assign_device(run_dir, device: str) -> None:
     """Write the device the queue gave the run into its config (the trainer reads it from there)."""
     from .runs import read_run_config, write_run_config
     cfg = read_run_config(run_dir)
@@ -285,7 +308,7 @@ class _FilteredQueue(RunQueue):
 def _start(queue: RunQueue, entry: QueueEntry, device: str) -> subprocess.Popen:
     run_dir = Path(entry.run_dir)
     try:
-        _set_device(run_dir, device)
+        assign_device(run_dir, device)
     except ConfigError:
         pass  # the trainer reports the bad config itself (error event, exit code 2)
     cmd = [sys.executable, "-m", "backend", "train", "--run-dir", str(run_dir), "--resume", "--no-stdin"]

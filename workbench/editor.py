@@ -39,10 +39,13 @@ def method_choices() -> list[tuple[str, str]]:
 
 class ExperimentEditor(QWidget):
     """The whole editor. ``launchRequested(ExperimentConfig, device)`` when Launch is pressed (with
-    ``processes()`` trainer processes: 1, or one per GPU when the machine's GPUs are chosen);
+    ``processes()`` trainer processes: 1, or one per GPU when the machine's GPUs are chosen),
+    ``queueRequested`` / ``sweepRequested`` (same arguments) for Add to queue and Sweep…;
     ``message(str)`` for the status bar (file loaded, saved, errors)."""
 
     launchRequested = Signal(object, str)
+    queueRequested = Signal(object, str)
+    sweepRequested = Signal(object, str)
     message = Signal(str)
 
     def __init__(self, model: ConfigModel | None = None, parent=None):
@@ -116,6 +119,14 @@ class ExperimentEditor(QWidget):
         foot.addWidget(self.device_combo)
         foot.addWidget(self.gpus_combo)
         foot.addWidget(self.launch_button, 1)
+        self.queue_button = QToolButton()
+        self.queue_button.setText("Add to queue")
+        self.queue_button.setToolTip("Create the run and queue it: it starts when a device slot is free")
+        self.sweep_button = QToolButton()
+        self.sweep_button.setText("Sweep…")
+        self.sweep_button.setToolTip("A grid or random sweep over chosen fields: one queued run per point")
+        foot.addWidget(self.queue_button)
+        foot.addWidget(self.sweep_button)
         outer.addLayout(foot)
 
         self.method_combo.currentIndexChanged.connect(self._method_picked)
@@ -127,6 +138,8 @@ class ExperimentEditor(QWidget):
         self.gpus_combo.currentIndexChanged.connect(self._gpus_picked)
         self.search.edit.textChanged.connect(self._search_scroll)
         self.search.activated.connect(self.focus_field)
+        self.queue_button.clicked.connect(lambda: self.launch(self.queueRequested))
+        self.sweep_button.clicked.connect(lambda: self.launch(self.sweepRequested))
         self.model.valueChanged.connect(self._on_value)
         self.model.reset.connect(self._sync_header)
         self.model.validated.connect(self._show_validation)
@@ -269,6 +282,8 @@ class ExperimentEditor(QWidget):
     def _show_validation(self) -> None:
         errors = self.model.errors
         self.launch_button.setEnabled(self.model.is_valid)
+        self.queue_button.setEnabled(self.model.is_valid)
+        self.sweep_button.setEnabled(self.model.is_valid)
         if not errors and self.model.pending:
             self.problems.setText(f"<span style='color:#57606a'>{html.escape(self.model.pending)}</span>")
             return
@@ -332,9 +347,10 @@ class ExperimentEditor(QWidget):
         if path:
             self.save_file(path)
 
-    def launch(self) -> None:
-        """Emit ``launchRequested`` with the validated config and chosen device, or say why not
-        (invalid fields, or a data folder the trainer could not use) without starting anything."""
+    def launch(self, signal=None) -> None:
+        """Emit ``launchRequested`` (or ``signal``: queueRequested, sweepRequested) with the
+        validated config and chosen device, or say why not (invalid fields, or a data folder the
+        trainer could not use) without starting anything."""
         try:
             cfg = self.model.config()
         except ConfigError as exc:
@@ -351,4 +367,4 @@ class ExperimentEditor(QWidget):
         if self.processes() == 1:
             settings.set_value("device", self.device())
         cfg.runtime.device = self.device()
-        self.launchRequested.emit(cfg, self.device())
+        (signal or self.launchRequested).emit(cfg, self.device())

@@ -22,8 +22,9 @@ from .log_view import LogView
 from .run_manager import RunManager, run_key
 from .run_panel import ComparePanel, RunPanel
 from .runs_browser import RunsBrowser
-from .window_session import (PAUSED_CHECKPOINT_NOTE, WELCOME, ask_close, clamp_to_screen, live_summary,
-                             restore_editor_config)
+from .window_session import (PAUSED_CHECKPOINT_NOTE, WELCOME, ask_close, clamp_to_screen, fill_recent_menu,
+                             live_summary, restore_editor_config)
+from .window_queue import install_queue
 from .window_tools import RunToolsMixin
 
 class MainWindow(RunToolsMixin, QMainWindow):
@@ -61,7 +62,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         box.addStretch(2)
         self.central = QStackedWidget()
         self.central.addWidget(self.welcome)
-        self._restore_editor()
+        restore_editor_config(self.config_model)  # the config edited last time, or the quick preset
         self.central.addWidget(self.tabs)
         self.central.currentChanged.connect(lambda _i: self._update_actions())
         self.setCentralWidget(self.central)
@@ -171,7 +172,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         file_menu.addAction(self.new_config_action)
         file_menu.addAction(self.open_config_action)
         self.recent_menu = file_menu.addMenu("Open &recent config")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.recent_menu.aboutToShow.connect(lambda: fill_recent_menu(self.recent_menu, self.editor))
         for action in (self.save_config_action, None, self.open_workspace_action, self.open_run_action, None,
                        self.quit_action):
             file_menu.addSeparator() if action is None else file_menu.addAction(action)
@@ -186,6 +187,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         view_menu = bar.addMenu("&View")
         for dock in (self.editor_dock, self.preview_dock, self.runs_dock, self.log_dock):
             view_menu.addAction(dock.toggleViewAction())
+        install_queue(self, run_menu, view_menu)  # the Queue dock, Add to queue, Sweep…, Sweeps tab
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.docs_action)
         help_menu.addAction(self.about_action)
@@ -228,6 +230,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         self.manager.workspace = path
         settings.set_workspace(path)
         self.browser.set_workspace(path)
+        self.queue.set_workspace(path)
         self._show_workspace()
 
     def _show_workspace(self) -> None:
@@ -245,18 +248,6 @@ class MainWindow(RunToolsMixin, QMainWindow):
         path = QFileDialog.getExistingDirectory(self, "Run folder", str(self.workspace / "runs"))
         if path:
             self.open_run(Path(path))
-
-    def _restore_editor(self) -> None:
-        """Start from the config edited last time, or the quick preset."""
-        restore_editor_config(self.config_model)
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        recent = settings.recent_configs()
-        for path in recent:
-            self.recent_menu.addAction(path, lambda p=path: self.editor.load_file(p))
-        if not recent:
-            self.recent_menu.addAction("(none yet)").setEnabled(False)
 
     def new_config(self) -> None:
         """Reset the editor to the quick preset."""
@@ -392,6 +383,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         self.browser.timer.stop()
         for inspect_window in list(self.inspect_windows.values()):
             inspect_window.close()
+        self.queue.runner.shutdown()  # before the trainers stop: they stay queued for next time
         self.manager.shutdown()
         workers.wait_all(5.0)
         super().closeEvent(event)

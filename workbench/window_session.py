@@ -106,3 +106,13 @@ def restore_editor_config(config_model) -> None:
         config_model.modified = False
     except ConfigError:
         pass
+
+
+def fill_recent_menu(menu, editor) -> None:
+    """Fill File > Recent with the recently used config files (each loads into ``editor``)."""
+    menu.clear()
+    recent = settings.recent_configs()
+    for path in recent:
+        menu.addAction(path, lambda p=path: editor.load_file(p))
+    if not recent:
+        menu.addAction("(none yet)").setEnabled(False)

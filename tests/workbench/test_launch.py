@@ -171,8 +171,9 @@ def test_menus_and_docks(window):
     texts = lambda m: [a.text().replace("&", "") for a in m.actions() if a.text()]  # noqa: E731
     assert {"New config", "Open config…", "Save config as…", "Open workspace…", "Open run folder…",
             "Quit"} <= set(texts(menus["File"]))
-    assert texts(menus["Run"]) == ["Launch", "Stop", "Pause", "Resume", "Checkpoint now"]
-    assert set(texts(menus["View"])) == {"Experiment", "Augmentation preview", "Runs", "Log"}
+    assert texts(menus["Run"]) == ["Launch", "Add to queue", "Sweep…", "Show sweeps", "Stop", "Pause", "Resume",
+                                   "Checkpoint now"]
+    assert set(texts(menus["View"])) == {"Experiment", "Augmentation preview", "Runs", "Log", "Queue"}
     toggle = next(a for a in menus["View"].actions() if a.text() == "Log")
     toggle.trigger()
     assert window.log_dock.isHidden()
