@@ -21,7 +21,7 @@ def delete_refusal(run_dir, manager=None) -> str:
         return f"{run_dir.name} is training ({state.state}); stop it first"
     holder = lock_holder(run_dir)
     if holder is not None:
-        return f"{run_dir.name} is in use by {holder.describe()}"
+        return f"{run_dir.name} is in use by process {holder.pid} on {holder.host} ({holder.command})"
     return ""
 
 

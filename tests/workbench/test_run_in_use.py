@@ -54,7 +54,7 @@ def test_a_run_held_by_another_process_shows_the_holder_and_disables_resume_and_
         menu = window.browser.context_menu([run])
         assert not _menu_action(menu, "Resume").isEnabled()
         delete = _menu_action(menu, "Delete")
-        assert not delete.isEnabled() and f"PID {holder.pid}" in delete.toolTip()
+        assert not delete.isEnabled() and f"in use by process {holder.pid}" in delete.toolTip()
         menu.deleteLater()
         window.resume_run(run)                               # asked anyway: nothing is started
         assert window.manager.controller(run) is None and not panel.state.live
