@@ -55,7 +55,7 @@ class RunManager(QObject):
         return self.states.get(run_key(run_dir))
 
     def controller(self, run_dir) -> TrainerController | None:
-        """The run's current trainer controller, if one was started in this session."""
+        """The run's trainer controller while its trainer runs (None once it has exited)."""
         return self.controllers.get(run_key(run_dir))
 
     def live_runs(self) -> list[RunState]:
@@ -97,6 +97,7 @@ class RunManager(QObject):
                 ctl = DetachedController(state, pid, self)
                 self.controllers[run_key(run_dir)] = ctl
                 ctl.exited.connect(lambda st, msg, s=state: self.logLine.emit(s.run_id, "info", f"{st}: {msg}"))
+                ctl.exited.connect(lambda *_a, c=ctl: self._forget(c))
                 ctl.start()
         return state
 
@@ -194,7 +195,16 @@ class RunManager(QObject):
         ctl.exited.connect(lambda st, msg, s=state: self.logLine.emit(
             s.run_id, "error" if st in ("error", "crashed") else "info", f"{st}: {msg}"))
         ctl.exited.connect(lambda *_a, s=state: s.poll_lock())  # e.g. refused: another process has it
+        ctl.exited.connect(lambda *_a, c=ctl: self._forget(c))
         ctl.start(resume=resume)
+
+    def _forget(self, ctl) -> None:
+        """A trainer has exited: let its controller go (with its finished QProcess and its watchdog
+        QTimer), or a long session keeps one of each per run it ever trained."""
+        key = run_key(ctl.run_dir)
+        if self.controllers.get(key) is ctl:
+            del self.controllers[key]
+        ctl.deleteLater()
 
     def _log_events(self, state: RunState, events: list[dict]) -> None:
         for event in events:

@@ -105,13 +105,16 @@ class RunPanel(QWidget):
         self.folder_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.run_dir))))
         state.changed.connect(self.refresh)
         state.updated.connect(self.dashboard.notify)
-        state.reloaded.connect(lambda: self.dashboard.set_run(self.run_dir, self.state.ledger))
+        state.reloaded.connect(self._ledger_replaced)  # a method: the state outlives the tab
         self._look = None  # (state, message, live, resumable, detached, holder) the bar was last styled for
         self._eta_timer = QTimer(self)  # the ETA counts down between events
         self._eta_timer.setInterval(1000)
         self._eta_timer.timeout.connect(self.refresh)
         self._eta_timer.start()
         self.refresh()
+
+    def _ledger_replaced(self) -> None:
+        self.dashboard.set_run(self.run_dir, self.state.ledger)
 
     def _resume_clicked(self) -> None:
         if self.state.live:
