@@ -143,7 +143,8 @@ class RunDashboard(QWidget):
     def _add_tools(self, key: str, plot: pg.PlotItem) -> None:
         """Right-click export (PNG / SVG / CSV, with a legend of the named curves) and log scale."""
         axes = ("alignment", "uniformity") if key == "plane" else ("step", "value")
-        self.tools[key] = PlotTools(plot, lambda: key, lambda: named_curves(plot), lambda: self.theme, *axes)
+        self.tools[key] = PlotTools(plot, lambda: key, lambda: named_curves(plot), lambda: self.theme, *axes,
+                                    parent=self)
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
         """Follow a switch between light and dark palettes."""

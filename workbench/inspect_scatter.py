@@ -51,7 +51,7 @@ class ScatterPanel(QWidget):
             self.plot.addItem(item, ignoreBounds=item is not self.scatter)  # marks never move the view
         layout.addWidget(self.plot_widget)
         self.tools = PlotTools(self.plot, lambda: "embedding", lambda: [], lambda: _LIGHT, "x", "y",
-                               items=lambda: [self.scatter])  # right-click: export PNG / SVG / CSV
+                               items=lambda: [self.scatter], parent=self)  # right-click: export PNG / SVG / CSV
         self.xy = np.zeros((0, 2), np.float32)
         self._style: dict = {}
         self.hovered_index = -1

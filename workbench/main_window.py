@@ -99,6 +99,7 @@ class MainWindow(RunToolsMixin, QMainWindow):
         self.browser.message.connect(self.show_message)
         self.manager.logLine.connect(self.log.append_line)
         self.manager.runChanged.connect(lambda _s: self._update_actions())
+        self.browser.timer.timeout.connect(self.manager.poll_locks)  # "in use by ..." comes and goes
         self.config_model.validated.connect(self._update_actions)
         self._show_workspace()
         if restore_layout:
@@ -285,8 +286,9 @@ class MainWindow(RunToolsMixin, QMainWindow):
         panel = self.open_run(run_dir)
         if panel is None:
             return None
-        self.manager.resume(run_dir)
-        self.show_message(f"resuming {Path(run_dir).name}")
+        state = self.manager.resume(run_dir)
+        self.show_message(f"cannot resume {state.run_id}: in use by {state.holder}" if state.in_use
+                          else f"resuming {state.run_id}")
         return panel
 
     def compare_runs(self, run_dirs) -> ComparePanel:

@@ -20,7 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
 FORMATS = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV data (*.csv)"}
 
@@ -134,15 +134,17 @@ class _ExportLegend:
 class PlotTools:
     """Export and log-scale actions of one plot. ``legend_names()``: (curve, run name) pairs an
     exported picture should key (compared runs), or []; ``theme()``: the current plot theme;
-    ``items()``: the data items the CSV holds (default: all of the plot's)."""
+    ``items()``: the data items the CSV holds (default: all of the plot's); ``parent``: the widget
+    showing the plot, which owns the menu (a menu without one, its actions calling back into these
+    tools, would keep them and what their callbacks reach alive after the widget is gone)."""
 
     def __init__(self, plot: pg.PlotItem, title: Callable[[], str], legend_names: Callable[[], list],
                  theme: Callable[[], object], x_label: str = "step", y_label: str = "value",
-                 items: Callable[[], list] | None = None):
+                 items: Callable[[], list] | None = None, parent: QWidget | None = None):
         self.plot, self.title, self.legend_names, self.theme = plot, title, legend_names, theme
         self.items = items
         self.x_label, self.y_label = x_label, y_label
-        self.menu = QMenu()
+        self.menu = QMenu(parent)
         for fmt in FORMATS:
             self.menu.addAction(f"Export {fmt.upper()}\u2026", lambda f=fmt: self.export_dialog(f))
         self.menu.addSeparator()

@@ -56,7 +56,7 @@ class RunManager(QObject):
         return self.states.get(run_key(run_dir))
 
     def controller(self, run_dir) -> TrainerController | None:
-        """The run's current trainer controller, if one was started in this session."""
+        """The run's trainer controller while its trainer runs (None once it has exited)."""
         return self.controllers.get(run_key(run_dir))
 
     def live_runs(self) -> list[RunState]:
@@ -90,6 +90,7 @@ class RunManager(QObject):
             pid = detached_trainer(run_dir)
             if pid is None:
                 state.load_files()
+                state.poll_lock()  # another process may be writing it ("in use by ...")
             else:  # left training when the workbench last closed: follow it live again
                 try:
                     cfg = read_run_config(run_dir)
@@ -99,15 +100,27 @@ class RunManager(QObject):
                 ctl = DetachedController(state, pid, self)
                 self.controllers[run_key(run_dir)] = ctl
                 ctl.exited.connect(lambda st, msg, s=state: self.logLine.emit(s.run_id, "info", f"{st}: {msg}"))
+                ctl.exited.connect(lambda *_a, c=ctl: self._forget(c))
                 ctl.start()
         return state
 
     def resume(self, run_dir) -> RunState:
-        """Restart the trainer of a stopped/crashed run from its last checkpoint."""
+        """Restart the trainer of a stopped/crashed run from its last checkpoint (not while
+        another process writes it: ``state.in_use`` says so)."""
         state = self.open(run_dir)
-        if not state.live:
+        state.poll_lock()
+        if state.in_use:
+            self.logLine.emit(state.run_id, "error", f"not resumed: in use by {state.holder}")
+        elif not state.live:
             self.start(state, resume=True)
         return state
+
+    def poll_locks(self) -> None:
+        """Re-read the writer locks of the known runs that no trainer of this GUI runs (cheap: a
+        missing file per run), so "in use by ..." appears and goes; called on the runs browser's
+        refresh timer."""
+        for state in list(self.states.values()):
+            state.poll_lock()
 
     def command(self, run_dir, command: str) -> bool:
         """Send stop/pause/resume/checkpoint to a run's trainer; ``kill`` kills it. A second
@@ -185,7 +198,17 @@ class RunManager(QObject):
             s.run_id, "stderr" if stream == "stderr" else "info", text))
         ctl.exited.connect(lambda st, msg, s=state: self.logLine.emit(
             s.run_id, "error" if st in ("error", "crashed") else "info", f"{st}: {msg}"))
+        ctl.exited.connect(lambda *_a, s=state: s.poll_lock())  # e.g. refused: another process has it
+        ctl.exited.connect(lambda *_a, c=ctl: self._forget(c))
         ctl.start(resume=resume)
+
+    def _forget(self, ctl) -> None:
+        """A trainer has exited: let its controller go (with its finished QProcess and its watchdog
+        QTimer), or a long session keeps one of each per run it ever trained."""
+        key = run_key(ctl.run_dir)
+        if self.controllers.get(key) is ctl:
+            del self.controllers[key]
+        ctl.deleteLater()
 
     def _log_events(self, state: RunState, events: list[dict]) -> None:
         for event in events:

@@ -2,7 +2,9 @@
 dashboard (``workbench.dashboard.RunDashboard``), which observes the run's ledger: the ledger
 lives with the run manager's ``RunState``, so closing the tab loses no series.
 
-Fault handling lives in the bar too: Stop pressed again while the trainer is still stopping kills
+While another process (a terminal, a second window) writes the run, the bar says "in use by
+<holder>" and Resume is disabled until it lets the run go (``RunState.holder``, polled by the run
+manager). Fault handling lives in the bar too: Stop pressed again while the trainer is still stopping kills
 it ("Force stop"), a ``stalled`` run offers Kill, and a run that asked for CUDA on a machine without
 it offers "Run on CPU instead"."""
 
@@ -22,10 +24,15 @@ from .dashboard import RunDashboard
 from .run_state import ACTIVE, RunState, run_label
 from .runs_model import STATE_COLOURS
 
-BADGE_COLOURS = {**STATE_COLOURS, "stalled": "#ef6c00", "killed": "#c62828"}
+BADGE_COLOURS = {**STATE_COLOURS, "stalled": "#ef6c00", "killed": "#c62828", "in use": "#6a1b9a"}
 STOP_TIP = "Checkpoint and stop after the current step (resume later)"
 FORCE_STOP_TIP = ("The trainer is finishing its step: press again to kill it now (progress since the last "
                   "checkpoint is lost)")
+
+
+def in_use_text(holder: str) -> str:
+    """The bar's line for a run another process writes."""
+    return f"in use by {holder}: Resume and Delete are disabled until it lets the run go"
 
 
 class RunPanel(QWidget):
@@ -98,12 +105,16 @@ class RunPanel(QWidget):
         self.folder_button.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.run_dir))))
         state.changed.connect(self.refresh)
         state.updated.connect(self.dashboard.notify)
-        self._look = None  # (state, message, live, resumable) the bar was last styled for
+        state.reloaded.connect(self._ledger_replaced)  # a method: the state outlives the tab
+        self._look = None  # (state, message, live, resumable, detached, holder) the bar was last styled for
         self._eta_timer = QTimer(self)  # the ETA counts down between events
         self._eta_timer.setInterval(1000)
         self._eta_timer.timeout.connect(self.refresh)
         self._eta_timer.start()
         self.refresh()
+
+    def _ledger_replaced(self) -> None:
+        self.dashboard.set_run(self.run_dir, self.state.ledger)
 
     def _resume_clicked(self) -> None:
         if self.state.live:
@@ -121,7 +132,7 @@ class RunPanel(QWidget):
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * (frac or 0.0)))
         self.progress.setFormat(s.progress_text())
-        look = (s.state, s.message, s.live, s.resumable, s.detached)
+        look = (s.state, s.message, s.live, s.resumable, s.detached, s.holder)
         if look != self._look:  # restyling is costly and most refreshes only move the progress bar
             self._look = look
             self._restyle()
@@ -134,15 +145,16 @@ class RunPanel(QWidget):
     def _restyle(self) -> None:
         """Badge, message and buttons for the current state."""
         s = self.state
-        colour = BADGE_COLOURS.get(s.state, "#616161")
-        self.badge.setText(s.state)
+        shown = "in use" if s.in_use else s.state
+        colour = BADGE_COLOURS.get(shown, "#616161")
+        self.badge.setText(shown)
         self.badge.setStyleSheet(f"QLabel#stateBadge {{ background: {colour}; color: white; border-radius: 4px;"
                                  " padding: 3px 8px; font-weight: bold; }")
-        bad = s.state in ("error", "crashed", "killed", "invalid", "interrupted", "stalled")
-        text = html.escape(s.message or "")
+        bad = s.state in ("error", "crashed", "killed", "invalid", "interrupted", "stalled") and not s.in_use
+        text = html.escape(in_use_text(s.holder) if s.in_use else s.message or "")
         self.message.setText(f"<span style='color:{'#c62828' if bad else '#616161'}'>"
                              f"{'<b>' + s.state + ':</b> ' if bad else ''}{text}</span>")
-        self.message.setVisible(bool(s.message))
+        self.message.setVisible(bool(text))
         live = s.live
         stopping = live and s.state == "stopping"
         self.stop_button.setEnabled(live)

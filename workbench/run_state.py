@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from backend.errors import ConfigError
 from backend.ledger import ACTIVE, ENDED, RESUMABLE, LedgerUpdate, RunLedger, format_duration
+from backend.run_lock import lock_holder
 from backend.runs import checkpoint_path, read_run_config, run_events
 
 __all__ = ["ACTIVE", "ENDED", "RESUMABLE", "RunState", "format_duration", "run_label"]
@@ -41,10 +42,13 @@ def _ledger_field(name: str, doc: str) -> property:
 
 class RunState(QObject):
     """What is known about one run. ``updated(LedgerUpdate)`` fires after every batch of changes
-    (new events, or a state the controller set) and ``changed`` right after it."""
+    (new events, or a state the controller set) and ``changed`` right after it; ``reloaded``
+    when the ledger was replaced by a fresh one read from the files (after another process that
+    wrote the run let it go)."""
 
     changed = Signal()
     updated = Signal(object)
+    reloaded = Signal()
 
     state = _ledger_field("state", "Lifecycle state ('running', 'finished', 'crashed', ...).")
     message = _ledger_field("message", "The latest status / error message.")
@@ -64,6 +68,7 @@ class RunState(QObject):
         self.live = False
         self.detached = False  # live in a trainer left running by an earlier session (Stop only)
         self.name = ""  # the user's name for the run (config ``name``)
+        self.holder = ""  # "PID 12 on host h since 10:41 (sslwb train)": another process writes the run
 
     @property
     def latest(self) -> dict[str, float]:
@@ -109,11 +114,37 @@ class RunState(QObject):
         update.status = True
         self._announce(update)
 
+    def poll_lock(self) -> bool:
+        """Re-read who holds the run's writer lock (``holder``; '' while a trainer of this GUI runs
+        it) and announce a change; when the other writer has let the run go, re-read the run's
+        files (it has written more). Returns whether the holder changed."""
+        info = None if self.live else lock_holder(self.run_dir)
+        holder = info.describe() if info is not None else ""
+        if holder == self.holder:
+            return False
+        released, self.holder = bool(self.holder and not holder), holder
+        if released and not self.live:
+            self.reload()
+        else:
+            self._announce(LedgerUpdate(status=True))
+        return True
+
+    def reload(self) -> None:
+        """Replace the ledger by a fresh one folded from the run's files."""
+        self.ledger = RunLedger()
+        self.load_files()
+        self.reloaded.emit()  # views observing the old ledger switch to this one
+
     # ---- derived ------------------------------------------------------------------------
     @property
+    def in_use(self) -> bool:
+        """Whether another process (not a trainer of this GUI) holds the run's writer lock."""
+        return bool(self.holder) and not self.live
+
+    @property
     def resumable(self) -> bool:
-        """A dead run with a checkpoint to continue from."""
-        return not self.live and self.has_checkpoint and self.state in RESUMABLE
+        """A dead run with a checkpoint to continue from, that no other process writes."""
+        return not self.live and not self.in_use and self.has_checkpoint and self.state in RESUMABLE
 
     def progress(self) -> float | None:
         """Fraction done in [0, 1], or None when unknown."""

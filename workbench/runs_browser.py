@@ -223,8 +223,14 @@ class RunsBrowser(QWidget):
 
     def _context_menu(self, pos) -> None:
         dirs = self.selected_dirs()
-        if not dirs:
-            return
+        if dirs:
+            menu = self.context_menu(dirs)
+            menu.exec(self.table.viewport().mapToGlobal(pos))
+            menu.deleteLater()  # parented to the browser: would otherwise live as long as it
+
+    def context_menu(self, dirs) -> QMenu:
+        """The right-click menu for the selected runs ``dirs`` (Resume and Delete disabled, with
+        the reason, for a run that is training or that another process writes)."""
         menu = QMenu(self)
         menu.addAction("Open", self.open_selected)
         act = menu.addAction("Compare selected", self.compare_selected)
@@ -244,13 +250,17 @@ class RunsBrowser(QWidget):
         menu.addSeparator()
         archived = all(self.model.meta(d)["archived"] for d in dirs)
         menu.addAction("Unarchive" if archived else "Archive", lambda: self.archive(dirs, not archived))
-        menu.addAction("Delete (move to trash)…", lambda: self.delete(dirs))
+        act = menu.addAction("Delete (move to trash)…", lambda: self.delete(dirs))
+        refusals = [r for r in (run_actions.delete_refusal(d, self.manager) for d in dirs) if r]
+        act.setEnabled(not refusals)
+        act.setToolTip("\n".join(refusals))
+        menu.setToolTipsVisible(True)
         menu.addSeparator()
         menu.addAction("Show folder", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(dirs[0]))))
         copy = QAction("Copy path", menu)
         copy.triggered.connect(lambda: QGuiApplication.clipboard().setText("\n".join(map(str, dirs))))
         menu.addAction(copy)
-        menu.exec(self.table.viewport().mapToGlobal(pos))
+        return menu
 
     # ---- run management ---------------------------------------------------------------------
     def reload_meta(self) -> None:
