@@ -249,13 +249,25 @@ def test_mochi_negatives_are_detached_unit_mixes_of_the_hardest_queue_entries(mo
     assert torch.isfinite(out.loss)
 
 
-def test_mochi_waits_for_its_start_epoch_and_is_moco_before():
-    mochi, views, labels = build("mochi", method={"mix_start_epoch": 1.0}, schedule={"epochs": 2})
+@pytest.mark.parametrize("split_query_bn", [False, True])
+def test_mochi_waits_for_its_start_epoch_and_is_moco_before(split_query_bn):
+    bn = {"split_query_bn": split_query_bn}  # 16 images: two query BN groups when split
+    mochi, views, labels = build("mochi", n=16, method={"mix_start_epoch": 1.0, **bn}, schedule={"epochs": 2})
     torch.manual_seed(0)
-    moco = METHODS["moco"](tiny_config(**deep_merge(SMALL, {"method": {"name": "moco", "queue_size": 64}})))
+    moco = METHODS["moco"](tiny_config(**deep_merge(SMALL, {"method": {"name": "moco", "queue_size": 64, **bn}})))
     assert not mochi.mixing(0.49) and mochi.mixing(0.5)
     a, b = mochi.training_step(views, labels, 0.2), moco.training_step(views, labels, 0.2)
     assert a.extras["mixing"] == 0.0 and a.loss.item() == pytest.approx(b.loss.item(), rel=1e-5)
+
+
+def test_mochi_counts_its_start_epoch_in_true_epochs_when_max_steps_cuts_the_run():
+    # 10 epochs cut to 64 steps: at progress 0.25 (step 16 of 64) the run is in its first epoch
+    # (32 steps each), so mixing must not have started; progress * epochs would say epoch 2.5.
+    mochi, _, _ = build("mochi", method={"mix_start_epoch": 1.0}, schedule={"epochs": 10, "max_steps": 64})
+    mochi.epoch = 0.5
+    assert not mochi.mixing(0.25)
+    mochi.epoch = 1.0
+    assert mochi.mixing(0.5)
 
 
 # ---- (7) exact resume and learning --------------------------------------------------------------
