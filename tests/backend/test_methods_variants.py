@@ -290,18 +290,27 @@ def test_a_restored_bank_method_serves_knn_features(tmp_path):
     assert evaluate_knn_checkpoint(run, k=10, record=False)["top1"] > 0
 
 
-LEARN_EXTRA = {  # settings of the learning runs (LEARN: 1024 synthetic 16 px images, batch 32)
-    "instdisc": {"method": {"num_negatives": 256, "temperature": 0.1}},
-    "pirl": {"method": {"num_negatives": 256, "temperature": 0.1}},
+# Settings of the learning runs (LEARN: 1024 synthetic 16 px images, batch 32; 32 steps an epoch).
+# The memory-bank methods see each image once an epoch, so their bank positives start as random
+# unit vectors and lag an epoch behind (measured: below random init after 8 epochs, +0.03..+0.07
+# after 32, +0.09 after 64); MoCHi is MoCo v2, itself a slow starter here (zoo-a's SLOW). So they
+# train 64 epochs, within the papers' settings (bank momentum 0.5, m negatives of the 1023 other
+# images, t = 0.1 as Wu et al.'s CIFAR runs; MoCHi's warm-up of one plain-MoCo epoch).
+LEARN_EXTRA = {
+    "instdisc": {"method": {"num_negatives": 256, "temperature": 0.1}, "schedule": {"epochs": 64}},
+    "pirl": {"method": {"num_negatives": 256, "temperature": 0.1}, "schedule": {"epochs": 96}},
     "cmc": {"method": {"temperature": 0.1}, "augment": {"jitter_prob": 0.0, "grayscale_prob": 0.0}},
-    "supcon": {}, "hcl": {},
+    "supcon": {}, "hcl": {"schedule": {"epochs": 16}},
     "mochi": {"method": {"queue_size": 256, "n_hard": 32, "n_mix": 32, "n_query_mix": 16,
-                         "mix_start_epoch": 1.0, "temperature": 0.1}},
+                         "mix_start_epoch": 1.0, "temperature": 0.1}, "schedule": {"epochs": 64}},
 }
+# Fast learners (beat random init by > 0.03 on seeds 0 and 1 within a few hundred steps) run in
+# the default suite; the rest take 1-3 minutes each on an idle 2-core CPU and are `long`.
+FAST_LEARNERS = ("supcon", "hcl")
 
 
-@pytest.mark.long  # 256+ steps each; on the loaded 2-core CPU 1.5-2.5 minutes per method
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", [n if n in FAST_LEARNERS else pytest.param(n, marks=pytest.mark.long)
+                                  for n in METHOD_NAMES])
 def test_short_run_beats_random_init(tmp_path, name):
     overrides = deep_merge(deep_merge(SMALL, LEARN), deep_merge(LEARN_EXTRA[name], {"method": {"name": name}}))
     run = make_run(tmp_path, **overrides)
