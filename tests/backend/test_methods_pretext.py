@@ -262,6 +262,7 @@ LONG_EPOCHS = {"relative_location": 32, "jigsaw": 32, "colorization": 16, "inpai
 
 
 @pytest.mark.long
+@pytest.mark.timeout(900)  # CPC's 32 epochs took 4.5 minutes of training on the loaded CPU
 @pytest.mark.parametrize("name", NAMES)
 def test_long_run_beats_random_init(tmp_path, name):
     backbone = "vit_tiny" if name == "mae" else "tiny_cnn"
