@@ -53,9 +53,11 @@ class MoCHi(MoCoV2):
         self._mix_gen = torch.Generator().manual_seed(cfg.runtime.seed + 23)
 
     def mixing(self, progress: float) -> bool:
-        """Whether synthetic negatives are added at training ``progress``."""
+        """Whether synthetic negatives are added at training ``progress``: from epoch
+        ``mix_start_epoch`` on, counted in true epochs (``epoch_now``), so a run cut short by
+        ``schedule.max_steps`` still warms up with plain MoCo for the same number of steps."""
         m = self.cfg.method
-        return progress * self.cfg.schedule.epochs >= m.mix_start_epoch and m.n_mix + m.n_query_mix > 0
+        return self.epoch_now(progress) >= m.mix_start_epoch and m.n_mix + m.n_query_mix > 0
 
     def hard_negatives(self, q: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         """(N, s + s', D) synthetic negatives of queries ``q`` from ``queue`` (no gradient)."""
@@ -65,7 +67,7 @@ class MoCHi(MoCoV2):
 
     def training_step(self, views, labels, progress):
         pairs = self.query_key_views
-        queries = {i: self.projector(self.backbone(views[i])) for i in sorted({a for a, _ in pairs})}
+        queries = {i: self.queries(views[i]) for i in sorted({a for a, _ in pairs})}
         keys = {i: self.keys(views[i]) for i in sorted({b for _, b in pairs})}
         negatives = self.queue.features.clone()
         t = self.cfg.method.temperature

@@ -252,12 +252,18 @@ def test_resume_is_exact(tmp_path, name):
 
 
 # A real run of each method must beat its random-init encoder's kNN. On the loaded 2-core test
-# machine even 256 steps of a tile method took minutes, so these runs are `long` (see the report
-# of the Zoo II work for the margins measured: relative location +0.025 after 256 steps).
-LONG_EPOCHS = {"relative_location": 32, "jigsaw": 32, "colorization": 16, "inpainting": 16, "cpc": 16, "mae": 32}
+# machine even 256 steps of a tile method took minutes, so these runs are `long`. KNOWN TO FAIL
+# at these budgets on LEARN's 16 px shapes (seed 0, trained - random kNN, issue 14 follow-up):
+# relative location +0.016 (32 epochs), jigsaw +0.004 (32), inpainting -0.002 (16; random
+# blocks -0.008 after 32), MAE -0.006 (32, CLS token). CPC passes at 32 epochs (+0.055; +0.016
+# after 16), about 4.5 minutes on the loaded CPU. At 16 px the tiles and
+# CPC patches are 4 px and the class is in shape only (colours are random), so a pretext task on
+# tiles or pixels barely moves whole-image kNN within a few minutes of CPU.
+LONG_EPOCHS = {"relative_location": 32, "jigsaw": 32, "colorization": 16, "inpainting": 16, "cpc": 32, "mae": 32}
 
 
 @pytest.mark.long
+@pytest.mark.timeout(900)  # CPC's 32 epochs took 4.5 minutes of training on the loaded CPU
 @pytest.mark.parametrize("name", NAMES)
 def test_long_run_beats_random_init(tmp_path, name):
     backbone = "vit_tiny" if name == "mae" else "tiny_cnn"
