@@ -186,7 +186,7 @@ def _final_section(runs: list[RunView], spectra: list[tuple[dict, dict]]) -> str
     rows = []
     for r in runs:
         for ev in r.evaluations:
-            params = ", ".join(f"{k}={_value_text(v)}" for k, v in ev.items()
+            params = ", ".join(f"{k}={fmt(v) if isinstance(v, float) else _value_text(v)}" for k, v in ev.items()
                                if k not in EVAL_COLUMNS and k not in EVAL_HIDDEN
                                and isinstance(v, (str, int, float, bool)))
             rows.append([r.label] + [fmt(ev.get(k)) if k.startswith("top") else _value_text(ev.get(k, ""))
