@@ -232,7 +232,7 @@ class ExperimentEditor(QWidget):
             self.device_combo.addItem(label, device)
         choice = remembered if self.device_combo.findData(remembered) >= 0 else devices[min(1, len(devices) - 1)][1]
         self.device_combo.setCurrentIndex(self.device_combo.findData(choice))
-        self.offer_gpus(process.gpu_count())
+        self.offer_gpus(process.gpu_count(devices))
 
     def offer_gpus(self, count: int) -> None:
         """With several GPUs, offer '1 GPU' or 'all ``count`` GPUs on this machine' next to Launch

@@ -53,13 +53,10 @@ def available_devices() -> list[tuple[str, str]]:
     return devices
 
 
-def gpu_count() -> int:
-    """CUDA devices of this machine (0 without torch or a driver); tests replace it."""
-    try:
-        import torch
-        return int(torch.cuda.device_count())
-    except Exception:
-        return 0
+def gpu_count(devices: list[tuple[str, str]]) -> int:
+    """CUDA devices in ``devices`` (what ``available_devices`` found in the warm-up worker: the GUI
+    thread never imports torch to count them); tests replace it."""
+    return sum(1 for _, device in devices if device.startswith("cuda"))
 
 
 def warm_up(ctx=None) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ from .conftest import quick_small
 
 
 def make_editor(qtbot, monkeypatch, count: int) -> ExperimentEditor:
-    monkeypatch.setattr(process, "gpu_count", lambda: count)
+    monkeypatch.setattr(process, "gpu_count", lambda devices: count)
     workers.set_synchronous(True)
     editor = ExperimentEditor()
     qtbot.addWidget(editor)
@@ -164,3 +164,9 @@ def _alive(pid: int) -> bool:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+
+
+def test_the_gpu_count_comes_from_the_warm_up_device_list():
+    """The GUI thread counts the CUDA entries the warm-up worker found (it never imports torch)."""
+    assert process.gpu_count([("CPU", "cpu")]) == 0
+    assert process.gpu_count([("CPU", "cpu"), ("CUDA:0  H200", "cuda:0"), ("CUDA:1  H200", "cuda:1")]) == 2
