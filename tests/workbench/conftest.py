@@ -85,3 +85,16 @@ def write_fake_run(workspace, state: str = "finished", *, epochs: int = 3, steps
     if checkpoint:
         checkpoint_path(run_dir).write_bytes(b"not a real checkpoint")
     return run_dir
+
+
+@pytest.fixture
+def editor(qtbot):
+    """An experiment editor on the small quick preset, shown (workers run synchronously)."""
+    from workbench import workers
+    from workbench.editor import ExperimentEditor
+    workers.set_synchronous(True)
+    ed = ExperimentEditor()
+    qtbot.addWidget(ed)
+    ed.model.set_data(quick_small())
+    ed.show()
+    return ed

@@ -10,19 +10,8 @@ from backend.methods.catalog import method_specs
 from workbench import workers
 from workbench.aug_preview import AugPreview
 from workbench.config_model import ConfigModel, error_field, field_visible, schema_fields
-from workbench.editor import ExperimentEditor
 
 from .conftest import quick_small
-
-
-@pytest.fixture
-def editor(qtbot):
-    workers.set_synchronous(True)
-    ed = ExperimentEditor()
-    qtbot.addWidget(ed)
-    ed.model.set_data(quick_small())
-    ed.show()
-    return ed
 
 
 def test_form_is_generated_from_the_schema(editor):

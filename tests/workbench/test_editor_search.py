@@ -7,23 +7,15 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from workbench import workers
-from workbench.editor import ExperimentEditor
 from workbench.field_search import field_matches
-
-from .conftest import quick_small
 
 
 @pytest.fixture
-def editor(qtbot):
-    workers.set_synchronous(True)
-    ed = ExperimentEditor()
-    qtbot.addWidget(ed)
-    ed.model.set_data(quick_small())
-    ed.resize(460, 900)
-    ed.show()
-    qtbot.waitExposed(ed)
-    return ed
+def editor(editor, qtbot):
+    """The shared editor (conftest), tall enough for a search to show several sections."""
+    editor.resize(460, 900)
+    qtbot.waitExposed(editor)
+    return editor
 
 
 def shown(editor, path: str) -> bool:

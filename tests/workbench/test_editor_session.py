@@ -14,7 +14,6 @@ from backend.methods.spec import FAMILIES
 from workbench import workers
 from workbench.aug_preview import SAMPLE_PER_SHOWN, AugPreview
 from workbench.config_model import ConfigModel
-from workbench.editor import ExperimentEditor
 from workbench.method_picker import HEADER_ROLE
 
 from .conftest import quick_small
@@ -38,16 +37,6 @@ def make_folder(root, classes=("cats", "dogs"), per_class=3, size=(12, 12)):
         for i in range(per_class):
             Image.new("RGB", size, (40 * c, 10 * i, 90)).save(root / name / f"{i}.png")
     return root
-
-
-@pytest.fixture
-def editor(qtbot):
-    workers.set_synchronous(True)
-    ed = ExperimentEditor()
-    qtbot.addWidget(ed)
-    ed.model.set_data(quick_small())
-    ed.show()
-    return ed
 
 
 @pytest.fixture

@@ -8,21 +8,9 @@ import torch
 
 from backend.config import ExperimentConfig
 from backend.data.augment import ViewGenerator
-from workbench import workers
 from workbench.aug_preview import _dataset, pick_indices, render_views
-from workbench.editor import ExperimentEditor
 
 from .conftest import quick_small
-
-
-@pytest.fixture
-def editor(qtbot):
-    workers.set_synchronous(True)
-    ed = ExperimentEditor()
-    qtbot.addWidget(ed)
-    ed.model.set_data(quick_small())
-    ed.show()
-    return ed
 
 
 def test_augment_has_a_tab_per_view(editor):
