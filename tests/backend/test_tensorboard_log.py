@@ -48,7 +48,8 @@ def test_sink_scalars_and_images_read_by_tensorboard(tmp_path):
         sink.add_augmentation_pairs(torch.rand(3, 3, 8, 8))
 
 
-def test_missing_tensorboard_is_a_clear_error(monkeypatch):
+def hide_tensorboard(monkeypatch) -> None:
+    """Make every import of tensorboard (and torch.utils.tensorboard) fail, as when it is not installed."""
     import builtins
 
     real = builtins.__import__
@@ -59,6 +60,10 @@ def test_missing_tensorboard_is_a_clear_error(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_tb)
+
+
+def test_missing_tensorboard_is_a_clear_error(monkeypatch):
+    hide_tensorboard(monkeypatch)
     with pytest.raises(ConfigError) as exc:
         TensorBoardSink("unused")
     assert str(exc.value) == MISSING_MESSAGE

@@ -1,8 +1,6 @@
 """runtime.tensorboard: a real short run read back with tensorboard's own reader; off by default;
 a clear error before training when tensorboard is missing."""
 
-import builtins
-
 import numpy as np
 import pytest
 
@@ -10,6 +8,8 @@ from backend.events import read_events
 from backend.tensorboard_log import MISSING_MESSAGE
 from backend.train import run_training
 from tests.backend.trainer_helpers import make_run
+
+from .test_tensorboard_log import hide_tensorboard
 
 SHORT = dict(schedule={"epochs": 2, "warmup_epochs": 0}, eval={"probe_batch_size": 64, "metrics_every_steps": 2,
              "knn_k": 10, "spectrum_every_steps": 2})
@@ -60,14 +60,7 @@ def test_tensorboard_is_off_by_default(tmp_path):
 
 
 def test_missing_tensorboard_fails_before_training(tmp_path, monkeypatch):
-    real = builtins.__import__
-
-    def no_tb(name, *a, **k):
-        if name.startswith("tensorboard") or name == "torch.utils.tensorboard":
-            raise ImportError(name)
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_tb)
+    hide_tensorboard(monkeypatch)
     run = make_run(tmp_path, runtime={"tensorboard": True})
     assert run_training(run, echo=False) == 2
     events = read_events(run / "events.jsonl")
