@@ -20,11 +20,14 @@ def _lock_file(run, pid):
 
 def test_second_trainer_on_a_run_in_use_is_refused_and_touches_nothing(tmp_path):
     run = make_run(tmp_path, schedule={"epochs": 3})
-    env = dict(os.environ, PYTHONUNBUFFERED="1", SSLWB_FAULT="sleep:4@step=2")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", SSLWB_FAULT="sleep:4@step=2")  # the pause lands before the end
     first = subprocess.Popen([sys.executable, "-m", "backend", "train", "--run-dir", str(run)], cwd=ROOT, env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_event(run, lambda e: e.get("state") == "running")
+        first.stdin.write("pause\n")  # paused, it holds the run however slowly the second one starts
+        first.stdin.flush()
+        wait_for_event(run, lambda e: e.get("state") == "paused")
         assert lock_holder(run).pid == first.pid
         before = (run / "events.jsonl").read_bytes()
         second = run_cli("train", "--run-dir", run, "--no-stdin", timeout=60)
