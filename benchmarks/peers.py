@@ -238,8 +238,9 @@ def main(argv=None) -> None:
             peer = train_lightly(name, cfg, train_set.images, device, args.workers)
             peer["knn"] = knn_score(peer["backbone"], train_set, test_set, views, device)
             rows.append((name, ours, peer))
-            print(f"  {name}: ours kNN {ours['knn']:.3f} ({ours['wall']:.0f}s) {ours['note']}, lightly kNN "
-                  f"{peer['knn']:.3f} ({peer['wall']:.0f}s) {peer['note']}", flush=True)
+            print(f"  {name}: ours kNN {ours['knn']:.3f} ({ours['ips']:.0f} img/s, {ours['wall']:.0f}s) {ours['note']}, "
+                  f"lightly kNN {peer['knn']:.3f} ({peer['ips']:.0f} img/s, {peer['wall']:.0f}s) {peer['note']}",
+                  flush=True)  # a partial table survives an interrupted run
     finally:
         if not args.keep:
             shutil.rmtree(workspace, ignore_errors=True)
