@@ -37,6 +37,7 @@ def _worker(rank, init_file, data, out_file):
         center = global_center_update(torch.zeros(1, teacher_all.shape[1]), [teacher_all[mine]], 0.9)
         torch.save({"loss": loss.detach(), "grad1": g1, "codes": codes, "center": center},
                    f"{out_file}.{rank}")
+        dist.barrier()  # both ranks done before either tears gloo down (a lone teardown can abort)
     finally:
         dist.destroy_process_group()
 
