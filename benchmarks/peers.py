@@ -70,7 +70,7 @@ def find_cifar() -> Path | None:
     return None
 
 
-def budget_config(name: str, args, source: str) -> ExperimentConfig:
+def budget_config(name: str, args, source: str, seed: int = 0) -> ExperimentConfig:
     """The method's preset with the budget's overrides (data, backbone, batch, epochs, head caps)."""
     cfg = preset_dict(name)
     for key in ("projector_hidden_dim", "projector_out_dim", "predictor_hidden_dim"):
@@ -85,7 +85,7 @@ def budget_config(name: str, args, source: str) -> ExperimentConfig:
               "optim": {"batch_size": args.batch},
               "schedule": {"epochs": args.epochs, "warmup_epochs": warmup},
               "eval": {"knn_every_epochs": 0},
-              "runtime": {"device": args.device}}
+              "runtime": {"device": args.device, "seed": seed}}
     return ExperimentConfig.from_dict(deep_merge(cfg, shared))
 
 
@@ -199,12 +199,18 @@ def parse_args(argv):
     parser.add_argument("--data", type=Path, default=None, help="CIFAR-10 ImageFolder (default shared/data/cifar10)")
     parser.add_argument("--quick", action="store_true", help="smoke budget: simclr,byol, 1 epoch, 512 images")
     parser.add_argument("--keep", type=Path, help="keep the workbench's run directories here")
+    parser.add_argument("--seeds", default="0", help="comma list of runtime seeds; with more than one, a "
+                        "mean/standard-error table follows the per-seed one (default 0)")
     args = parser.parse_args(argv)
     defaults = {"methods": ",".join(METHOD_NAMES), "epochs": 10, "train_limit": 5000, "test_limit": 1000,
                 "batch": 256, "head_dim": 2048}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, QUICK[key] if args.quick else value)
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes a comma list of integers, got {args.seeds!r}")
     unknown = [m for m in args.methods.split(",") if m not in METHOD_NAMES]
     if unknown:
         parser.error(f"no lightly peer for {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
@@ -228,36 +234,66 @@ def main(argv=None) -> None:
     workspace = args.keep or Path(tempfile.mkdtemp(prefix="sslwb-peers-"))
     rows = []
     try:
-        for name in args.methods.split(","):
-            cfg = budget_config(name, args, source)
-            train_set = load_dataset(cfg.data, "train", seed=cfg.runtime.seed)
-            test_set = load_dataset(cfg.data, "test", seed=cfg.runtime.seed)
-            views = ViewGenerator(cfg.augment, cfg.data.image_size)
-            ours = train_ours(workspace, cfg, device)
-            ours["knn"] = knn_score(ours["backbone"], train_set, test_set, views, device)
-            peer = train_lightly(name, cfg, train_set.images, device, args.workers)
-            peer["knn"] = knn_score(peer["backbone"], train_set, test_set, views, device)
-            rows.append((name, ours, peer))
-            print(f"  {name}: ours kNN {ours['knn']:.3f} ({ours['ips']:.0f} img/s, {ours['wall']:.0f}s) {ours['note']}, "
-                  f"lightly kNN {peer['knn']:.3f} ({peer['ips']:.0f} img/s, {peer['wall']:.0f}s) {peer['note']}",
-                  flush=True)  # a partial table survives an interrupted run
+        for seed in args.seeds:
+            for name in args.methods.split(","):
+                cfg = budget_config(name, args, source, seed)
+                train_set = load_dataset(cfg.data, "train", seed=cfg.runtime.seed)
+                test_set = load_dataset(cfg.data, "test", seed=cfg.runtime.seed)
+                views = ViewGenerator(cfg.augment, cfg.data.image_size)
+                ours = train_ours(workspace, cfg, device)
+                ours["knn"] = knn_score(ours["backbone"], train_set, test_set, views, device)
+                peer = train_lightly(name, cfg, train_set.images, device, args.workers)
+                peer["knn"] = knn_score(peer["backbone"], train_set, test_set, views, device)
+                rows.append((name, seed, ours, peer))
+                print(f"  {name} seed {seed}: ours kNN {ours['knn']:.3f} ({ours['ips']:.0f} img/s, "
+                      f"{ours['wall']:.0f}s) {ours['note']}, lightly kNN {peer['knn']:.3f} ({peer['ips']:.0f} img/s, "
+                      f"{peer['wall']:.0f}s) {peer['note']}", flush=True)  # a partial table survives an interrupted run
     finally:
         if not args.keep:
             shutil.rmtree(workspace, ignore_errors=True)
     print_table(rows)
+    if len(args.seeds) > 1:
+        print_seed_summary(rows)
 
 
 def print_table(rows) -> None:
-    """The peer table in Markdown."""
-    print(f"\n| {'method':<12} | ours kNN | lightly kNN | diff   | ours img/s | lightly img/s | ratio | "
+    """The peer table in Markdown, one row per method and seed."""
+    print(f"\n| {'method':<12} | seed | ours kNN | lightly kNN | diff   | ours img/s | lightly img/s | ratio | "
           f"ours wall s | lightly wall s | notes |")
-    print(f"|{'-' * 14}|----------|-------------|--------|------------|---------------|-------|"
+    print(f"|{'-' * 14}|------|----------|-------------|--------|------------|---------------|-------|"
           f"-------------|----------------|-------|")
-    for name, ours, peer in rows:
+    for name, seed, ours, peer in rows:
         notes = "; ".join(f"{side}: {r['note']}" for side, r in (("ours", ours), ("lightly", peer)) if r["note"])
-        print(f"| {name:<12} | {ours['knn']:8.3f} | {peer['knn']:11.3f} | {ours['knn'] - peer['knn']:+6.3f} | "
+        print(f"| {name:<12} | {seed:4d} | {ours['knn']:8.3f} | {peer['knn']:11.3f} | {ours['knn'] - peer['knn']:+6.3f} | "
               f"{ours['ips']:10.0f} | {peer['ips']:13.0f} | {ours['ips'] / peer['ips']:4.2f}x | "
               f"{ours['wall']:11.0f} | {peer['wall']:14.0f} | {notes} |")
+
+
+
+def mean_and_error(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (nan error for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, float("nan")
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
+
+
+def print_seed_summary(rows) -> None:
+    """Per method over its seeds: mean kNN of each side, the paired difference's mean and standard
+    error, and the median img/s ratio (the median resists one noisy neighbour on a shared machine)."""
+    print(f"\n| {'method':<12} | seeds | ours kNN      | lightly kNN   | diff (mean +- s.e.) | median img/s ratio |")
+    print(f"|{'-' * 14}|-------|---------------|---------------|---------------------|--------------------|")
+    for name in dict.fromkeys(row[0] for row in rows):
+        mine = [(ours, peer) for method, _, ours, peer in rows if method == name]
+        ours_mean, ours_err = mean_and_error([o["knn"] for o, _ in mine])
+        peer_mean, peer_err = mean_and_error([p["knn"] for _, p in mine])
+        diff_mean, diff_err = mean_and_error([o["knn"] - p["knn"] for o, p in mine])
+        ratios = sorted(o["ips"] / p["ips"] for o, p in mine)
+        median = (ratios[len(ratios) // 2] if len(ratios) % 2 else
+                  (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2)
+        print(f"| {name:<12} | {len(mine):5d} | {ours_mean:.3f} +- {ours_err:.3f} | {peer_mean:.3f} +- {peer_err:.3f} | "
+              f"{diff_mean:+.3f} +- {diff_err:.3f}      | {median:17.2f}x |")
 
 
 if __name__ == "__main__":
