@@ -80,6 +80,9 @@ class ModelConfig:
     drop_path_rate: float = spec(0.0, "Built-in ViT backbones: stochastic depth, the largest probability of "
                                  "skipping a block's residual branch in training, rising linearly over the "
                                  "depth (DINO ViT-S: 0.1; 0 = off).", ge=0.0, lt=1.0)
+    vit_pool: str = spec("cls", "Built-in ViT backbones: the features every evaluation reads, the CLS token "
+                         "(cls) or the mean of the patch tokens (mean; MAE's global pooling).",
+                         choices=("cls", "mean"))
     init_checkpoint: str = spec("", "Start the backbone from this checkpoint's backbone weights (fine-tuning); "
                                 "'' = random initialisation.")
     source_run: str = spec("", "Fine-tuning: the run directory whose evaluations.jsonl also receives the "

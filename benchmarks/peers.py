@@ -174,6 +174,51 @@ def train_lightly(name: str, cfg: ExperimentConfig, images: torch.Tensor, device
             "ips": timed_steps * cfg.optim.batch_size / timed_span, "wall": end - start, "note": note}
 
 
+def network_floor(cfg: ExperimentConfig, images: torch.Tensor, device, steps: int = 8) -> float:
+    """Milliseconds per source image of the workbench's method step alone - forward, backward,
+    optimiser step and momentum update on one batch of views made once - with no data path: the
+    network cost both sides pay, so lightly's ms/img divided by it bounds the img/s ratio any data
+    path could reach for this method on this machine."""
+    from backend.methods import METHODS
+
+    torch.manual_seed(cfg.runtime.seed)
+    method = METHODS[cfg.method.name](cfg).to(device).train()
+    opt = build_optimizer(method, cfg, fused=device.type == "cuda")
+    amp = autocast_dtype("auto", device)
+    batch = images[:cfg.optim.batch_size]
+    views = [v.to(device) for v in ViewGenerator(cfg.augment, cfg.data.image_size)(
+        batch, torch.Generator().manual_seed(cfg.runtime.seed))]
+    start = None
+    for step in range(WARMUP_STEPS + steps):
+        if step == WARMUP_STEPS:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+        progress = step / (WARMUP_STEPS + steps)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = method(views, None, progress).loss
+        loss.backward()
+        method.before_optimizer_step(progress)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        method.after_optimizer_step(progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 1000.0 * (time.perf_counter() - start) / (steps * len(batch))
+
+
+def print_floors(floors: dict[str, float], rows) -> None:
+    """Each method's network-only ms/img beside both sides' measured ms/img (medians over the
+    seeds in ``rows``) and the img/s ratio ceiling lightly's ms/img / network ms/img."""
+    print(f"\n| {'method':<12} | network ms/img | ours ms/img | lightly ms/img | ours/lightly | ceiling |")
+    print(f"|{'-' * 14}|----------------|-------------|----------------|--------------|---------|")
+    for name, floor in floors.items():
+        mine = [(ours, peer) for method, _, ours, peer in rows if method == name]
+        ours_ms, peer_ms = (median([1000.0 / side["ips"] for side in sides]) for sides in zip(*mine))
+        print(f"| {name:<12} | {floor:14.2f} | {ours_ms:11.2f} | {peer_ms:14.2f} | {peer_ms / ours_ms:11.2f}x | "
+              f"{peer_ms / floor:6.2f}x |")
+
+
 def knn_score(encoder, train_set, test_set, views, device) -> float:
     """kNN top-1 (k=200, T=0.1) of ``encoder``'s frozen features of the eval transform."""
     if encoder is None:
@@ -199,6 +244,8 @@ def parse_args(argv):
     parser.add_argument("--data", type=Path, default=None, help="CIFAR-10 ImageFolder (default shared/data/cifar10)")
     parser.add_argument("--quick", action="store_true", help="smoke budget: simclr,byol, 1 epoch, 512 images")
     parser.add_argument("--keep", type=Path, help="keep the workbench's run directories here")
+    parser.add_argument("--floor-only", action="store_true", help="only each method's network ms/img (its "
+                        "step on fixed views, no data path, no lightly run)")
     parser.add_argument("--seeds", default="0", help="comma list of runtime seeds; with more than one, a "
                         "mean/standard-error table follows the per-seed one (default 0)")
     args = parser.parse_args(argv)
@@ -231,8 +278,14 @@ def main(argv=None) -> None:
     print(f"device {device}, data {source} (train {args.train_limit}, test {args.test_limit}), backbone "
           f"{args.backbone}, batch {args.batch}, {args.epochs} epochs, heads <= {args.head_dim}, "
           f"kNN k={KNN_K} T={KNN_T}, lightly {lightly.__version__}", flush=True)
+    if args.floor_only:
+        for name in args.methods.split(","):
+            cfg = budget_config(name, args, source, args.seeds[0])
+            ms = network_floor(cfg, load_dataset(cfg.data, "train", seed=cfg.runtime.seed).images, device)
+            print(f"| {name:<12} | network {ms:.2f} ms/img ({1000 / ms:.0f} img/s) |", flush=True)
+        return
     workspace = args.keep or Path(tempfile.mkdtemp(prefix="sslwb-peers-"))
-    rows = []
+    rows, floors = [], {}
     try:
         for seed in args.seeds:
             for name in args.methods.split(","):
@@ -245,6 +298,8 @@ def main(argv=None) -> None:
                 peer = train_lightly(name, cfg, train_set.images, device, args.workers)
                 peer["knn"] = knn_score(peer["backbone"], train_set, test_set, views, device)
                 rows.append((name, seed, ours, peer))
+                if seed == args.seeds[0]:
+                    floors[name] = network_floor(cfg, train_set.images, device)
                 print(f"  {name} seed {seed}: ours kNN {ours['knn']:.3f} ({ours['ips']:.0f} img/s, "
                       f"{ours['wall']:.0f}s) {ours['note']}, lightly kNN {peer['knn']:.3f} ({peer['ips']:.0f} img/s, "
                       f"{peer['wall']:.0f}s) {peer['note']}", flush=True)  # a partial table survives an interrupted run
@@ -254,6 +309,7 @@ def main(argv=None) -> None:
     print_table(rows)
     if len(args.seeds) > 1:
         print_seed_summary(rows)
+    print_floors(floors, rows)
 
 
 def print_table(rows) -> None:

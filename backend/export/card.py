@@ -88,6 +88,12 @@ def model_card(run_dir, cfg, meta: dict, checkpoint: Path, state_info: dict, fil
     }
 
 
+def export_vit_pool(meta: dict) -> str:
+    """The exported ViT's pooling (``model.vit_pool`` of the config in ``meta``; "cls" for exports
+    made before the option existed)."""
+    return str((meta.get("config") or {}).get("model", {}).get("vit_pool", "cls"))
+
+
 def build_snippet(meta: dict) -> tuple[str, str]:
     """(Python that builds ``model``, the backbone, without SSL Workbench; the prefix of its keys
     in the safetensors file)."""
@@ -104,9 +110,19 @@ def build_snippet(meta: dict) -> tuple[str, str]:
     if name.startswith("vit"):
         from ..models.vit import VIT_CONFIGS, vit_patch_size
         d, layers, heads, mlp = VIT_CONFIGS[name]
+        args = (f"image_size={size}, patch_size={vit_patch_size(size)}, num_layers={layers}, num_heads={heads}, "
+                f"hidden_dim={d}, mlp_dim={mlp}")
+        if export_vit_pool(meta) == "mean":  # model.vit_pool = mean: torchvision's forward reads the CLS token
+            return ("import torch, torchvision\n"
+                    "class MeanPooledViT(torchvision.models.VisionTransformer):\n"
+                    "    def forward(self, x):  # the mean patch token after the final LayerNorm\n"
+                    "        x = self._process_input(x)\n"
+                    "        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)\n"
+                    "        return self.encoder(x)[:, 1:].mean(dim=1)\n"
+                    f"model = MeanPooledViT({args})\n"
+                    "model.heads = torch.nn.Identity()\n"), "backbone.vit."
         return (f"import torch, torchvision\n"
-                f"model = torchvision.models.VisionTransformer(image_size={size}, patch_size={vit_patch_size(size)}, "
-                f"num_layers={layers}, num_heads={heads}, hidden_dim={d}, mlp_dim={mlp})\n"
+                f"model = torchvision.models.VisionTransformer({args})\n"
                 f"model.heads = torch.nn.Identity()  # forward returns the CLS token after the final LayerNorm\n"), "backbone.vit."
     return ("# tiny_cnn: copy class TinyCNN from backend/models/backbones.py (4 conv3x3-BN-ReLU stages,\n"
             "# widths 32-64-128-256, strides 2-2-2-1, global average pooling), then:\n"

@@ -116,9 +116,10 @@ def rebuild(meta: dict) -> ExportedEncoder:
     without touching the global RNG."""
     from ..config import ExperimentConfig
     from ..models import build_backbone
+    from .card import export_vit_pool
 
     with torch.random.fork_rng(devices=[]):
-        backbone, _ = build_backbone(str(meta["backbone"]), int(meta["image_size"]))
+        backbone, _ = build_backbone(str(meta["backbone"]), int(meta["image_size"]), vit_pool=export_vit_pool(meta))
         projector = adapter = None
         if meta.get("include_projector") or meta.get("input"):
             from ..methods import METHODS

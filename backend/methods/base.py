@@ -49,7 +49,8 @@ class Method(nn.Module):
         # None (a method used outside the engine): derived from progress * schedule.epochs.
         self.epoch: float | None = None
         self.backbone, self.feature_dim = build_backbone(cfg.model.backbone, cfg.data.image_size,
-                                                         drop_path_rate=cfg.model.drop_path_rate)
+                                                         drop_path_rate=cfg.model.drop_path_rate,
+                                                         vit_pool=cfg.model.vit_pool)
         self.family = backbone_family(cfg.model.backbone)
 
     # --- parts every method reuses -------------------------------------------------------------

@@ -91,7 +91,7 @@ def cross_view_info_nce(za: torch.Tensor, zb: torch.Tensor, temperature: float) 
 class CMC(Method):
     def __init__(self, cfg):
         super().__init__(cfg)
-        ab_encoder, dim = build_backbone(cfg.model.backbone, cfg.data.image_size)
+        ab_encoder, dim = build_backbone(cfg.model.backbone, cfg.data.image_size, vit_pool=cfg.model.vit_pool)
         self.view_dim = dim
         self.backbone = LabEncoders(self.backbone, ab_encoder, cfg.augment.mean, cfg.augment.std)
         self.feature_dim = 2 * dim

@@ -91,7 +91,8 @@ def _build_resnet(name: str, image_size: int) -> tuple[nn.Module, int]:
     return model, dim
 
 
-def build_backbone(name: str, image_size: int, *, drop_path_rate: float = 0.0) -> tuple[nn.Module, int]:
+def build_backbone(name: str, image_size: int, *, drop_path_rate: float = 0.0,
+                   vit_pool: str = "cls") -> tuple[nn.Module, int]:
     """Build encoder ``name`` for ``image_size`` px inputs: (module, feature dimension F).
 
     The module maps normalised float images (N, 3, H, W) to features (N, F); it accepts
@@ -99,9 +100,14 @@ def build_backbone(name: str, image_size: int, *, drop_path_rate: float = 0.0) -
     naming ``model.backbone``; a ViT image size without a fitting patch size raises ConfigError
     naming ``data.image_size``. External names (``torchvision:<model>``, ``timm:<model>``) are
     built by ``backend.models.external.build_external``. ``drop_path_rate``: stochastic depth of the
-    built-in ViTs (other backbones ignore it).
+    built-in ViTs (other backbones ignore it). ``vit_pool``: the built-in ViTs' features, the CLS
+    token (``"cls"``) or the mean patch token (``"mean"``); ConfigError naming ``model.vit_pool``
+    for ``"mean"`` on any other backbone.
     """
     check_backbone_name(name)
+    if vit_pool != "cls" and name not in VIT_CONFIGS:
+        raise ConfigError(f"model.vit_pool = {vit_pool!r} needs a built-in ViT backbone "
+                          f"({', '.join(VIT_CONFIGS)}), got model.backbone = {name!r}")
     if is_external(name):
         return build_external(name, image_size)
     if name == "tiny_cnn":
@@ -109,7 +115,7 @@ def build_backbone(name: str, image_size: int, *, drop_path_rate: float = 0.0) -
         return model, model.num_features
     if name in _RESNETS:
         return _build_resnet(name, image_size)
-    model = build_vit(name, image_size, drop_path_rate=drop_path_rate)
+    model = build_vit(name, image_size, drop_path_rate=drop_path_rate, pool=vit_pool)
     return model, model.hidden_dim
 
 

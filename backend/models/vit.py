@@ -8,6 +8,12 @@ size the torchvision embedding is used unchanged, so the result equals torchvisi
 Stochastic depth (``drop_path_rate``, DINO/timm's DropPath): in training each block's attention and
 MLP residual branches are dropped per sample with probability rising linearly from 0 (first block)
 to ``drop_path_rate`` (last), survivors scaled by 1 / (1 - p); 0 (default) runs torchvision's blocks.
+Features (``pool``): the CLS token after the final LayerNorm (``"cls"``, the default and what
+torchvision's classifier reads), or the mean of the patch tokens after the final LayerNorm
+(``"mean"``: the global pooling MAE's paper uses for fine-tuning, He et al. 2022 sec. A.1, where a
+CLS token no loss ever trains stays close to its random initialisation). MAE's reference code
+averages before a separate LayerNorm (``fc_norm``); averaging after the encoder's own LayerNorm
+needs no new parameters, so the backbone's weights are the same for either pooling.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ VIT_CONFIGS = {
     "vit_tiny": (192, 12, 3, 768),
     "vit_small": (384, 12, 6, 1536),
 }
+
+
+POOLINGS = ("cls", "mean")
 
 
 def vit_patch_size(image_size: int) -> int:
@@ -46,14 +55,15 @@ def vit_patch_size(image_size: int) -> int:
 
 
 class ViTBackbone(nn.Module):
-    """ViT encoder: images (N, 3, H, W) -> CLS features (N, hidden_dim).
+    """ViT encoder: images (N, 3, H, W) -> features (N, hidden_dim): the CLS token or, with
+    ``pool="mean"``, the mean patch token.
 
     Holds a torchvision ``VisionTransformer`` (``self.vit``, head removed). ``patch_size`` and
     ``grid_size`` (patches a side at the nominal ``image_size``) describe the token layout.
     """
 
     def __init__(self, image_size: int, patch_size: int, hidden_dim: int, num_layers: int,
-                 num_heads: int, mlp_dim: int, drop_path_rate: float = 0.0):
+                 num_heads: int, mlp_dim: int, drop_path_rate: float = 0.0, pool: str = "cls"):
         super().__init__()
         self.vit = VisionTransformer(image_size=image_size, patch_size=patch_size,
                                      num_layers=num_layers, num_heads=num_heads,
@@ -68,6 +78,9 @@ class ViTBackbone(nn.Module):
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         self.drop_path_rates = [drop_path_rate * i / max(1, num_layers - 1) for i in range(num_layers)]
+        if pool not in POOLINGS:
+            raise ValueError(f"pool must be one of {POOLINGS}, got {pool!r}")
+        self.pool = pool
 
     # ---- token pipeline ------------------------------------------------------------------------
     def _pos_embedding(self, grid_h: int, grid_w: int) -> Tensor:
@@ -108,15 +121,20 @@ class ViTBackbone(nn.Module):
             tokens = torch.cat([tokens[:, :1], tokens[:, 1:].gather(1, index)], dim=1)
         return self.vit.encoder.ln(self.vit.encoder.layers(tokens))
 
+    def pooled(self, tokens: Tensor) -> Tensor:
+        """Features (N, hidden_dim) from tokens after the final LayerNorm (N, 1 + K, hidden_dim):
+        the CLS token, or the mean of the K patch tokens when ``pool == "mean"``."""
+        return tokens[:, 1:].mean(dim=1) if self.pool == "mean" else tokens[:, 0]
+
     def forward(self, x: Tensor) -> Tensor:
-        """CLS token after the final LayerNorm: (N, hidden_dim)."""
+        """Features after the final LayerNorm (N, hidden_dim): see ``pooled``."""
         tokens, _, _ = self._embed(x)
         if self.training and any(self.drop_path_rates):
             for block, p in zip(self.vit.encoder.layers, self.drop_path_rates):
                 tokens = _block_with_drop_path(block, tokens, p)
         else:
             tokens = self.vit.encoder.layers(tokens)
-        return self.vit.encoder.ln(tokens)[:, 0]
+        return self.pooled(self.vit.encoder.ln(tokens))
 
     def last_attention(self, x: Tensor) -> Tensor:
         """Last block's CLS-to-patch attention, (N, heads, grid_h, grid_w), float32.
@@ -156,8 +174,8 @@ def _block_with_drop_path(block: nn.Module, x: Tensor, p: float) -> Tensor:
     return x + drop_path(block.mlp(block.ln_2(x)), p)
 
 
-def build_vit(name: str, image_size: int, *, drop_path_rate: float = 0.0) -> ViTBackbone:
+def build_vit(name: str, image_size: int, *, drop_path_rate: float = 0.0, pool: str = "cls") -> ViTBackbone:
     """ViT-Tiny or ViT-Small for ``image_size`` with the patch size from ``vit_patch_size``."""
     hidden_dim, num_layers, num_heads, mlp_dim = VIT_CONFIGS[name]
     return ViTBackbone(image_size, vit_patch_size(image_size), hidden_dim, num_layers, num_heads,
-                       mlp_dim, drop_path_rate)
+                       mlp_dim, drop_path_rate, pool)

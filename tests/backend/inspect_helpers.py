@@ -29,7 +29,8 @@ CONFIGS = {
                "optim": {"batch_size": 16}, "schedule": {"epochs": 1, "warmup_epochs": 0},
                "eval": {"probe_batch_size": 16, "knn_every_epochs": 0, "knn_k": 5}},
 }
-UNTRAINED = {"vit", "resnet"}
+CONFIGS["vit_mean"] = {**CONFIGS["vit"], "model": {**CONFIGS["vit"]["model"], "vit_pool": "mean"}}
+UNTRAINED = {"vit", "vit_mean", "resnet"}
 
 
 def _write_untrained_checkpoint(run: Path) -> None:

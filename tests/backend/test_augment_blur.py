@@ -4,7 +4,6 @@ the MoCo v2/v3, SimSiam, BYOL/solo-learn, lightly and DINO pipelines, on real ph
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,9 @@ import torch
 from backend.data.augment import apply_view
 
 from .test_augment import params
+from .trainer_helpers import CIFAR10
 
-CIFAR_TEST = Path("/work/shared/data/cifar10/test")
+CIFAR_TEST = CIFAR10 / "test"
 
 
 def _cifar_images(size: int, count: int = 20) -> torch.Tensor:

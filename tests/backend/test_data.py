@@ -21,7 +21,9 @@ from backend.data.sources import (ImageDataset, balanced_subset, derive_rng, des
                                   holdout_split, load_dataset)
 from backend.errors import DataError
 
-CIFAR_ROOT = Path("/work/shared/data/cifar10")
+from .trainer_helpers import CIFAR10
+
+CIFAR_ROOT = CIFAR10
 
 
 @pytest.fixture(autouse=True)

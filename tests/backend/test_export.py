@@ -259,8 +259,9 @@ def test_resnet_torchvision_state_dict_loads_into_plain_torchvision(tmp_path):
     assert (scope["features"] - expected).abs().max() <= 1e-4
 
 
-def test_vit_export_and_loading_without_the_workbench(tmp_path):
-    run = trained_run("vit")
+@pytest.mark.parametrize("kind", ["vit", "vit_mean"])  # CLS-token and mean-patch-token features
+def test_vit_export_and_loading_without_the_workbench(tmp_path, kind):
+    run = trained_run(kind)
     paths = export_encoder(run, tmp_path, formats=("safetensors", "torchscript"), include_projector=False)
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     expected = _reference(run, images)

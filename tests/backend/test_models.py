@@ -212,3 +212,23 @@ def test_vit_drop_path_is_stochastic_in_training_only():
     torch.manual_seed(2)
     b = deep(x)
     assert not torch.allclose(a, b)
+
+
+def test_vit_mean_pooling_reads_the_patch_tokens_with_the_same_weights():
+    from backend.models.vit import build_vit
+    torch.manual_seed(0)
+    cls = build_vit("vit_tiny", 32).eval()
+    mean = build_vit("vit_tiny", 32, pool="mean").eval()
+    mean.load_state_dict(cls.state_dict())        # same parameters, only the read-out differs
+    x = torch.randn(3, 3, 32, 32)
+    tokens = cls.forward_tokens(x)                # (3, 1 + 64, 192) after the final LayerNorm
+    assert torch.allclose(cls(x), tokens[:, 0], atol=1e-5)
+    assert torch.allclose(mean(x), tokens[:, 1:].mean(dim=1), atol=1e-5)
+    assert not torch.allclose(mean(x), cls(x), atol=1e-3)
+    with pytest.raises(ValueError, match="pool"):
+        build_vit("vit_tiny", 32, pool="max")
+
+
+def test_vit_pool_mean_on_a_cnn_is_a_config_error_naming_the_field():
+    with pytest.raises(ConfigError, match="model.vit_pool"):
+        build_backbone("tiny_cnn", 32, vit_pool="mean")

@@ -12,6 +12,10 @@ from backend.events import read_events
 from backend.runs import create_run
 
 ROOT = Path(__file__).resolve().parents[2]
+# CIFAR-10 as an ImageFolder ({train,test}/<class>/*.jpg) in the ``shared`` folder beside the
+# checkout; tests that need real photos skip with a reason when it is absent.
+CIFAR10 = next((p / "shared" / "data" / "cifar10" for p in ROOT.parents
+                if (p / "shared" / "data" / "cifar10").is_dir()), ROOT.parent / "shared" / "data" / "cifar10")
 
 TINY = {"data": {"synthetic_train_size": 256, "synthetic_test_size": 128},
         "optim": {"batch_size": 64}, "schedule": {"epochs": 2, "warmup_epochs": 0},

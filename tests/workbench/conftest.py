@@ -87,9 +87,8 @@ def write_fake_run(workspace, state: str = "finished", *, epochs: int = 3, steps
     return run_dir
 
 
-@pytest.fixture
-def editor(qtbot):
-    """An experiment editor on the small quick preset, shown (workers run synchronously)."""
+def open_editor(qtbot):
+    """A new experiment editor on the small quick preset, shown (workers run synchronously)."""
     from workbench import workers
     from workbench.editor import ExperimentEditor
     workers.set_synchronous(True)
@@ -98,3 +97,9 @@ def editor(qtbot):
     ed.model.set_data(quick_small())
     ed.show()
     return ed
+
+
+@pytest.fixture
+def editor(qtbot):
+    """An experiment editor on the small quick preset, shown (workers run synchronously)."""
+    return open_editor(qtbot)

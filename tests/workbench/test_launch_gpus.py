@@ -17,21 +17,16 @@ from PySide6.QtCore import Qt
 
 from backend.config import ExperimentConfig
 from backend.events import read_events
-from workbench import process, workers
+from workbench import process
 from workbench.editor import ExperimentEditor
 from workbench.process import child_pids, trainer_command
 
-from .conftest import quick_small
+from .conftest import open_editor, quick_small
 
 
 def make_editor(qtbot, monkeypatch, count: int) -> ExperimentEditor:
-    monkeypatch.setattr(process, "gpu_count", lambda devices: count)
-    workers.set_synchronous(True)
-    editor = ExperimentEditor()
-    qtbot.addWidget(editor)
-    editor.model.set_data(quick_small())
-    editor.show()
-    return editor
+    monkeypatch.setattr(process, "gpu_count", lambda devices: count)   # before the editor counts them
+    return open_editor(qtbot)
 
 
 def test_several_gpus_offer_all_of_them_next_to_launch(qtbot, monkeypatch):
