@@ -255,22 +255,26 @@ def test_resume_is_exact(tmp_path, name):
 # These runs take minutes on the 2-core test machine, so they are `long`. Data: LEARN's 16 px
 # synthetic shapes for colorization, CPC and MAE; real CIFAR-10 photos at 32 px (2048 train /
 # 1000 test images; skipped when the shared copy is absent) for the tile and inpainting tasks,
-# which are made for natural images: at 16 px a tile is 4 px, and on the synthetic shapes colour
-# carries no class, so context and inpainting tasks (which learn colour and texture first)
-# stayed within +-0.02 of random init after 32 epochs (session 4). MAE reads the mean patch
-# token (model.vit_pool = "mean", as its preset does): the CLS token, which no MAE loss trains,
-# gave -0.006 after 32 epochs, the mean patch token +0.018.
-RELATIVE_LOCATION_EPOCHS, INPAINTING_EPOCHS, MAE_EPOCHS = 64, 32, 64  # PROVISIONAL
+# which are made for natural images (at 16 px a tile is 4 px, and on the synthetic shapes colour
+# carries no class). MAE reads the mean patch token (model.vit_pool = "mean", as its preset does).
+# Measured margins, trained - random, seed 0 (sessions 4 and 5):
+#   passing: jigsaw +0.040 (CIFAR, 16 epochs; +0.004 on 16 px shapes), CPC +0.055 (32 epochs;
+#     +0.016 after 16), colorization (16 epochs).
+#   KNOWN TO FAIL (issue 14 stays open for them):
+#     relative location +0.019 (CIFAR, 16 epochs) but -0.033 after 64: the pretext task keeps
+#       improving while whole-image kNN falls; +0.016 on 16 px shapes after 32 epochs.
+#     inpainting -0.002 (CIFAR, 16 epochs), -0.002 / -0.008 (central / random blocks, shapes).
+#     MAE +0.018 with the mean patch token after 32 epochs (the CLS token: -0.006).
 CIFAR_LEARN = {"data": {"source": f"imagefolder:{CIFAR10}", "train_limit": 2048, "test_limit": 1000,
                         "image_size": 32}}
 LONG_RUNS = {
-    "relative_location": deep_merge(CIFAR_LEARN, {"schedule": {"epochs": RELATIVE_LOCATION_EPOCHS},
+    "relative_location": deep_merge(CIFAR_LEARN, {"schedule": {"epochs": 16},
                                                   "augment": {"grayscale_prob": 0.66, "jitter_prob": 0.0}}),
     "jigsaw": deep_merge(CIFAR_LEARN, {"schedule": {"epochs": 16}, "method": {"num_permutations": 64}}),
     "colorization": {"schedule": {"epochs": 16}},
-    "inpainting": deep_merge(CIFAR_LEARN, {"schedule": {"epochs": INPAINTING_EPOCHS}}),
-    "cpc": {"schedule": {"epochs": 32}},     # +0.055 after 32 epochs, +0.016 after 16
-    "mae": {"schedule": {"epochs": MAE_EPOCHS}, "model": {"vit_pool": "mean"}},
+    "inpainting": deep_merge(CIFAR_LEARN, {"schedule": {"epochs": 16}}),
+    "cpc": {"schedule": {"epochs": 32}},
+    "mae": {"schedule": {"epochs": 32}, "model": {"vit_pool": "mean"}},
 }
 
 
