@@ -102,6 +102,7 @@ class TorchvisionViT(ViTBackbone):
         self.num_heads = int(vit.encoder.layers[0].num_heads)
         self.num_features = self.hidden_dim
         self.drop_path_rates = [0.0] * len(vit.encoder.layers)  # no stochastic depth for these
+        self.pool = "cls"  # torchvision's read-out: the CLS token
 
 
 class TimmBackbone(nn.Module):
