@@ -214,7 +214,7 @@ def print_floors(floors: dict[str, float], rows) -> None:
     print(f"|{'-' * 14}|----------------|-------------|----------------|--------------|---------|")
     for name, floor in floors.items():
         mine = [(ours, peer) for method, _, ours, peer in rows if method == name]
-        ours_ms, peer_ms = (median([1000.0 / side["ips"] for side in sides]) for sides in zip(*mine))
+        ours_ms, peer_ms = median_ms(mine)
         print(f"| {name:<12} | {floor:14.2f} | {ours_ms:11.2f} | {peer_ms:14.2f} | {peer_ms / ours_ms:11.2f}x | "
               f"{peer_ms / floor:6.2f}x |")
 
@@ -341,6 +341,11 @@ def median(values: list[float]) -> float:
     return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
+def median_ms(pairs) -> tuple[float, float]:
+    """Median milliseconds of training per image of (ours, lightly) over (ours, lightly) results."""
+    return tuple(median([1000.0 / side["ips"] for side in sides]) for sides in zip(*pairs))
+
+
 def print_seed_summary(rows) -> None:
     """Per method over its seeds: mean kNN of each side, the paired difference's mean and standard
     error, the median img/s ratio (the median resists one noisy neighbour on a shared machine) and
@@ -356,7 +361,7 @@ def print_seed_summary(rows) -> None:
         peer_mean, peer_err = mean_and_error([p["knn"] for _, p in mine])
         diff_mean, diff_err = mean_and_error([o["knn"] - p["knn"] for o, p in mine])
         ratio = median([o["ips"] / p["ips"] for o, p in mine])
-        ours_ms, peer_ms = (median([1000.0 / side["ips"] for side in sides]) for sides in zip(*mine))
+        ours_ms, peer_ms = median_ms(mine)
         print(f"| {name:<12} | {len(mine):5d} | {ours_mean:.3f} +- {ours_err:.3f} | {peer_mean:.3f} +- {peer_err:.3f} | "
               f"{diff_mean:+.3f} +- {diff_err:.3f}      | {ratio:17.2f}x | {ours_ms:11.2f} | {peer_ms:14.2f} |")
 
