@@ -36,12 +36,13 @@ def uniformity(x: torch.Tensor, t: float = 2) -> torch.Tensor:
 
     ``x``: (N, D), N >= 2, rows L2-normalised first. More negative is more uniform on the sphere;
     0 when every row is the same point. Uses ``||a - b||^2 = 2 - 2 a.b`` for unit rows (no sqrt,
-    so gradients stay finite for duplicate points) and a logsumexp for the log-mean.
+    so gradients stay finite for duplicate points), the dot products from one Gram matrix (never
+    the (N^2/2, D) pair rows: at N = 256, D = 2048 those are 0.5 GB), and a logsumexp for the log-mean.
     """
     x = F.normalize(x, dim=1)
     n = x.shape[0]
     i, j = torch.triu_indices(n, n, offset=1, device=x.device)
-    sq_dist = (2.0 - 2.0 * (x[i] * x[j]).sum(dim=1)).clamp_min(0.0)
+    sq_dist = (2.0 - 2.0 * (x @ x.T)[i, j]).clamp_min(0.0)
     return torch.logsumexp(-t * sq_dist, dim=0) - math.log(sq_dist.numel())
 
 
