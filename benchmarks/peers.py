@@ -125,8 +125,30 @@ def momentum_update(name: str, cfg: ExperimentConfig, model, ema_copy):
     return after_step
 
 
-def train_lightly(name: str, cfg: ExperimentConfig, images: torch.Tensor, device, workers: int) -> dict:
-    """Train lightly's pipeline with the workbench's optimiser and lr schedule for cfg's epochs."""
+class OurViews:
+    """The ``--lightly-views ours`` ablation's loader: batches of the workbench's own views
+    (backend.data.augment on uint8 images, the preset's per-view pipelines) in lightly's place, so
+    a kNN gap that closes with it is the transforms' doing, not the model's or the loss's."""
+
+    def __init__(self, images: torch.Tensor, cfg: ExperimentConfig, device):
+        self.images, self.batch, self.device = images, cfg.optim.batch_size, device
+        self.views = ViewGenerator(cfg.augment, cfg.data.image_size)
+        self.generator = torch.Generator().manual_seed(cfg.runtime.seed)
+
+    def __len__(self):
+        return len(self.images) // self.batch          # drop_last, as lightly's DataLoader
+
+    def __iter__(self):
+        order = torch.randperm(len(self.images), generator=self.generator)
+        for i in range(len(self)):
+            batch = self.images[order[i * self.batch:(i + 1) * self.batch]].to(self.device)
+            yield self.views(batch, generator=self.generator)[:2]
+
+
+def train_lightly(name: str, cfg: ExperimentConfig, images: torch.Tensor, device, workers: int,
+                  views: str = "lightly") -> dict:
+    """Train lightly's pipeline with the workbench's optimiser and lr schedule for cfg's epochs;
+    ``views="ours"`` feeds it the workbench's views instead of its own transforms (an ablation)."""
     torch.manual_seed(cfg.runtime.seed)
     transform, model, ema_copy, loss_fn, after_step = lightly_pipeline(name, cfg)
     if name in ("byol", "dino"):
@@ -136,9 +158,9 @@ def train_lightly(name: str, cfg: ExperimentConfig, images: torch.Tensor, device
     for module in (model, ema_copy):
         if module is not None:
             module.to(device, memory_format=fmt)
-    loader = torch.utils.data.DataLoader(peer_lightly.PilViews(images, transform), batch_size=cfg.optim.batch_size,
-                                         shuffle=True, num_workers=workers, drop_last=True,
-                                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader = OurViews(images, cfg, device) if views == "ours" else torch.utils.data.DataLoader(
+        peer_lightly.PilViews(images, transform), batch_size=cfg.optim.batch_size, shuffle=True,
+        num_workers=workers, drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     total = cfg.schedule.epochs * len(loader)
     if total == 0:
         raise ValueError(f"batch {cfg.optim.batch_size} exceeds the {len(images)} training images")
@@ -246,6 +268,9 @@ def parse_args(argv):
     parser.add_argument("--keep", type=Path, help="keep the workbench's run directories here")
     parser.add_argument("--floor-only", action="store_true", help="only each method's network ms/img (its "
                         "step on fixed views, no data path, no lightly run)")
+    parser.add_argument("--lightly-views", choices=("lightly", "ours"), default="lightly",
+                        help="the lightly side's views: its own transforms (default) or, as an ablation, "
+                        "the workbench's views of the preset (then only model, loss and updates differ)")
     parser.add_argument("--seeds", default="0", help="comma list of runtime seeds; with more than one, a "
                         "mean/standard-error table follows the per-seed one (default 0)")
     args = parser.parse_args(argv)
@@ -277,7 +302,7 @@ def main(argv=None) -> None:
     source = f"imagefolder:{data}" if data is not None and Path(data).is_dir() else "synthetic"
     print(f"device {device}, data {source} (train {args.train_limit}, test {args.test_limit}), backbone "
           f"{args.backbone}, batch {args.batch}, {args.epochs} epochs, heads <= {args.head_dim}, "
-          f"kNN k={KNN_K} T={KNN_T}, lightly {lightly.__version__}", flush=True)
+          f"kNN k={KNN_K} T={KNN_T}, lightly {lightly.__version__}, lightly's views: {args.lightly_views}", flush=True)
     if args.floor_only:
         for name in args.methods.split(","):
             cfg = budget_config(name, args, source, args.seeds[0])
@@ -295,7 +320,7 @@ def main(argv=None) -> None:
                 views = ViewGenerator(cfg.augment, cfg.data.image_size)
                 ours = train_ours(workspace, cfg, device)
                 ours["knn"] = knn_score(ours["backbone"], train_set, test_set, views, device)
-                peer = train_lightly(name, cfg, train_set.images, device, args.workers)
+                peer = train_lightly(name, cfg, train_set.images, device, args.workers, args.lightly_views)
                 peer["knn"] = knn_score(peer["backbone"], train_set, test_set, views, device)
                 rows.append((name, seed, ours, peer))
                 if seed == args.seeds[0]:

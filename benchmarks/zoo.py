@@ -37,7 +37,9 @@ from backend.evaluate import evaluate_knn_checkpoint  # noqa: E402
 from backend.events import metric_series, read_events  # noqa: E402
 from backend.linear_probe import linear_probe  # noqa: E402
 from backend.methods import method_specs  # noqa: E402
+from backend.checkpoint import save_checkpoint  # noqa: E402
 from backend.methods.spec import FAMILIES  # noqa: E402
+from backend.restore import restore_method  # noqa: E402
 from backend.models.backbones import backbone_family  # noqa: E402
 from backend.runs import create_run  # noqa: E402
 from backend.train import run_training  # noqa: E402
@@ -107,6 +109,16 @@ def probe(run: Path, args) -> tuple[float, str]:
         return result["top1"], ""
     except Exception as exc:  # a broken method must not stop the table; its row says why
         return float("nan"), f"probe: {type(exc).__name__}: {exc}"
+
+
+def random_init_probe(run: Path, args) -> float:
+    """Linear-probe top-1 of ``run``'s network at random init (the run's seed, no weights loaded),
+    probed exactly as the trained rows: its state is saved as ``checkpoints/random-init.pt``."""
+    method, cfg, _ = restore_method(run, random_init=True)
+    path = save_checkpoint({"model": method.state_dict(), "config": cfg.to_dict()},
+                           run / "checkpoints" / "random-init.pt")
+    return linear_probe(run, checkpoint=path, epochs=args.probe_epochs, train_limit=args.train_limit,
+                        device=args.device, record=False)["top1"]
 
 
 def train_row(name: str, shared: dict, workspace: Path, args) -> dict:
@@ -229,8 +241,9 @@ def main(argv=None) -> None:
         if reference:  # the first method's network at random init, scored the same way
             random_knn = evaluate_knn_checkpoint(reference["run"], k=20, temperature=0.1, record=False,
                                                  random_init=True)["top1"]
+            random_probe = random_init_probe(reference["run"], args)
             print(f"| {'random init':<18} | {'(' + reference['name'] + ' net)':<20} | {random_knn:9.3f} | "
-                  f"{'':11} | {'':9} | {'':10} | {'':13} | {'':9} | {'':5} | {'':6} |")
+                  f"{random_probe:11.3f} | {'':9} | {'':10} | {'':13} | {'':9} | {'':5} | {'':6} |")
         print_families(rows)
         failed = [r for r in rows if r["error"]]
         for r in failed:
