@@ -70,6 +70,26 @@ def _off_diagonal_sq_sum(m: torch.Tensor) -> torch.Tensor:
     return m.pow(2).masked_fill(eye, 0.0).sum()
 
 
+def _cross_product_terms(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(diagonal of ``a^T b`` (D,), sum of squares of its off-diagonal entries) for ``a``, ``b``
+    (N, D), the (D, D) product formed only when N >= D.
+
+    With fewer rows than columns (batch 256, a 2048-wide projector) the off-diagonal sum comes
+    from the two (N, N) Gram matrices instead: ``||a^T b||_F^2 = sum((a a^T) * (b b^T))``, minus
+    the squared diagonal - 4x fewer multiply-adds forward and backward at 256 x 2048. The same
+    number up to rounding: ``a^T b`` has rank <= N < D, so its off-diagonal part holds at least
+    (D/N - 1) times its diagonal's share of the squares and the subtraction cancels at most about
+    one digit.
+    """
+    diagonal = (a * b).sum(dim=0)
+    n, d = a.shape
+    if n >= d:
+        return diagonal, _off_diagonal_sq_sum(a.T @ b)
+    gram_a = a @ a.T
+    gram_b = gram_a if b is a else b @ b.T
+    return diagonal, (gram_a * gram_b).sum() - diagonal.pow(2).sum()
+
+
 def _pair_similarities(z1: torch.Tensor, z2: torch.Tensor, temperature: float):
     """Normalised 2N x 2N similarity logits of [z1; z2] and the index of each row's positive."""
     n = z1.shape[0]
@@ -200,9 +220,9 @@ def barlow_twins(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.005) -> to
     def standardise(z):
         return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + 1e-5)
 
-    c = standardise(z1).T @ standardise(z2.to(z1.dtype)) / n
-    on_diag = (1.0 - torch.diagonal(c)).pow(2).sum()
-    return on_diag + lambd * _off_diagonal_sq_sum(c)
+    diagonal, off_diagonal = _cross_product_terms(standardise(z1), standardise(z2.to(z1.dtype)))
+    on_diag = (1.0 - diagonal / n).pow(2).sum()
+    return on_diag + lambd * off_diagonal / n ** 2
 
 
 @_fp32
@@ -228,8 +248,7 @@ def vicreg(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0,
 
     def covariance(z):
         zc = z - z.mean(dim=0)
-        cov = zc.T @ zc / (z.shape[0] - 1)
-        return _off_diagonal_sq_sum(cov) / d
+        return _cross_product_terms(zc, zc)[1] / (z.shape[0] - 1) ** 2 / d
 
     return (sim_weight * invariance + var_weight * (variance(z1) + variance(z2))
             + cov_weight * (covariance(z1) + covariance(z2)))

@@ -1,7 +1,8 @@
 """lightly's own training pipelines for MoCo v2, SimSiam, Barlow Twins, VICReg and SwAV (benchmark peer).
 
 Each ``setup(name, cfg)`` follows the structure of lightly's ``examples/pytorch/<method>.py`` (its
-transform, projection/prediction heads, loss, prototypes and momentum update), with the sizes and
+transform, projection/prediction heads, loss, prototypes and momentum update; MoCo v2's loss is
+symmetric as in lightly's CIFAR-10 benchmark, the preset's cited source), with the sizes and
 loss weights taken from the workbench config so both sides train the same-sized model. It returns
 the same tuple as :func:`peer_lightly.lightly_setup`: (transform, trainable modules, EMA copy or
 None, loss of two views and the progress in [0, 1], after-step hook taking the progress).
@@ -41,10 +42,16 @@ def _moco(cfg, backbone, feat):
     criterion = NTXentLoss(temperature=meth.temperature, memory_bank_size=(meth.queue_size, m.projector_out_dim))
     final = getattr(meth, "momentum_final", meth.momentum)
 
-    def loss_fn(v0, v1, progress):
-        query = head(backbone(v0).flatten(1))
-        keys = key["head"](key["backbone"](v1).flatten(1)).detach()
+    def one_way(q_view, k_view):
+        query = head(backbone(q_view).flatten(1))
+        keys = key["head"](key["backbone"](k_view).flatten(1)).detach()
         return criterion(query, keys)
+
+    def loss_fn(v0, v1, progress):
+        # Symmetric, as the preset's cited source (lightly's CIFAR-10 benchmark, MocoModel) has it:
+        # each view is the query once and the key once, so both sides do the same network work.
+        # (lightly's examples/pytorch/moco.py is one-way: half the passes per image.)
+        return 0.5 * (one_way(v0, v1) + one_way(v1, v0))
 
     def after_step(progress):
         from lightly.utils.scheduler import cosine_schedule

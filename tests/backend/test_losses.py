@@ -235,6 +235,38 @@ def test_barlow_twins_matches_loops():
     close(losses.barlow_twins(z1, z2, lambd=0.5), ref_barlow(z1, z2, 0.5))
 
 
+def test_barlow_twins_matches_loops_with_fewer_rows_than_columns():
+    # N < D: the off-diagonal sum comes from the (N, N) Gram matrices, not the (D, D) product.
+    z1, z2 = rand(5, 9, seed=124), rand(5, 9, seed=125)
+    close(losses.barlow_twins(z1, z2, lambd=0.005), ref_barlow(z1, z2, 0.005))
+    close(losses.barlow_twins(z1, z2, lambd=0.5), ref_barlow(z1, z2, 0.5))
+
+
+@pytest.mark.parametrize("n, d", [(6, 11), (11, 6)])
+def test_cross_product_terms_value_and_gradient_match_the_dxd_product(n, d):
+    a, b = rand(n, d, seed=126).requires_grad_(), rand(n, d, seed=127).requires_grad_()
+    diagonal, off = losses._cross_product_terms(a, b)
+    c = a.T @ b
+    eye = torch.eye(d, dtype=torch.bool)
+    expected = c.pow(2).masked_fill(eye, 0.0).sum()
+    assert torch.allclose(diagonal, c.diagonal(), rtol=1e-12, atol=1e-12)
+    close(off, expected.detach())
+    ga = torch.autograd.grad(off + diagonal.sum(), (a, b))
+    gb = torch.autograd.grad(expected + c.diagonal().sum(), (a, b))
+    for mine, reference in zip(ga, gb):
+        assert torch.allclose(mine, reference, rtol=1e-10, atol=1e-10)
+    same, expected_same = losses._cross_product_terms(a, a)[1], (a.T @ a).pow(2).masked_fill(eye, 0.0).sum()
+    close(same, expected_same.detach())
+
+
+def test_wide_projector_losses_in_float32_stay_at_float_precision():
+    # The projector width of the presets (2048) at batch 256: the Gram route against float64.
+    z1, z2 = rand(256, 2048, seed=128, dtype=torch.float32), rand(256, 2048, seed=129, dtype=torch.float32)
+    z2 = 0.6 * z1 + 0.8 * z2  # correlated views
+    for fn in (losses.barlow_twins, losses.vicreg):
+        assert float(fn(z1, z2)) == pytest.approx(float(fn(z1.double(), z2.double())), rel=1e-5)
+
+
 def test_barlow_twins_standardisation_is_batchnorm():
     z1, z2 = rand(9, 3, seed=26), rand(9, 3, seed=27)
     bn = torch.nn.BatchNorm1d(3, affine=False).double().train()
@@ -271,6 +303,12 @@ def ref_vicreg(z1, z2, lam, mu, nu):
 
 def test_vicreg_matches_loops():
     z1, z2 = 0.5 * rand(8, 4, seed=28), 0.7 * rand(8, 4, seed=29)  # some std below 1: hinge active
+    close(losses.vicreg(z1, z2), ref_vicreg(z1, z2, 25.0, 25.0, 1.0))
+    close(losses.vicreg(z1, z2, 1.0, 2.0, 3.0), ref_vicreg(z1, z2, 1.0, 2.0, 3.0))
+
+
+def test_vicreg_matches_loops_with_fewer_rows_than_columns():
+    z1, z2 = 0.5 * rand(4, 7, seed=128), 0.7 * rand(4, 7, seed=129)
     close(losses.vicreg(z1, z2), ref_vicreg(z1, z2, 25.0, 25.0, 1.0))
     close(losses.vicreg(z1, z2, 1.0, 2.0, 3.0), ref_vicreg(z1, z2, 1.0, 2.0, 3.0))
 
