@@ -9,7 +9,10 @@ learning-rate schedule (linear warm-up, half-cosine):
 * lightly - lightly's example pipeline for the method: its transforms on PIL images in a
             DataLoader, its heads, loss and momentum update (benchmarks/peer_lightly.py for
             SimCLR/BYOL/DINO, benchmarks/peer_lightly_more.py for MoCo v2, SimSiam, Barlow
-            Twins, VICReg and SwAV). lightly is a peer, installed only for this benchmark:
+            Twins, VICReg and SwAV), set as lightly's CIFAR-10 benchmark sets it where a preset
+            cites that benchmark (SimCLR's jitter strength 0.5, DINO's head batch norm and
+            solarisation, MoCo v2's symmetric loss), so both sides train the same recipe.
+            lightly is a peer, installed only for this benchmark:
 
     pip install --no-deps --target /tmp/lightly-peer lightly==1.6.0 lightning-utilities
     PYTHONPATH=/tmp/lightly-peer python benchmarks/peers.py --quick
