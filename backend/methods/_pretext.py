@@ -50,6 +50,18 @@ def spatial_features(backbone: nn.Module, x: Tensor) -> Tensor:
     return feature_maps(backbone, x)
 
 
+def feature_map_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]:
+    """(channels, height, width) of :func:`spatial_features` for square ``image_size`` inputs, read
+    from one blank image with the backbone in eval mode (its batch-norm statistics untouched)."""
+    was = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            return tuple(spatial_features(backbone, torch.zeros(1, 3, image_size, image_size)).shape[1:])
+    finally:
+        backbone.train(was)
+
+
 def conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
     """3 x 3 convolution, batch norm, ReLU (the decoders' unit)."""
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch),

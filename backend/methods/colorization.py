@@ -35,7 +35,8 @@ from ..distributed import all_reduce_sum
 from ..pretext.colorization import ab_bins, bin_counts, colorization_loss, rebalance_weights, soft_encode
 from ..pretext.lab import rgb_to_lab
 from . import register
-from ._pretext import PretextMethod, ab_as_colour, conv_bn_relu, denormalise, normalise, spatial_features
+from ._pretext import (PretextMethod, ab_as_colour, conv_bn_relu, denormalise, feature_map_shape, normalise,
+                       spatial_features)
 from .base import StepOutput
 from .spec import PRETEXT, MethodSpec
 
@@ -84,19 +85,10 @@ class Colorization(PretextMethod):
         self.register_buffer("ab_counts", torch.zeros(bins.shape[0], dtype=torch.float64))
         self.register_buffer("counted_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("class_weights", torch.ones(bins.shape[0]))
-        with torch.no_grad():
-            channels = self._feature_channels(cfg.data.image_size)
+        channels = feature_map_shape(self.backbone, cfg.data.image_size)[0]
         self.decoder_in = conv_bn_relu(channels, DECODER_WIDTH)
         self.decoder = nn.Sequential(conv_bn_relu(DECODER_WIDTH, DECODER_WIDTH),
                                      nn.Conv2d(DECODER_WIDTH, bins.shape[0], 1))
-
-    def _feature_channels(self, size: int) -> int:
-        was = self.backbone.training
-        self.backbone.eval()
-        try:
-            return spatial_features(self.backbone, torch.zeros(1, 3, size, size)).shape[1]
-        finally:
-            self.backbone.train(was)
 
     def predict(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ab-bin logits (N, Q, H/4, W/4), spatial features (N, C, h, w)) of the network input

@@ -4,20 +4,30 @@ reconstruction objective only.
 Regions of the first view are removed (``backend.pretext.masks``: the central block of half the
 side, a quarter of the area, or random square blocks covering up to a quarter; ``mask`` param) and
 filled with 0, which in the normalised view is the dataset mean colour, as the paper fills with
-the mean. The encoder (the backbone) sees the masked image; a decoder rebuilds the whole image
-from its pooled features through a linear layer and upsampling convolutions (the paper's
-channel-wise fully connected bottleneck followed by up-convolutions), and the loss is
+the mean. The encoder (the backbone) sees the masked image. The decoder works, as the paper's
+does, from the encoder's last feature map (``spatial_features``: a CNN's last conv map, a ViT's
+patch tokens on their grid): the paper's channel-wise fully connected layer (each channel's h x w
+map through its own linear layer over the positions, so information reaches the hole from every
+position without the C^2 (hw)^2 weights of a full layer), a 1 x 1 convolution mixing the channels
+(the paper's stride-1 convolution), then up-convolutions (x2 nearest upsampling, 3 x 3
+conv-BN-ReLU) to the image size and a 3 x 3 conv to RGB. The loss is
 ``backend.pretext.reconstruction.inpainting_loss``: the mean squared error of the normalised
 pixels over the removed region only.
 
+Measured (CIFAR-10 at 32 px, 2048 training images, 16 epochs, tiny_cnn, central block, seeds
+0-2): with this decoder the encoder beats its random init by +0.026 to +0.038 kNN top-1 (k = 10)
+and +0.040 to +0.043 linear-probe top-1. An earlier decoder that started from the pooled feature
+vector (a Linear to a 4 x 4 grid) stayed at -0.002 kNN (seed 0): the pooled vector hands every
+position the same gradient, so the encoder is never taught where in the context a cue lies.
+
 Left out: the adversarial term (the paper adds a discriminator with weight 0.001 for sharper
 fills; it improves the picture more than the features, and a GAN is beyond this workbench's
-per-step budget) and the 10x weighted overlap border of the random-region variant. Choices for
-32-96 px: the decoder starts from a ``H/8`` grid of 64 channels and doubles three times (32 px:
-4 -> 8 -> 16 -> 32), so it works from pooled features of any backbone, CNN or ViT.
+per-step budget) and the 10x weighted overlap border of the random-region variant.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -26,12 +36,11 @@ from torch import nn
 from ..pretext.masks import central_block_mask, random_block_mask
 from ..pretext.reconstruction import inpainting_loss
 from . import register
-from ._pretext import PretextMethod, conv_bn_relu, denormalise
+from ._pretext import PretextMethod, conv_bn_relu, denormalise, feature_map_shape, spatial_features
 from .base import StepOutput
 from .spec import PRETEXT, MethodSpec, Param
 
 DECODER_WIDTH = 64
-UPSAMPLINGS = 3
 MASKS = ("central", "random")
 
 SPEC = MethodSpec(
@@ -60,25 +69,49 @@ def masked_input(x: torch.Tensor, kind: str, generator=None) -> tuple[torch.Tens
     return x.masked_fill(mask, 0.0), mask
 
 
-class Decoder(nn.Module):
-    """Pooled features (N, F) -> image (N, 3, H, W): Linear to a 64 x H/8 x W/8 grid, then three
-    (x2 nearest upsampling, 3 x 3 conv-BN-ReLU) stages and a 3 x 3 conv to RGB."""
+class ChannelWiseFC(nn.Module):
+    """Pathak et al.'s channel-wise fully connected layer on (N, C, h, w) maps: channel c's h*w
+    values go through its own (h*w x h*w) linear map (weight (C, P, P), bias (C, P), P = h*w);
+    channels are not mixed."""
 
-    def __init__(self, in_dim: int, image_size: int):
+    def __init__(self, channels: int, height: int, width: int):
         super().__init__()
-        self.start = max(1, image_size // 2 ** UPSAMPLINGS)
+        positions = height * width
+        bound = 1.0 / math.sqrt(positions)  # nn.Linear's default init, per channel
+        self.weight = nn.Parameter(torch.empty(channels, positions, positions).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(channels, positions).uniform_(-bound, bound))
+        self.shape = (channels, height, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The mapped maps, shape of ``x``."""
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"channel-wise FC built for {self.shape} feature maps, got {tuple(x.shape[1:])}")
+        y = torch.einsum("ncp,cpq->ncq", x.flatten(2), self.weight.to(x.dtype)) + self.bias.to(x.dtype)
+        return y.view_as(x)
+
+
+class Decoder(nn.Module):
+    """Feature map (N, C, h, w) -> image (N, 3, H, W): channel-wise FC + ReLU, 1 x 1 conv to 64
+    channels (BN, ReLU), (x2 nearest upsampling, 3 x 3 conv-BN-ReLU) until the map is at least
+    the image size (bilinear resize to it when not a power-of-two multiple), 3 x 3 conv to RGB."""
+
+    def __init__(self, map_shape: tuple[int, int, int], image_size: int):
+        super().__init__()
+        channels, height, width = map_shape
         self.image_size = image_size
-        self.fc = nn.Sequential(nn.Linear(in_dim, DECODER_WIDTH * self.start ** 2), nn.ReLU(inplace=True))
+        self.channel_fc = ChannelWiseFC(channels, height, width)
+        self.mix = nn.Sequential(nn.Conv2d(channels, DECODER_WIDTH, 1, bias=False), nn.BatchNorm2d(DECODER_WIDTH),
+                                 nn.ReLU(inplace=True))
+        doublings = max(0, math.ceil(math.log2(image_size / min(height, width))))
         self.up = nn.Sequential(*[nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                                 conv_bn_relu(DECODER_WIDTH, DECODER_WIDTH))
-                                  for _ in range(UPSAMPLINGS)])
+                                  for _ in range(doublings)])
         self.out = nn.Conv2d(DECODER_WIDTH, 3, 3, padding=1)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
         """The reconstructed (normalised) image."""
-        x = self.fc(features).view(-1, DECODER_WIDTH, self.start, self.start)
-        x = self.up(x)
-        if x.shape[-1] != self.image_size:
+        x = self.up(self.mix(F.relu(self.channel_fc(maps))))
+        if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return self.out(x)
 
@@ -88,7 +121,7 @@ class Inpainting(PretextMethod):
     def __init__(self, cfg):
         super().__init__(cfg)
         make_mask(1, 8, 8, cfg.method.mask)  # a bad mask name fails at construction
-        self.decoder = Decoder(self.feature_dim, cfg.data.image_size)
+        self.decoder = Decoder(feature_map_shape(self.backbone, cfg.data.image_size), cfg.data.image_size)
 
     def masked_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the view with the removed region set to 0 (the mean colour), the mask (N, 1, H, W))."""
@@ -97,9 +130,9 @@ class Inpainting(PretextMethod):
     def training_step(self, views, labels, progress):
         x = views[0]
         masked, mask = self.masked_input(x)
-        features = self.backbone(masked)
-        loss = inpainting_loss(self.decoder(features), x, mask)
-        return StepOutput(loss=loss, z1=features)
+        maps = spatial_features(self.backbone, masked)
+        loss = inpainting_loss(self.decoder(maps), x, mask)
+        return StepOutput(loss=loss, z1=maps.mean(dim=(2, 3)))
 
 
 @torch.no_grad()

@@ -87,10 +87,12 @@ def test_colorization_preview_is_the_steps_l_input_and_ab_target(monkeypatch):
     assert torch.allclose(ab_rgb, ab_as_colour(ab_seen[0], 50.0), atol=1e-5)
 
 
-def test_inpainting_preview_is_the_steps_masked_input():
+def test_inpainting_preview_is_the_steps_masked_input(monkeypatch):
+    from backend.methods import inpainting as inpainting_module
     method, views = build("inpainting", n=3, method={"mask": "random"})
     gen = fork(method)
-    seen = hook_inputs(method.backbone)
+    seen, real = [], inpainting_module.spatial_features  # the encoder reads its feature map
+    monkeypatch.setattr(inpainting_module, "spatial_features", lambda net, x: seen.append(x) or real(net, x))
     method.training_step(views, None, 0.0)
     (_, masked, _), _ = preview_inputs("inpainting", views, method.cfg, gen)
     assert torch.allclose(normalise(masked, method.cfg), seen[0], atol=1e-5)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from backend.config import deep_merge
 from backend.data.augment import ViewGenerator
 from backend.methods import METHODS
+from backend.methods._pretext import spatial_features
 from backend.pretext import colorization as col
 from backend.pretext.jigsaw import jigsaw_batch, unshuffle
 from backend.pretext.masks import random_patch_mask
@@ -154,13 +155,38 @@ def test_inpainting_encoder_never_sees_the_removed_pixels(kind):
     method.generator.set_state(gen.get_state())
     again, _ = method.masked_input(x + 5.0 * mask)  # other pixels where removed: the same input
     assert torch.equal(again, masked)
-    pred = method.decoder(method.backbone(masked))
+    pred = method.decoder(spatial_features(method.backbone, masked))
     removed = mask.expand_as(x)
     reference = ((pred - x)[removed] ** 2).mean()
     assert out.loss.item() == pytest.approx(reference.item(), rel=1e-5)
     assert pred.shape == x.shape
     with pytest.raises(Exception, match="mask"):
         build("inpainting", method={"mask": "diamond"})
+
+
+def test_inpainting_channel_wise_fc_maps_each_channel_over_all_positions():
+    from backend.methods.inpainting import ChannelWiseFC
+    torch.manual_seed(0)
+    layer = ChannelWiseFC(3, 2, 4)
+    x = torch.randn(5, 3, 2, 4, requires_grad=True)
+    y = layer(x)
+    for c in range(3):  # channel c alone: its 8 positions through its own 8 x 8 linear map
+        expected = x[:, c].flatten(1) @ layer.weight[c] + layer.bias[c]
+        assert torch.allclose(y[:, c].flatten(1), expected, atol=1e-6)
+    # Every position of a channel reaches every output position of it, and no other channel.
+    grad = torch.autograd.grad(y[:, 1, 0, 0].sum(), x)[0]
+    assert (grad[:, 1] != 0).all() and (grad[:, [0, 2]] == 0).all()
+    assert layer.weight.shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="channel-wise FC"):
+        layer(torch.randn(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("backbone", ["tiny_cnn", "vit_tiny"])
+def test_inpainting_decoder_reads_the_feature_map_of_either_family(backbone):
+    method, views = build("inpainting", backbone, n=4)
+    maps = spatial_features(method.backbone, views[0])
+    assert method.decoder.channel_fc.shape == tuple(maps.shape[1:])
+    assert method.decoder(maps).shape == views[0].shape
 
 
 def test_cpc_context_sees_only_rows_above_and_the_loss_scores_every_patch():
