@@ -2,7 +2,8 @@
 
 Each ``setup(name, cfg)`` follows the structure of lightly's ``examples/pytorch/<method>.py`` (its
 transform, projection/prediction heads, loss, prototypes and momentum update; MoCo v2's loss is
-symmetric as in lightly's CIFAR-10 benchmark, the preset's cited source), with the sizes and
+symmetric, with split batch norm and shuffled keys, as in lightly's CIFAR-10 benchmark, the
+preset's cited source), with the sizes and
 loss weights taken from the workbench config so both sides train the same-sized model. It returns
 the same tuple as :func:`peer_lightly.lightly_setup`: (transform, trainable modules, EMA copy or
 None, loss of two views and the progress in [0, 1], after-step hook taking the progress).
@@ -28,13 +29,33 @@ def _common(cfg):
             "normalize": {"mean": list(a.mean), "std": list(a.std)}}
 
 
+def _split_batch_norm(module: nn.Module, splits: int) -> nn.Module:
+    """``module`` with every BatchNorm2d replaced by lightly's SplitBatchNorm in ``splits``
+    groups (its affine parameters kept): the BN guard of lightly's CIFAR-10 benchmark
+    (``ResNetGenerator(num_splits=8)``) on any backbone."""
+    from lightly.models.batchnorm import SplitBatchNorm
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            split = SplitBatchNorm(child.num_features, splits)
+            split.weight.data.copy_(child.weight.data)
+            split.bias.data.copy_(child.bias.data)
+            setattr(module, name, split)
+        else:
+            _split_batch_norm(child, splits)
+    return module
+
+
 def _moco(cfg, backbone, feat):
     from lightly.loss import NTXentLoss
     from lightly.models.modules import MoCoProjectionHead
-    from lightly.models.utils import update_momentum
+    from lightly.models.utils import batch_shuffle, batch_unshuffle, update_momentum
     from lightly.transforms import MoCoV2Transform
 
     m, meth = cfg.model, cfg.method
+    shuffle = meth.shuffle_bn  # the benchmark's guard: split BN for both encoders, keys shuffled
+    if shuffle:
+        backbone = _split_batch_norm(backbone, meth.bn_splits)
     head = MoCoProjectionHead(feat, m.projector_hidden_dim, m.projector_out_dim)
     model = nn.ModuleDict({"backbone": backbone, "head": head})
     key = copy.deepcopy(model).requires_grad_(False)
@@ -44,13 +65,17 @@ def _moco(cfg, backbone, feat):
 
     def one_way(q_view, k_view):
         query = head(backbone(q_view).flatten(1))
+        if shuffle:
+            k_view, order = batch_shuffle(k_view)
         keys = key["head"](key["backbone"](k_view).flatten(1)).detach()
+        if shuffle:
+            keys = batch_unshuffle(keys, order)
         return criterion(query, keys)
 
     def loss_fn(v0, v1, progress):
         # Symmetric, as the preset's cited source (lightly's CIFAR-10 benchmark, MocoModel) has it:
         # each view is the query once and the key once, so both sides do the same network work.
-        # (lightly's examples/pytorch/moco.py is one-way: half the passes per image.)
+        # (lightly's examples/pytorch/moco.py is one-way: half the passes per image, and plain BN.)
         return 0.5 * (one_way(v0, v1) + one_way(v1, v0))
 
     def after_step(progress):
