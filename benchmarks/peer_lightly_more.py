@@ -116,8 +116,11 @@ def _barlow_twins(cfg, backbone, feat):
     transform = BYOLTransform(
         view_1_transform=BYOLView1Transform(**c), view_2_transform=BYOLView2Transform(**c))
 
+    scale = cfg.method.barlow_scale  # solo-learn's loss scale (0.1), which the preset follows: with
+    # LARS the scale moves the balance of gradient and weight decay in the trust ratio
+
     def loss_fn(v0, v1, progress):
-        return criterion(head(backbone(v0).flatten(1)), head(backbone(v1).flatten(1)))
+        return scale * criterion(head(backbone(v0).flatten(1)), head(backbone(v1).flatten(1)))
     return transform, model, None, loss_fn, lambda progress: None
 
 
