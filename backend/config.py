@@ -95,6 +95,10 @@ class OptimConfig:
     lr: float = spec(0.06, "Base learning rate for a batch of 256 (scaled linearly by batch size).", gt=0.0)
     weight_decay: float = spec(5e-4, "Weight decay.", ge=0.0)
     momentum: float = spec(0.9, "SGD/LARS momentum.", ge=0.0, lt=1.0)
+    adam_beta1: float = spec(0.9, "AdamW: decay of the gradient's running mean (beta1; MAE 0.9, the context "
+                             "encoder 0.5).", ge=0.0, lt=1.0)
+    adam_beta2: float = spec(0.999, "AdamW: decay of the squared gradient's running mean (beta2; MAE 0.95, "
+                             "colorization 0.99).", ge=0.0, lt=1.0)
     batch_size: int = spec(256, "Images per optimisation step (global, over all devices).", ge=2)
     grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimisation step (for small GPUs: the "
                                 "optimiser sees batch_size, the lr is scaled for batch_size). Contrastive "

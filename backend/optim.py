@@ -168,7 +168,8 @@ def build_optimizer(model: nn.Module, cfg: ExperimentConfig, *, fused: bool = Fa
         g.pop("lars", None)
     extra = {"fused": True} if fused else {}
     if o.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay, **extra)
+        return torch.optim.AdamW(groups, lr=lr, betas=(o.adam_beta1, o.adam_beta2), weight_decay=o.weight_decay,
+                                 **extra)
     return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, **extra)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+from ..models.split_batch_norm import all_split, bn_groups
 
 
 def make_target(module: nn.Module) -> nn.Module:
@@ -74,19 +77,38 @@ class FeatureQueue(nn.Module):
         return self.features[: int(self.filled)] if int(self.filled) < self.size else self.features
 
 
-def split_bn_forward(encoder: nn.Module, x: torch.Tensor, splits: int,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def grouped_forward(encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, groups: int,
+                    modules: Sequence[nn.Module] = ()) -> torch.Tensor:
+    """``encoder(x)`` with batch-norm statistics computed per group of rows.
+
+    When every BN layer of ``modules`` (the networks ``encoder`` runs) is a split one
+    (``models.split_batch_norm``) and the batch divides evenly, all groups go through in one pass
+    (groups of interleaved rows); otherwise the batch is cut into ``groups`` contiguous chunks and
+    each chunk is its own forward. ``groups`` is capped so each group keeps 8 or more rows."""
+    n = x.shape[0]
+    groups = max(1, min(groups, n // 8))
+    if groups == 1:
+        return encoder(x)
+    if n % groups == 0 and all_split(modules):
+        with bn_groups(modules, groups):
+            return encoder(x)
+    return torch.cat([encoder(chunk) for chunk in x.chunk(groups)])
+
+
+def split_bn_forward(encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, splits: int,
+                     generator: torch.Generator | None = None,
+                     modules: Sequence[nn.Module] = ()) -> torch.Tensor:
     """Forward ``x`` in ``splits`` shuffled groups so each group gets its own BN statistics.
 
     On one device this emulates MoCo's shuffling BN: the key of sample i is normalised with the
     statistics of a random subset, not of the batch that also holds its query, which removes the
-    shortcut BN would otherwise offer. Output rows are returned in the original order."""
+    shortcut BN would otherwise offer. Output rows are returned in the original order; see
+    ``grouped_forward`` for ``modules``."""
     n = x.shape[0]
-    splits = max(1, min(splits, n // 8))  # BN needs a handful of samples per group
-    if splits == 1:
+    if max(1, min(splits, n // 8)) == 1:
         return encoder(x)
     perm = torch.randperm(n, generator=generator).to(x.device)
-    out = torch.cat([encoder(chunk) for chunk in x[perm].chunk(splits)])
+    out = grouped_forward(encoder, x[perm], splits, modules)
     restored = torch.empty_like(out)
     restored[perm] = out
     return restored

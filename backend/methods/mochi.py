@@ -36,7 +36,7 @@ SPEC = MethodSpec(
             "bn_splits": Param(4, "MoCo v2: with shuffle_bn, the number of BatchNorm groups the keys are "
                                "computed in.", ge=1, le=64),
             "split_query_bn": Param(False, "MoCo v2: with shuffle_bn, the queries are also computed in "
-                                    "bn_splits contiguous groups."),
+                                    "bn_splits groups."),
             "projector_bn": Param(True, "MoCo v2: BatchNorm in the projector's hidden layer."),
             "n_hard": Param(256, "MoCHi: hardest queue entries mixed per query (the paper's N).", ge=2),
             "n_mix": Param(256, "MoCHi: synthetic negatives mixed from two hard ones (s).", ge=0),

@@ -21,6 +21,7 @@ from ..devices import autocast_dtype, resolve_device
 from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluate import subset_indices
 from ..methods import METHODS
+from ..models.split_batch_norm import has_split_bn
 from ..optim import peak_lr
 from ..runs import CHECKPOINT_DIR, read_run_config, write_run_config
 from .feed import lazy_rows, loads_mapped, make_feed
@@ -216,8 +217,11 @@ def prepare(run_dir: Path, resume: bool, control, events, dist: D.DistInfo,
     if dist.enabled and on_gpu:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # BN statistics of the global batch
     method = method.to(device)
-    # channels_last speeds up convolutions on GPUs and CPUs alike (about 3x for ResNet-18 here).
-    channels_last = cfg.runtime.channels_last and method.family == "cnn"
+    # channels_last speeds up convolutions on GPUs and CPUs alike (about 3x for ResNet-18 here),
+    # except around split batch norm on the CPU, where regrouping the batch copies NHWC tensors
+    # (MoCo v2 at the peer budget, tiny_cnn: 1.20 ms/img with channels_last, 1.08 without).
+    channels_last = (cfg.runtime.channels_last and method.family == "cnn"
+                     and not (device.type == "cpu" and has_split_bn(method)))
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
     amp_dtype = autocast_dtype(cfg.runtime.amp, device)

@@ -179,6 +179,28 @@ def test_set_weight_decay_touches_decayed_groups_only():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
 
 
+def test_adamw_uses_the_configured_betas_in_its_update():
+    """Two AdamW steps against the update written out: m, v running means with beta1 / beta2,
+    bias correction, decoupled weight decay (betas 0.5 / 0.95, the context encoder's and MAE's)."""
+    cfg = ExperimentConfig()
+    cfg.optim.optimizer, cfg.optim.lr, cfg.optim.batch_size = "adamw", 0.01, 256
+    cfg.optim.weight_decay, cfg.optim.weight_decay_policy = 0.1, "all"
+    cfg.optim.adam_beta1, cfg.optim.adam_beta2 = 0.5, 0.95
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    opt = build_optimizer(nn.ParameterList([w]), cfg)
+    assert opt.param_groups[0]["betas"] == (0.5, 0.95)
+    expected, m, v = w.detach().clone(), torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    for t, grad in enumerate(([0.3, -1.0, 2.0], [-0.2, 0.4, 1.0]), start=1):
+        g = torch.tensor(grad, dtype=torch.float64)
+        w.grad = g.clone()
+        opt.step()
+        expected = expected * (1 - 0.01 * 0.1)
+        m, v = 0.5 * m + 0.5 * g, 0.95 * v + 0.05 * g * g
+        m_hat, v_hat = m / (1 - 0.5 ** t), v / (1 - 0.95 ** t)
+        expected = expected - 0.01 * m_hat / (v_hat.sqrt() + 1e-8)
+        torch.testing.assert_close(w.detach(), expected, rtol=1e-10, atol=1e-12)
+
+
 def test_clip_grad_per_param_matches_dino_rule():
     g = torch.Generator().manual_seed(1)
     params = [nn.Parameter(torch.zeros(s)) for s in ((4, 3), (7,), (2, 2, 2))]

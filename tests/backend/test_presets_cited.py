@@ -58,7 +58,8 @@ CITED = {
     "moco": (LIGHTLY, {**LIGHTLY_OPTIM, **LIGHTLY_SIMCLR_AUG, "model.projector_hidden_dim": 512,
                        "model.projector_out_dim": 128, "method.projector_bn": False,
                        "method.queue_size": 8192, "method.temperature": 0.1, "method.momentum": 0.99,
-                       "method.shuffle_bn": True, "method.bn_splits": 8, "method.split_query_bn": True}),
+                       "method.shuffle_bn": True, "method.bn_splits": 8, "method.split_query_bn": True,
+                       "method.enqueue_between_terms": True}),
     # solo-learn scripts/pretrain/cifar/mocov3.yaml + solo/methods/mocov3.py (predictor bias=False).
     "mocov3": (SOLO, {**SOLO_LARS, **SOLO_ASYMMETRIC, "optim.lr": 0.3, "optim.weight_decay": 1e-6,
                       "schedule.epochs": 1000, "model.projector_hidden_dim": 4096,

@@ -52,14 +52,17 @@ def test_dino_head_batch_norm_option():
     assert kinds[:3] == [nn.Linear, nn.BatchNorm1d, nn.GELU]
 
 
-def test_moco_split_query_bn_uses_contiguous_groups():
+def test_moco_split_query_bn_normalises_each_group_of_interleaved_rows_on_its_own():
     import torch
+    from backend.models.split_batch_norm import all_split
     cfg = _small("moco", bn_splits=4, split_query_bn=True)
     method = _build(cfg).train()
+    assert all_split([method.backbone, method.key_backbone])  # one pass for all groups
     x = torch.randn(32, 3, 32, 32)
-    torch.manual_seed(0)
-    whole = torch.cat([method.projector(method.backbone(c)) for c in x.chunk(4)])
-    torch.manual_seed(0)
-    assert torch.allclose(method.queries(x), whole, atol=1e-5)
+    expected = torch.empty(32, cfg.model.projector_out_dim)
+    for g in range(4):  # group g = rows g, g + 4, ...; plain BN over each group alone
+        expected[g::4] = method.projector(method.backbone(x[g::4]))
+    assert torch.allclose(method.queries(x), expected, atol=1e-5)
+    assert not torch.allclose(method.queries(x), method.projector(method.backbone(x)), atol=1e-3)
     plain = _build(_small("moco")).train()
     assert plain.bn_groups() == 4 and not plain.cfg.method.split_query_bn
