@@ -128,6 +128,8 @@ def field_visible(path: str, data: dict) -> bool:
         return optimizer == "lars"
     if path == "optim.momentum":
         return optimizer in ("sgd", "lars")
+    if path in ("optim.adam_beta1", "optim.adam_beta2"):
+        return optimizer == "adamw"
     if path in ("augment.local_crop_size", "augment.local_crop_scale"):
         return get_path(data, "augment.num_local_crops") > 0
     if path == "augment.blur_sigma":

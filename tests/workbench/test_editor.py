@@ -131,6 +131,10 @@ def test_error_sentences_map_to_fields():
     assert not field_visible("method.queue_size", data)
     data["method"]["name"] = "moco"
     assert field_visible("method.queue_size", data)
+    data["optim"]["optimizer"] = "sgd"
+    assert not field_visible("optim.adam_beta2", data) and field_visible("optim.momentum", data)
+    data["optim"]["optimizer"] = "adamw"
+    assert field_visible("optim.adam_beta1", data) and not field_visible("optim.momentum", data)
 
 
 def test_aug_preview_draws_view_pairs(qtbot):
