@@ -27,6 +27,7 @@ class TrainerControl:
         self.checkpoint_requested = threading.Event()
         self.paused = threading.Event()
         self.wake = threading.Event()
+        self._take_lock = threading.Lock()
         self.stop_reason = ""
         self.exit_on_eof = exit_on_eof
         self.detached = False
@@ -62,6 +63,16 @@ class TrainerControl:
             self.detached = True
         self.wake.set()
 
+    def take_checkpoint_request(self) -> bool:
+        """True once per checkpoint request: reads and clears the flag in one step, so a request
+        that arrives while the loop is busy (for example in a collective with the other ranks)
+        waits for the next poll instead of being cleared unseen."""
+        with self._take_lock:
+            if not self.checkpoint_requested.is_set():
+                return False
+            self.checkpoint_requested.clear()
+            return True
+
     def _read_commands(self) -> None:
         try:
             for line in self._stream:
@@ -85,8 +96,7 @@ class TrainerControl:
             on_pause()
         try:
             while self.paused.is_set() and not self.stop_requested.is_set():
-                if on_checkpoint is not None and self.checkpoint_requested.is_set():
-                    self.checkpoint_requested.clear()
+                if on_checkpoint is not None and self.take_checkpoint_request():
                     on_checkpoint()
                     continue
                 self.wake.wait(0.2)

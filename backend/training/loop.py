@@ -181,14 +181,13 @@ class Trainer:
 
 def agree_on_requests(control) -> tuple[bool, bool, bool]:
     """(stop, checkpoint, paused) requests; under torchrun every rank acts if any rank was asked."""
-    flags = torch.tensor([control.stop_requested.is_set(), control.checkpoint_requested.is_set(),
+    flags = torch.tensor([control.stop_requested.is_set(), control.take_checkpoint_request(),
                           control.paused.is_set()], dtype=torch.float32)
     if D.is_enabled():
         flags = D.all_reduce_sum(flags.to(sync_device()))
     stop, ckpt, paused = (bool(f > 0) for f in flags.tolist())
     if stop and not control.stop_requested.is_set():
         control.request("stop", reason="another rank was asked to stop")
-    control.checkpoint_requested.clear()
     return stop, ckpt, paused
 
 

@@ -51,3 +51,27 @@ def test_checkpoint_while_paused_without_callback_waits_for_the_loop():
     control.wait_while_paused()
     assert control.checkpoint_requested.is_set()  # still pending for the loop
     assert control.paused_seconds != 0.0  # the pause was counted
+
+
+def test_a_checkpoint_asked_for_during_the_ranks_agreement_is_kept_for_the_next_poll(monkeypatch):
+    """Under torchrun rank 0 spends most of a pause inside the all-reduce that agrees on the
+    requests; a checkpoint command read by the stdin thread meanwhile must survive that call."""
+    import torch
+
+    from backend import distributed as D
+    from backend.training import loop
+
+    control = TrainerControl(read_stdin=False)
+    control.request("pause")
+
+    def all_reduce_while_the_command_arrives(flags: torch.Tensor) -> torch.Tensor:
+        control.request("checkpoint")   # the stdin thread, while this rank waits for the others
+        return flags.clone()
+
+    monkeypatch.setattr(D, "is_enabled", lambda: True)
+    monkeypatch.setattr(D, "all_reduce_sum", all_reduce_while_the_command_arrives)
+    monkeypatch.setattr(loop, "sync_device", lambda: torch.device("cpu"))
+    assert loop.agree_on_requests(control) == (False, False, True)   # not seen in this round
+    monkeypatch.setattr(D, "all_reduce_sum", lambda flags: flags.clone())
+    assert loop.agree_on_requests(control) == (False, True, True)    # taken in the next one
+    assert loop.agree_on_requests(control) == (False, False, True)   # and only once
