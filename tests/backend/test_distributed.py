@@ -1,21 +1,13 @@
-"""torch.distributed on CPU with gloo and 2 ranks: gathered negatives, reductions, torchrun runs."""
+"""torch.distributed on CPU with gloo and 2 ranks: gathered negatives and reductions. (Whole runs
+under torchrun: test_torchrun.py, and from the GUI test_launch_gpus.py.)"""
 
-import os
-import subprocess
-import sys
-
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from backend import losses
 from backend.distributed import gather_with_grad
-from backend.events import read_events
 from backend.methods.components import global_center_update, global_sinkhorn
-from backend.runs import summarize_run
-
-from .trainer_helpers import ROOT, make_run, run_cli
 
 WORLD = 2
 
@@ -58,29 +50,3 @@ def test_gathered_losses_and_reductions_match_single_process(tmp_path):
         assert torch.allclose(got["grad1"], z1.grad[rows], atol=1e-6)
         assert torch.allclose(got["codes"], codes[rows], atol=1e-6)
         assert torch.allclose(got["center"], center, atol=1e-6)
-
-
-@pytest.mark.slow
-def test_torchrun_two_ranks_trains_checkpoints_once_and_resumes_on_one(tmp_path):
-    run = make_run(tmp_path, schedule={"epochs": 2}, runtime={"device": "cpu"})
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "backend", "train", "--run-dir", str(run), "--no-stdin"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    events = read_events(run / "events.jsonl")
-    assert sum(e.get("state") == "finished" for e in events) == 1  # rank 0 alone writes
-    assert sum(e.get("state") == "started" for e in events) == 1
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "last.pt.sha256"]
-    losses_seen = [e["step"] for e in events if e.get("name") == "loss"]
-    assert losses_seen == sorted(set(losses_seen))  # one line per step, not one per rank
-    # Resume with a different number of ranks (one process) for two more epochs.
-    cfg_path = run / "config.json"
-    import json
-    payload = json.loads(cfg_path.read_text())
-    payload["config"]["schedule"]["epochs"] = 3
-    cfg_path.write_text(json.dumps(payload))
-    resumed = run_cli("train", "--run-dir", run, "--resume", "--no-stdin")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    summary = summarize_run(run)
-    assert summary.state == "finished", summary.message

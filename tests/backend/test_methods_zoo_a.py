@@ -262,7 +262,8 @@ def test_after_optimizer_step_applies_ema_with_the_scheduled_momentum(name):
 # a step 10-20 ms. The contrastive and classification methods beat a random encoder within 256-1000
 # steps; BYOL, SimSiam, MoCo v3 and NNCLR need about 3000 (measured: kNN at random level after 1000
 # steps, +0.08..+0.15 after 3000), so their kNN check is the `long` test below, and the default
-# run checks that their loss falls without collapse. Margins were checked on seeds 0 and 1.
+# run checks that their loss falls without collapse (in 4 epochs: measured drops 0.24-0.40 against
+# the 0.1 asked, embedding spread 0.13-0.18 against 0.053). Margins were checked on seeds 0 and 1.
 LEARN = {"data": {"synthetic_train_size": 1024, "synthetic_test_size": 512, "image_size": 16},
          "augment": {"crop_scale": [0.3, 1.0]},
          "optim": {"optimizer": "adamw", "lr": 0.016, "weight_decay": 1e-4, "batch_size": 32},
@@ -276,7 +277,7 @@ PER_METHOD = {
     "rotation": {"schedule": {"epochs": 24}},
     "supervised": {"schedule": {"epochs": 8}},
 }
-SLOW = {  # slow starters: the settings of the long test (the short run uses 8 epochs of them)
+SLOW = {  # slow starters: the settings of the long test (the short run uses 4 epochs of them)
     "byol": {"method": {"momentum": 0.9, "momentum_final": 0.99}, "augment": {"crop_scale": [0.5, 1.0]}},
     "simsiam": {},
     "mocov3": {"method": {"momentum": 0.9, "momentum_final": 1.0}},
@@ -300,13 +301,19 @@ def knn_margin(run) -> tuple[float, float]:
     return trained, evaluate_knn_checkpoint(run, k=10, record=False, random_init=True)["top1"]
 
 
-@pytest.mark.parametrize("name", ["simclr", "moco"] + METHOD_NAMES)  # (SimCLR and MoCo v2 live in test_trainer)
-def test_short_run_learns_and_resumes_exactly(tmp_path, name):
-    overrides = run_overrides(name)
+# kNN needs 24-32 epochs for these (768-1024 steps, 25-33 s each on the 2-core test machine):
+# their learning check is `long`; their exact resume and method metrics stay in the default run.
+NEEDS_EPOCHS = {name for name, extra in PER_METHOD.items() if extra.get("schedule", {}).get("epochs", 8) > 8}
+ALL_NAMES = ["simclr", "moco"] + METHOD_NAMES  # (SimCLR and MoCo v2 live in test_trainer too)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n in NEEDS_EPOCHS else n
+                                  for n in ALL_NAMES])
+def test_short_run_learns(tmp_path, name):
+    overrides = run_overrides(name, **({"schedule": {"epochs": 4}} if name in SLOW else {}))
     full = make_run(tmp_path / "full", **overrides)
     assert run_training(full, echo=False) == 0
     metrics = [e for e in read_events(full / "events.jsonl") if e["kind"] == "metric"]
-    assert {f"{name}/{extra}" for extra in EXTRAS.get(name, ())} <= {e["name"] for e in metrics}
     if name in SLOW:
         loss = [e["value"] for e in metrics if e["name"] == "loss"]
         assert sum(loss[-32:]) / 32 < sum(loss[:32]) / 32 - 0.1, (loss[:32], loss[-32:])
@@ -316,14 +323,23 @@ def test_short_run_learns_and_resumes_exactly(tmp_path, name):
         trained, random = knn_margin(full)
         assert trained > random + 0.03, (trained, random)  # measured +0.047..+0.3 (15+ of 512 images)
 
-    # Stop after 3 steps, resume, stop again after 2 more: steps 4 and 5 match the full run.
-    expected = losses_by_step(full)
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_short_run_resumes_exactly_with_its_method_metrics(tmp_path, name):
+    """Stop after 3 steps, resume, stop again after 2 more: steps 4 and 5 match an unbroken run
+    of the same config, and the method's own metrics are in the event stream."""
+    overrides = run_overrides(name)
+    unbroken = make_run(tmp_path / "unbroken", **overrides)
+    assert run_training(unbroken, control=StopAfter(5), echo=False) == 0
+    names = {e["name"] for e in read_events(unbroken / "events.jsonl") if e["kind"] == "metric"}
+    assert {f"{name}/{extra}" for extra in EXTRAS.get(name, ())} <= names
+    expected = losses_by_step(unbroken)
     split = make_run(tmp_path / "split", **overrides)
     assert run_training(split, control=StopAfter(3), echo=False) == 0
     assert load_checkpoint(checkpoint_path(split))["step"] == 3
     assert run_training(split, resume=True, control=StopAfter(2), echo=False) == 0
     resumed = losses_by_step(split)
-    assert sorted(resumed) == [1, 2, 3, 4, 5]
+    assert sorted(resumed) == sorted(expected) == [1, 2, 3, 4, 5]
     for step in range(1, 6):
         assert resumed[step] == pytest.approx(expected[step], abs=1e-5), step
 

@@ -168,9 +168,11 @@ def test_dino_teacher_follows_the_student_by_cosine_ema():
 # The same small synthetic task as the other methods' runs (test_methods_zoo_a.LEARN), with
 # multi-crop for SwAV. All four start slowly there: after 1024 steps kNN was at random
 # level for DINO and Barlow Twins and +0.04..+0.06 for VICReg and SwAV (seeds 0 and 1), so the
-# default run (256 steps) checks that the loss falls (DINO: the teacher entropy stays between its
-# two collapse modes) without the embeddings collapsing and that the method's metrics arrive, and
-# the `long` test checks kNN against random init after 3072 steps.
+# default run (4 epochs, 128 steps) checks that the loss falls (DINO: the teacher entropy stays
+# between its two collapse modes) without the embeddings collapsing and that the method's metrics
+# arrive, and the `long` test checks kNN against random init after 3072 steps. Measured at 128
+# steps: loss 3.90 -> 3.68 (SwAV), 1.11 -> 0.87 (Barlow Twins), 30.5 -> 27.4 (VICReg); DINO's
+# teacher entropy 4.35 within (0.2, 5.25); embedding spread 2.2-3x the floor asked.
 LEARN_EXTRA = {
     # Two global crops, 256 prototypes, teacher momentum 0.99 -> 1: +0.05 and +0.08 over random
     # init after 3072 steps (seeds 0, 1); with 2 local crops or 64 prototypes it stayed under +0.03.
@@ -190,7 +192,7 @@ def learn_overrides(name, **extra):
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_short_run_lowers_the_loss_without_collapse(tmp_path, name):
-    overrides = learn_overrides(name)
+    overrides = learn_overrides(name, schedule={"epochs": 4})
     run = make_run(tmp_path, **overrides)
     assert run_training(run, echo=False) == 0
     metrics = [e for e in read_events(run / "events.jsonl") if e["kind"] == "metric"]

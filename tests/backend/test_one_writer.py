@@ -6,10 +6,22 @@ import os
 import subprocess
 import sys
 
+from backend.cli import main as cli_main
 from backend.events import read_events
 from backend.run_lock import RunLockedError, lock_holder, lock_path
 
 from .trainer_helpers import ROOT, make_run, run_cli, wait_for_event
+
+
+def cli(capsys, *args) -> subprocess.CompletedProcess:
+    """``sslwb ARGS`` in this process (no interpreter start-up): exit code, stdout and stderr."""
+    capsys.readouterr()
+    try:
+        code = cli_main([str(a) for a in args])
+    except SystemExit as exit_:   # argparse's usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def _lock_file(run, pid):
@@ -61,11 +73,11 @@ def test_stale_lock_of_a_dead_trainer_is_taken_over(tmp_path):
     assert not lock_path(run).exists()
 
 
-def test_launch_slurm_creates_the_run_and_writes_a_ready_script(tmp_path):
+def test_launch_slurm_creates_the_run_and_writes_a_ready_script(tmp_path, capsys):
     run = tmp_path / "runs" / "multi"
-    result = run_cli("launch", "--slurm", "--nodes", "2", "--gpus-per-node", "4", "--preset", "quick",
-                     "--set", "optim.lr=0.1", "--run-dir", run, "--time", "02:00:00", "--partition", "gpu",
-                     "--job-name", "exp1", timeout=60)
+    result = cli(capsys, "launch", "--slurm", "--nodes", "2", "--gpus-per-node", "4", "--preset", "quick",
+              "--set", "optim.lr=0.1", "--run-dir", run, "--time", "02:00:00", "--partition", "gpu",
+              "--job-name", "exp1")
     assert result.returncode == 0, result.stderr
     script = run / "slurm.sbatch"
     assert result.stdout.splitlines() == [f"wrote {script} (2 node(s) x 4 GPU(s))", f"submit it with: sbatch {script}"]
@@ -77,12 +89,12 @@ def test_launch_slurm_creates_the_run_and_writes_a_ready_script(tmp_path):
         assert line in text
     assert os.access(script, os.X_OK) and not lock_path(run).exists()
     out = tmp_path / "job.sh"
-    rerun = run_cli("launch", "--slurm", "--run-dir", run, "--out", out, timeout=60)  # the existing run
+    rerun = cli(capsys, "launch", "--slurm", "--run-dir", run, "--out", out)  # the existing run
     assert rerun.returncode == 0 and out.is_file(), rerun.stderr
-    again = run_cli("launch", "--slurm", "--preset", "quick", "--run-dir", run, timeout=60)
+    again = cli(capsys, "launch", "--slurm", "--preset", "quick", "--run-dir", run)
     assert again.returncode == 2 and "already holds a run" in again.stderr
-    bad = run_cli("launch", "--slurm", "--nodes", "0", "--preset", "quick", "--run-dir", tmp_path / "none", timeout=60)
+    bad = cli(capsys, "launch", "--slurm", "--nodes", "0", "--preset", "quick", "--run-dir", tmp_path / "none")
     assert bad.returncode == 2 and "nodes must be a positive integer" in bad.stderr
     assert not (tmp_path / "none").exists()
-    no_launcher = run_cli("launch", "--preset", "quick", "--run-dir", tmp_path / "none", timeout=60)
+    no_launcher = cli(capsys, "launch", "--preset", "quick", "--run-dir", tmp_path / "none")
     assert no_launcher.returncode == 2 and "--slurm" in no_launcher.stderr
