@@ -74,7 +74,7 @@ def test_two_queued_runs_start_one_after_the_other(window, qtbot):
 
 
 def test_a_2x2_sweep_from_the_editor_runs_through_the_queue(window, qtbot):
-    runner = fast_queue(window, cpu_runs=1)
+    runner = fast_queue(window, cpu_runs=2)   # two at a time: each run is mostly its process start-up
     window.config_model.set_data(quick_small(**ONE_EPOCH))
     problems = []
 
