@@ -11,8 +11,10 @@ Choices for 32-96 px images: the paper cuts 96 px patches with 48 px gaps from I
 here the tile layout is the jigsaw one of ``backend.pretext.patches`` (at 32 px: 8 px tiles in
 10 px cells, 0-4 px gaps, a random grid offset), so the tiles are tiny and the gaps small. The
 paper's counters to chromatic aberration (colour dropping / projection) are left to the
-augmentation (the preset turns colour jitter off and greys some views). kNN and the metrics use
-the backbone on whole images, as for every method.
+augmentation: the preset's colour jitter and greying. As in the paper, the tiles come from the
+whole image (the preset's crop scale is 1): zoomed-in random crops leave an 8 px tile a few pixels
+of the photo and cost the whole-image kNN most of what the task teaches (numbers in the preset's
+header). kNN and the metrics use the backbone on whole images, as for every method.
 """
 
 from __future__ import annotations
