@@ -27,7 +27,6 @@ class TrainerControl:
         self.checkpoint_requested = threading.Event()
         self.paused = threading.Event()
         self.wake = threading.Event()
-        self._take_lock = threading.Lock()
         self.stop_reason = ""
         self.exit_on_eof = exit_on_eof
         self.detached = False
@@ -64,14 +63,14 @@ class TrainerControl:
         self.wake.set()
 
     def take_checkpoint_request(self) -> bool:
-        """True once per checkpoint request: reads and clears the flag in one step, so a request
-        that arrives while the loop is busy (for example in a collective with the other ranks)
-        waits for the next poll instead of being cleared unseen."""
-        with self._take_lock:
-            if not self.checkpoint_requested.is_set():
-                return False
-            self.checkpoint_requested.clear()
-            return True
+        """True once per checkpoint request (the training loop is the only taker): the flag is
+        cleared as it is read, so a request that arrives later, while the loop is busy (for
+        example in a collective with the other ranks), waits for the next poll instead of being
+        cleared unseen."""
+        if not self.checkpoint_requested.is_set():
+            return False
+        self.checkpoint_requested.clear()
+        return True
 
     def _read_commands(self) -> None:
         try:

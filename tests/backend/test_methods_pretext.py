@@ -291,9 +291,9 @@ def test_resume_is_exact(tmp_path, name):
 #     colours are random, so there is nothing to predict); on CIFAR with jitter and greying
 #     +0.047 / +0.026 / +0.070.
 #   passing: jigsaw +0.040 (CIFAR, 16 epochs; +0.004 on 16 px shapes), CPC +0.055 (32 epochs;
-#     +0.016 after 16), inpainting +0.055 / +0.015 (seeds 0, 1 - seed 1 under the bar; CIFAR, 16 epochs, its preset's
-#     colour settings: no jitter, no greying; with the channel-wise FC decoder on the feature map
-#     - the old pooled-vector decoder was at -0.002). With LEARN's jitter and greying it read
+#     +0.016 after 16), inpainting +0.055 / +0.015 (seeds 0, 1 - seed 1 under the bar; CIFAR,
+#     16 epochs, its preset's colour settings: no jitter, no greying; with the channel-wise FC
+#     decoder on the feature map - the old pooled-vector decoder was at -0.002). With LEARN's jitter and greying it read
 #     +0.035 / +0.038 / +0.026 in session 6 and +0.018 in session 8 (0.7-1 crops: +0.043 / +0.002).
 #   passing: MAE +0.061 / +0.031 / +0.051 (seeds 0-2; 64 epochs on the shapes with MAE's optimiser: AdamW
 #     with weight decay 0.05, beta2 0.95, 4 warm-up epochs, peak lr 5e-4 at batch 32). With the

@@ -6,22 +6,10 @@ import os
 import subprocess
 import sys
 
-from backend.cli import main as cli_main
 from backend.events import read_events
 from backend.run_lock import RunLockedError, lock_holder, lock_path
 
-from .trainer_helpers import ROOT, make_run, run_cli, wait_for_event
-
-
-def cli(capsys, *args) -> subprocess.CompletedProcess:
-    """``sslwb ARGS`` in this process (no interpreter start-up): exit code, stdout and stderr."""
-    capsys.readouterr()
-    try:
-        code = cli_main([str(a) for a in args])
-    except SystemExit as exit_:   # argparse's usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
+from .trainer_helpers import ROOT, make_run, run_cli, run_cli_in_process, wait_for_event
 
 
 def _lock_file(run, pid):
@@ -75,9 +63,9 @@ def test_stale_lock_of_a_dead_trainer_is_taken_over(tmp_path):
 
 def test_launch_slurm_creates_the_run_and_writes_a_ready_script(tmp_path, capsys):
     run = tmp_path / "runs" / "multi"
-    result = cli(capsys, "launch", "--slurm", "--nodes", "2", "--gpus-per-node", "4", "--preset", "quick",
-              "--set", "optim.lr=0.1", "--run-dir", run, "--time", "02:00:00", "--partition", "gpu",
-              "--job-name", "exp1")
+    result = run_cli_in_process(capsys, "launch", "--slurm", "--nodes", "2", "--gpus-per-node", "4",
+                                "--preset", "quick", "--set", "optim.lr=0.1", "--run-dir", run,
+                                "--time", "02:00:00", "--partition", "gpu", "--job-name", "exp1")
     assert result.returncode == 0, result.stderr
     script = run / "slurm.sbatch"
     assert result.stdout.splitlines() == [f"wrote {script} (2 node(s) x 4 GPU(s))", f"submit it with: sbatch {script}"]
@@ -89,12 +77,13 @@ def test_launch_slurm_creates_the_run_and_writes_a_ready_script(tmp_path, capsys
         assert line in text
     assert os.access(script, os.X_OK) and not lock_path(run).exists()
     out = tmp_path / "job.sh"
-    rerun = cli(capsys, "launch", "--slurm", "--run-dir", run, "--out", out)  # the existing run
+    rerun = run_cli_in_process(capsys, "launch", "--slurm", "--run-dir", run, "--out", out)  # the existing run
     assert rerun.returncode == 0 and out.is_file(), rerun.stderr
-    again = cli(capsys, "launch", "--slurm", "--preset", "quick", "--run-dir", run)
+    again = run_cli_in_process(capsys, "launch", "--slurm", "--preset", "quick", "--run-dir", run)
     assert again.returncode == 2 and "already holds a run" in again.stderr
-    bad = cli(capsys, "launch", "--slurm", "--nodes", "0", "--preset", "quick", "--run-dir", tmp_path / "none")
+    bad = run_cli_in_process(capsys, "launch", "--slurm", "--nodes", "0", "--preset", "quick",
+                             "--run-dir", tmp_path / "none")
     assert bad.returncode == 2 and "nodes must be a positive integer" in bad.stderr
     assert not (tmp_path / "none").exists()
-    no_launcher = cli(capsys, "launch", "--preset", "quick", "--run-dir", tmp_path / "none")
+    no_launcher = run_cli_in_process(capsys, "launch", "--preset", "quick", "--run-dir", tmp_path / "none")
     assert no_launcher.returncode == 2 and "--slurm" in no_launcher.stderr

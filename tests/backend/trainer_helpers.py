@@ -49,6 +49,20 @@ def run_cli(*args, timeout=240) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
+def run_cli_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """``sslwb ARGS`` in this process (``backend.cli.main``, no interpreter start-up), its output
+    read through pytest's ``capsys``: exit code, stdout and stderr as ``run_cli`` returns them."""
+    from backend.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:   # argparse's usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def wait_for_event(run_dir, predicate, timeout=120.0) -> dict:
     deadline = time.time() + timeout
     path = Path(run_dir) / "events.jsonl"

@@ -33,7 +33,7 @@ from backend.events import read_events
 from backend.export import load_encoder
 from backend.runs import checkpoint_path, read_metrics_h5
 from backend.train import run_training
-from tests.backend.trainer_helpers import ROOT, make_run, stdout_events
+from tests.backend.trainer_helpers import ROOT, make_run, run_cli_in_process, stdout_events
 from tests.workbench.conftest import private_settings, window, workspace  # noqa: F401 - Qt fixtures
 
 BASE = {"data": {"synthetic_train_size": 64, "synthetic_test_size": 32},
@@ -140,9 +140,8 @@ def single_error_line(stderr: str, names: Path) -> str:
 
 def run_main(capsys, *args) -> tuple[int, str]:
     """``sslwb ARGS`` in-process (backend.cli.main): (exit code, stderr)."""
-    capsys.readouterr()
-    code = cli.main([str(a) for a in args])
-    return code, capsys.readouterr().err
+    result = run_cli_in_process(capsys, *args)
+    return result.returncode, result.stderr
 
 
 def cli_process(*args) -> subprocess.Popen:
